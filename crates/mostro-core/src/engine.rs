@@ -1,0 +1,772 @@
+//! The engine: load -> step -> commit -> execute effects.
+//!
+//! The engine owns no task, timer or socket; someone else drives it by calling
+//! [`Engine::handle`] for inbound requests, [`Engine::on_node_event`] for Lightning events,
+//! [`Engine::tick`] when a deadline is due, and [`Engine::resume`] after a start or a transient
+//! failure. It holds no lock across an await and no global mutable state besides the policy, so
+//! requests for different orders never wait on each other: a payout that hangs for one order only
+//! keeps that order's call pending.
+//!
+//! Commit-then-execute: every transition is committed (new state + outbox effects, optimistic
+//! version check, replay-guard record) before any effect runs. Each executed effect is marked done
+//! in the same transaction as the transition its result causes, so a crash at any point leaves
+//! either the effect pending (it runs again; executors are idempotent) or its result recorded.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, RwLock};
+
+use serde::{Deserialize, Serialize};
+use tracing::{debug, info, warn};
+
+use crate::fees::Price;
+use crate::machine::{
+    self, Authority, Caller, Command, Effect, Env, Input, NewOrder, Notice, Notify, Reject,
+    Transition, UserUpdate,
+};
+use crate::order::{HoldState, NextTrade, Order, PayoutInvoice, PayoutState, Protocol};
+use crate::policy::Policy;
+use crate::ports::{
+    Clock, Commit, EffectId, Entropy, HoldInvoiceRequest, HoldInvoiceState, LightningNode,
+    LnErrorKind, Network, NodeEvent, OrderWrite, PayRequest, PriceSource, Solver, Store,
+    StoreError, StoreErrorKind, Transport,
+};
+use crate::types::{BlockHeight, EventId, OrderId, PaymentHash, PubKey, Timestamp};
+
+/// An inbound request, already authenticated by the transport.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Request {
+    /// Outer event id (replay guard); `None` for requests that did not come from an event.
+    pub event_id: Option<EventId>,
+    /// Trade key that signed the request.
+    pub sender: PubKey,
+    /// Identity key (equals `sender` in full privacy).
+    pub identity: PubKey,
+    /// Protocol it arrived in.
+    pub protocol: Protocol,
+    /// Correlation id.
+    pub request_id: Option<u64>,
+    /// Trade index the request carried.
+    pub trade_index: Option<i64>,
+    /// Order id (dispute id for `AdminTakeDispute`).
+    pub order_id: Option<OrderId>,
+    /// What is asked.
+    pub action: Action,
+}
+
+/// A new order as a client sends it (the payout invoice is still a string).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewOrderRequest {
+    /// The order fields.
+    pub order: NewOrder,
+    /// Buy-order maker's payout invoice.
+    pub buyer_invoice: Option<String>,
+}
+
+/// Everything a client may ask.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Action {
+    /// `new-order`.
+    NewOrder(Box<NewOrderRequest>),
+    /// `take-sell`.
+    TakeSell {
+        /// Range fiat amount.
+        fiat_amount: Option<i64>,
+        /// Payout invoice.
+        invoice: Option<String>,
+    },
+    /// `take-buy`.
+    TakeBuy {
+        /// Range fiat amount.
+        fiat_amount: Option<i64>,
+    },
+    /// `add-invoice`.
+    AddInvoice(String),
+    /// `fiat-sent`.
+    FiatSent {
+        /// Next trade key (range buy maker).
+        next_trade: Option<NextTrade>,
+    },
+    /// `release`.
+    Release {
+        /// Next trade key (range sell maker).
+        next_trade: Option<NextTrade>,
+    },
+    /// `cancel`.
+    Cancel,
+    /// `dispute`.
+    Dispute,
+    /// `rate-user`.
+    RateUser(u8),
+    /// `trade-pubkey`.
+    TradePubkey,
+    /// `admin-take-dispute` (request `order_id` = dispute id).
+    AdminTakeDispute,
+    /// `admin-settle`.
+    AdminSettle,
+    /// `admin-cancel`.
+    AdminCancel,
+    /// `admin-add-solver`.
+    AdminAddSolver(Solver),
+    /// `orders`.
+    Orders(Vec<OrderId>),
+    /// `restore-session`.
+    RestoreSession,
+    /// `last-trade-index`.
+    LastTradeIndex,
+    /// `user-info`.
+    UserInfo,
+    /// An action clients may not send (answered `invalid_action`).
+    Unsupported,
+}
+
+impl Action {
+    fn opens_trade(&self) -> bool {
+        matches!(self, Action::NewOrder(_) | Action::TakeSell { .. } | Action::TakeBuy { .. })
+    }
+}
+
+/// What happened to a request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Applied; the order it touched or created.
+    Applied(Option<OrderId>),
+    /// Refused with a `cant-do`.
+    Refused(Reject),
+    /// Already processed (replay).
+    Duplicate,
+}
+
+/// Engine failures that are not the user's fault.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// The store failed.
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+    /// Too many concurrent writers on the same order.
+    #[error("order {0} kept changing under us")]
+    Contention(OrderId),
+}
+
+/// Static engine settings.
+#[derive(Clone, Debug)]
+pub struct EngineConfig {
+    /// The node's Nostr key: its identity is the admin.
+    pub node_key: PubKey,
+    /// Network payout invoices must be on.
+    pub network: Network,
+    /// Seconds a payment may take before the node reports it in flight.
+    pub pay_timeout_secs: u32,
+}
+
+/// The ports the engine drives.
+#[derive(Clone)]
+pub struct Ports {
+    /// Lightning node.
+    pub node: Arc<dyn LightningNode>,
+    /// Store.
+    pub store: Arc<dyn Store>,
+    /// Outbound transport.
+    pub transport: Arc<dyn Transport>,
+    /// Clock.
+    pub clock: Arc<dyn Clock>,
+    /// Randomness.
+    pub entropy: Arc<dyn Entropy>,
+    /// Prices.
+    pub prices: Arc<dyn PriceSource>,
+}
+
+const MAX_CONFLICT_RETRIES: usize = 16;
+const RESUME_BATCH: usize = 256;
+
+/// The escrow engine.
+pub struct Engine {
+    ports: Ports,
+    config: EngineConfig,
+    policy: RwLock<Arc<Policy>>,
+}
+
+type Queue = VecDeque<(EffectId, Effect)>;
+
+impl Engine {
+    /// Builds an engine.
+    pub fn new(ports: Ports, config: EngineConfig, policy: Policy) -> Self {
+        Engine { ports, config, policy: RwLock::new(Arc::new(policy)) }
+    }
+
+    /// The current policy.
+    pub fn policy(&self) -> Arc<Policy> {
+        match self.policy.read() {
+            Ok(p) => p.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Switches maintenance mode (refuse new orders and takes; open trades keep working).
+    pub fn set_maintenance(&self, on: bool) {
+        let mut p = (*self.policy()).clone();
+        p.maintenance = on;
+        match self.policy.write() {
+            Ok(mut g) => *g = Arc::new(p),
+            Err(poisoned) => *poisoned.into_inner() = Arc::new(p),
+        }
+    }
+
+    /// The ports.
+    pub fn ports(&self) -> &Ports {
+        &self.ports
+    }
+
+    fn env<'a>(&self, policy: &'a Policy, now: Timestamp, price: Option<Price>) -> Env<'a> {
+        Env { now, policy, rand: self.ports.entropy.random_32(), price }
+    }
+
+    /// Handles one inbound request: validates, steps, commits, then executes the effects.
+    #[tracing::instrument(skip_all, fields(order_id = ?req.order_id, sender = %req.sender))]
+    pub async fn handle(&self, req: Request) -> Result<Outcome, EngineError> {
+        let store = &self.ports.store;
+        if let Some(ev) = &req.event_id {
+            if store.seen_event(ev).await? {
+                return Ok(Outcome::Duplicate);
+            }
+        }
+        let policy = self.policy();
+        let (outcome, queue) = match self.decide(&req, &policy).await {
+            Ok(r) => r,
+            Err(Decided::Refuse(reason)) => {
+                debug!(%reason, "refused");
+                let commit = Commit {
+                    event: req.event_id,
+                    effects: vec![cant_do(&req, reason)],
+                    ..Commit::default()
+                };
+                match self.commit(commit).await {
+                    Ok(q) => (Outcome::Refused(reason), q),
+                    Err(e) if e.kind == StoreErrorKind::Duplicate => return Ok(Outcome::Duplicate),
+                    Err(e) => return Err(e.into()),
+                }
+            },
+            Err(Decided::Duplicate) => return Ok(Outcome::Duplicate),
+            Err(Decided::Failed(e)) => return Err(e),
+        };
+        self.run_queue(queue).await;
+        Ok(outcome)
+    }
+
+    async fn commit(&self, commit: Commit) -> Result<Queue, StoreError> {
+        let effects = commit.effects.clone();
+        let ids = self.ports.store.commit(commit).await?;
+        Ok(ids.into_iter().zip(effects).collect())
+    }
+
+    async fn decide(&self, req: &Request, policy: &Policy) -> Result<(Outcome, Queue), Decided> {
+        let store = &self.ports.store;
+        let now = self.ports.clock.now();
+        if policy.maintenance && req.action.opens_trade() {
+            return Err(Decided::Refuse(Reject::MaintenanceMode));
+        }
+        let authority = if req.identity == self.config.node_key {
+            Authority::Admin
+        } else if let Some(s) = store.solver(&req.identity).await? {
+            Authority::Solver { write: s.write }
+        } else {
+            Authority::User
+        };
+        // Trade index rules (§2) for the actions that open a trade.
+        let full_privacy = req.identity == req.sender;
+        let trade_index = match req.trade_index {
+            Some(i) => u32::try_from(i).map_err(|_| Decided::Refuse(Reject::InvalidTradeIndex))?,
+            None => 0,
+        };
+        let mut users = Vec::new();
+        if req.action.opens_trade() && !full_privacy {
+            if trade_index == 0 {
+                return Err(Decided::Refuse(Reject::InvalidTradeIndex));
+            }
+            if let Some(u) = store.user(&req.identity).await? {
+                if trade_index <= u.last_trade_index {
+                    return Err(Decided::Refuse(Reject::InvalidTradeIndex));
+                }
+            }
+            users.push(UserUpdate::TradeIndex { identity: req.identity, index: trade_index });
+        }
+        let caller = Caller {
+            trade_key: req.sender,
+            identity: req.identity,
+            trade_index: if full_privacy { 0 } else { trade_index },
+            protocol: req.protocol,
+            authority,
+        };
+        let command = match &req.action {
+            Action::NewOrder(n) => {
+                let mut order = n.order.clone();
+                if let Some(inv) = &n.buyer_invoice {
+                    order.buyer_invoice = Some(self.payout_invoice(inv, now).await?);
+                }
+                let price = if order.amount == 0 {
+                    self.ports.prices.price(&order.fiat_code).await
+                } else {
+                    None
+                };
+                let env = self.env(policy, now, price);
+                let mut t = machine::new_order(&caller, &order, &env).map_err(Decided::Refuse)?;
+                t.users.extend(users);
+                set_request_id(&mut t, req.request_id);
+                let id = t.order.id;
+                let q = self.commit_transition(req.event_id, None, t, Vec::new()).await?;
+                info!(order_id = %id, "new order");
+                return Ok((Outcome::Applied(Some(id)), q));
+            },
+            Action::TakeSell { fiat_amount, invoice } => {
+                let invoice = match invoice {
+                    Some(i) => Some(self.payout_invoice(i, now).await?),
+                    None => None,
+                };
+                Command::TakeSell { fiat_amount: *fiat_amount, invoice }
+            },
+            Action::TakeBuy { fiat_amount } => Command::TakeBuy { fiat_amount: *fiat_amount },
+            Action::AddInvoice(i) => Command::AddInvoice(self.payout_invoice(i, now).await?),
+            Action::FiatSent { next_trade } => Command::FiatSent { next_trade: *next_trade },
+            Action::Release { next_trade } => Command::Release { next_trade: *next_trade },
+            Action::Cancel => Command::Cancel,
+            Action::Dispute => Command::Dispute,
+            Action::RateUser(r) => Command::RateUser(*r),
+            Action::TradePubkey => Command::TradePubkey,
+            Action::AdminTakeDispute => Command::AdminTakeDispute,
+            Action::AdminSettle => Command::AdminSettle,
+            Action::AdminCancel => Command::AdminCancel,
+            Action::AdminAddSolver(s) => {
+                if authority != Authority::Admin {
+                    return Err(Decided::Refuse(Reject::NotAuthorized));
+                }
+                let reply = reply(req, Notice::AdminAddSolver);
+                let commit = Commit {
+                    event: req.event_id,
+                    solvers: vec![*s],
+                    effects: vec![reply],
+                    ..Commit::default()
+                };
+                let q = self.commit(commit).await.map_err(Decided::from_store)?;
+                return Ok((Outcome::Applied(None), q));
+            },
+            Action::Orders(ids) => {
+                if ids.is_empty() {
+                    return Err(Decided::Refuse(Reject::InvalidParameters));
+                }
+                if ids.len() > usize::try_from(policy.max_orders_per_response).unwrap_or(0) {
+                    return Err(Decided::Refuse(Reject::TooManyRequests));
+                }
+                let mut found = Vec::new();
+                for id in ids {
+                    if let Some(o) = store.order(*id).await? {
+                        if o.identities().any(|i| *i == req.identity) {
+                            found.push(o);
+                        }
+                    }
+                }
+                if found.is_empty() {
+                    return Err(Decided::Refuse(Reject::NotFound));
+                }
+                return self.reply_only(req, Notice::Orders(found)).await;
+            },
+            Action::RestoreSession => {
+                let orders = store.open_orders_of(&req.identity).await?;
+                return self.reply_only(req, Notice::RestoreSession { orders }).await;
+            },
+            Action::LastTradeIndex => {
+                let Some(u) = store.user(&req.identity).await? else {
+                    return Err(Decided::Refuse(Reject::NotFound));
+                };
+                if u.last_trade_index == 0 {
+                    return Err(Decided::Refuse(Reject::InvalidTradeIndex));
+                }
+                return self.reply_only(req, Notice::LastTradeIndex(u.last_trade_index)).await;
+            },
+            Action::UserInfo => {
+                if full_privacy {
+                    return Err(Decided::Refuse(Reject::ReputationIdentityRequired));
+                }
+                let u = store.user(&req.identity).await?.unwrap_or_default();
+                return self.reply_only(req, Notice::UserInfo(u)).await;
+            },
+            Action::Unsupported => return Err(Decided::Refuse(Reject::InvalidAction)),
+        };
+        // Commands on an existing order.
+        let Some(id) = req.order_id else { return Err(Decided::Refuse(Reject::NotFound)) };
+        let input = Input::Command { caller: caller.clone(), command, request_id: req.request_id };
+        for _ in 0..MAX_CONFLICT_RETRIES {
+            let order = if matches!(req.action, Action::AdminTakeDispute) {
+                store.order_by_dispute(id).await?
+            } else {
+                store.order(id).await?
+            };
+            let Some(order) = order else { return Err(Decided::Refuse(Reject::NotFound)) };
+            if let Input::Command { command: Command::TakeSell { .. } | Command::TakeBuy { .. }, .. } =
+                &input
+            {
+                self.check_no_pending_duty(&caller, &order).await?;
+            }
+            let price = if order.price_from_api && order.status == crate::order::Status::Pending {
+                self.ports.prices.price(&order.fiat_code).await
+            } else {
+                None
+            };
+            let env = self.env(policy, now, price);
+            let mut t = machine::step(&order, &input, &env).map_err(Decided::Refuse)?;
+            t.users.extend(users.iter().cloned());
+            match self.commit_transition(req.event_id, Some(&order), t, Vec::new()).await {
+                Ok(q) => return Ok((Outcome::Applied(Some(order.id)), q)),
+                Err(Decided::Failed(EngineError::Store(e))) if e.kind == StoreErrorKind::Conflict => {
+                    debug!(order_id = %order.id, "version conflict, retrying");
+                },
+                Err(e) => return Err(e),
+            }
+        }
+        Err(Decided::Failed(EngineError::Contention(id)))
+    }
+
+    /// `pending_order_exists`: a taker who already has a trade waiting on them may not take more.
+    async fn check_no_pending_duty(&self, caller: &Caller, order: &Order) -> Result<(), Decided> {
+        if caller.identity == caller.trade_key {
+            return Ok(());
+        }
+        use crate::order::{Role, Status};
+        let role = order.kind.maker_role().other();
+        let waiting_status = match role {
+            Role::Buyer => Status::WaitingBuyerInvoice,
+            Role::Seller => Status::WaitingPayment,
+        };
+        let open = self.ports.store.open_orders_of(&caller.identity).await?;
+        let busy = open.iter().any(|o| {
+            o.status == waiting_status && o.party(role).is_some_and(|p| p.identity == caller.identity)
+        });
+        if busy { Err(Decided::Refuse(Reject::PendingOrderExists)) } else { Ok(()) }
+    }
+
+    async fn reply_only(&self, req: &Request, notice: Notice) -> Result<(Outcome, Queue), Decided> {
+        let commit =
+            Commit { event: req.event_id, effects: vec![reply(req, notice)], ..Commit::default() };
+        let q = self.commit(commit).await.map_err(Decided::from_store)?;
+        Ok((Outcome::Applied(None), q))
+    }
+
+    async fn payout_invoice(&self, s: &str, now: Timestamp) -> Result<PayoutInvoice, Decided> {
+        let s = s.trim();
+        if s.is_empty() || s.len() > 4096 {
+            return Err(Decided::Refuse(Reject::InvalidInvoice));
+        }
+        let d = match self.ports.node.decode_invoice(s).await {
+            Ok(d) => d,
+            Err(e) if e.is_transient() => {
+                warn!(error = %e, "could not decode invoice: node unavailable");
+                return Err(Decided::Refuse(Reject::InvalidInvoice));
+            },
+            Err(_) => return Err(Decided::Refuse(Reject::InvalidInvoice)),
+        };
+        if d.network != self.config.network || d.expires_at <= now {
+            return Err(Decided::Refuse(Reject::InvalidInvoice));
+        }
+        Ok(PayoutInvoice { bolt11: s.to_owned(), hash: d.hash, amount: d.amount, expires_at: d.expires_at })
+    }
+
+    async fn commit_transition(
+        &self,
+        event: Option<EventId>,
+        before: Option<&Order>,
+        t: Transition,
+        done: Vec<EffectId>,
+    ) -> Result<Queue, Decided> {
+        let mut orders = vec![OrderWrite { order: t.order, expected_version: before.map(|o| o.version) }];
+        if let Some(child) = t.child {
+            orders.push(OrderWrite { order: child, expected_version: None });
+        }
+        let commit = Commit {
+            event,
+            orders,
+            effects: t.effects,
+            done,
+            users: t.users,
+            solvers: Vec::new(),
+        };
+        self.commit(commit).await.map_err(Decided::from_store)
+    }
+
+    /// Applies a non-command input to an order, retrying on version conflicts, completing the
+    /// given outbox effects in the same transaction. Returns the new effects to run.
+    async fn apply(&self, id: OrderId, input: &Input, done: Vec<EffectId>) -> Result<Queue, EngineError> {
+        let policy = self.policy();
+        for _ in 0..MAX_CONFLICT_RETRIES {
+            let Some(order) = self.ports.store.order(id).await? else {
+                return self.complete(done).await;
+            };
+            let env = self.env(&policy, self.ports.clock.now(), None);
+            let t = match machine::step(&order, input, &env) {
+                Ok(t) if !t.is_noop(&order) => t,
+                Ok(_) => return self.complete(done).await,
+                Err(reason) => {
+                    warn!(order_id = %id, %reason, ?input, "internal input refused");
+                    return self.complete(done).await;
+                },
+            };
+            let from = order.status;
+            let to = t.order.status;
+            match self.commit_transition(None, Some(&order), t, done.clone()).await {
+                Ok(q) => {
+                    if from != to {
+                        info!(order_id = %id, from = %from, to = %to, "transition");
+                    }
+                    return Ok(q);
+                },
+                Err(Decided::Failed(EngineError::Store(e))) if e.kind == StoreErrorKind::Conflict => {},
+                Err(Decided::Failed(e)) => return Err(e),
+                Err(Decided::Refuse(_) | Decided::Duplicate) => return Ok(Queue::new()),
+            }
+        }
+        Err(EngineError::Contention(id))
+    }
+
+    async fn complete(&self, done: Vec<EffectId>) -> Result<Queue, EngineError> {
+        if done.is_empty() {
+            return Ok(Queue::new());
+        }
+        Ok(self.commit(Commit { done, ..Commit::default() }).await?)
+    }
+
+    /// Runs effects and whatever effects their results cause, until none is left. Effects that
+    /// fail transiently stay pending in the outbox for [`Engine::resume`].
+    async fn run_queue(&self, mut queue: Queue) {
+        while let Some((id, effect)) = queue.pop_front() {
+            match self.execute(id, &effect).await {
+                Ok(more) => queue.extend(more),
+                Err(e) => warn!(effect = ?id, error = %e, "effect left pending"),
+            }
+        }
+    }
+
+    /// Executes one effect. `Ok` means it was completed (its id marked done); `Err` leaves it
+    /// pending.
+    async fn execute(&self, id: EffectId, effect: &Effect) -> Result<Queue, EffectFailed> {
+        let node = &self.ports.node;
+        match effect {
+            Effect::CreateHold { order_id, hash, amount, cltv_delta, expiry_secs, memo } => {
+                let req = HoldInvoiceRequest {
+                    hash: *hash,
+                    amount: *amount,
+                    expiry_secs: *expiry_secs,
+                    cltv_delta: *cltv_delta,
+                    memo: memo.clone(),
+                };
+                let input = match node.create_hold_invoice(&req).await {
+                    Ok(bolt11) => Input::HoldCreated { hash: *hash, bolt11 },
+                    Err(e) if e.is_transient() => return Err(EffectFailed::Ln(e.to_string())),
+                    Err(e) => {
+                        warn!(order_id = %order_id, error = %e, "hold invoice refused");
+                        Input::HoldCreateFailed { hash: *hash }
+                    },
+                };
+                Ok(self.apply(*order_id, &input, vec![id]).await?)
+            },
+            Effect::SettleHold { order_id, preimage } => {
+                let hash = preimage.hash();
+                let input = match node.settle_hold_invoice(preimage).await {
+                    Ok(()) => Input::HoldSettled { hash },
+                    Err(e) if e.is_transient() => return Err(EffectFailed::Ln(e.to_string())),
+                    Err(e) if matches!(e.kind, LnErrorKind::AlreadyCanceled | LnErrorKind::NotFound) => {
+                        warn!(order_id = %order_id, error = %e, "settle impossible: hold canceled");
+                        Input::HoldCanceled { hash }
+                    },
+                    Err(e) => return Err(EffectFailed::Ln(e.to_string())),
+                };
+                Ok(self.apply(*order_id, &input, vec![id]).await?)
+            },
+            Effect::CancelHold { order_id, hash } => match node.cancel_hold_invoice(hash).await {
+                Ok(()) => Ok(self.complete(vec![id]).await?),
+                Err(e) if e.kind == LnErrorKind::NotFound => Ok(self.complete(vec![id]).await?),
+                Err(e) if e.kind == LnErrorKind::AlreadySettled => {
+                    tracing::error!(order_id = %order_id, "cancel of a settled hold invoice refused");
+                    Ok(self.complete(vec![id]).await?)
+                },
+                Err(e) => Err(EffectFailed::Ln(e.to_string())),
+            },
+            Effect::Pay { order_id, hash, invoice, amount, fee_limit } => {
+                let req = PayRequest {
+                    invoice: invoice.clone(),
+                    hash: *hash,
+                    amount: *amount,
+                    fee_limit: *fee_limit,
+                    timeout_secs: self.config.pay_timeout_secs,
+                };
+                let outcome = match node.pay(&req).await {
+                    Ok(o) => o,
+                    Err(e) if e.is_transient() => return Err(EffectFailed::Ln(e.to_string())),
+                    Err(e) => machine::PayOutcome::Failed { reason: e.to_string() },
+                };
+                Ok(self.apply(*order_id, &Input::PayResult { hash: *hash, outcome }, vec![id]).await?)
+            },
+            Effect::Notify(n) => {
+                self.ports.transport.send(n).await.map_err(|e| EffectFailed::Transport(e.0))?;
+                Ok(self.complete(vec![id]).await?)
+            },
+            Effect::PublishOrder { order_id } | Effect::PublishDispute { order_id } => {
+                if let Some(o) = self.ports.store.order(*order_id).await.map_err(EngineError::from)? {
+                    let r = if matches!(effect, Effect::PublishOrder { .. }) {
+                        self.ports.transport.publish_order(&o).await
+                    } else {
+                        self.ports.transport.publish_dispute(&o).await
+                    };
+                    r.map_err(|e| EffectFailed::Transport(e.0))?;
+                }
+                Ok(self.complete(vec![id]).await?)
+            },
+        }
+    }
+
+    /// Feeds an event reported by the Lightning node.
+    pub async fn on_node_event(&self, event: NodeEvent) -> Result<(), EngineError> {
+        match event {
+            NodeEvent::Hold { hash, state } => self.on_hold_state(hash, state).await,
+            NodeEvent::Block(h) => self.on_block(h).await,
+        }
+    }
+
+    async fn on_hold_state(&self, hash: PaymentHash, state: HoldInvoiceState) -> Result<(), EngineError> {
+        let input = match state {
+            HoldInvoiceState::Open => return Ok(()),
+            HoldInvoiceState::Accepted { htlc_expiry } => Input::HoldAccepted { hash, htlc_expiry },
+            HoldInvoiceState::Settled => Input::HoldSettled { hash },
+            HoldInvoiceState::Canceled => Input::HoldCanceled { hash },
+        };
+        let Some(order) = self.ports.store.order_by_hold_hash(&hash).await? else {
+            if matches!(state, HoldInvoiceState::Accepted { .. }) {
+                // Not a hold any order is waiting for: refund it at once.
+                warn!(%hash, "accepted hold invoice of no order; canceling");
+                if let Err(e) = self.ports.node.cancel_hold_invoice(&hash).await {
+                    warn!(%hash, error = %e, "cancel of stray hold invoice failed");
+                }
+            }
+            return Ok(());
+        };
+        let q = self.apply(order.id, &input, Vec::new()).await?;
+        self.run_queue(q).await;
+        Ok(())
+    }
+
+    /// The escrow CLTV guard: acts on orders whose accepted HTLC expires within the margin.
+    pub async fn on_block(&self, height: BlockHeight) -> Result<(), EngineError> {
+        let margin = self.policy().escrow_deadline_margin_blocks;
+        let ids = self.ports.store.htlc_expiring(height.plus(margin)).await?;
+        for id in ids {
+            let q = self.apply(id, &Input::Block(height), Vec::new()).await?;
+            self.run_queue(q).await;
+        }
+        Ok(())
+    }
+
+    /// Fires every deadline that is due. Returns how many orders were stepped.
+    pub async fn tick(&self) -> Result<usize, EngineError> {
+        let now = self.ports.clock.now();
+        let ids = self.ports.store.due(now, 1024).await?;
+        let n = ids.len();
+        for id in ids {
+            let q = self.apply(id, &Input::Timeout, Vec::new()).await?;
+            self.run_queue(q).await;
+        }
+        Ok(n)
+    }
+
+    /// The earliest deadline of any order (when the driver should call [`Engine::tick`] next).
+    pub async fn next_deadline(&self) -> Result<Option<Timestamp>, EngineError> {
+        Ok(self.ports.store.next_deadline().await?)
+    }
+
+    /// Runs every pending outbox effect once (after a start, or to retry transient failures).
+    /// Returns how many effects were still pending before the run.
+    pub async fn resume(&self) -> Result<usize, EngineError> {
+        let pending = self.ports.store.pending_effects(RESUME_BATCH).await?;
+        let n = pending.len();
+        self.run_queue(pending.into_iter().collect()).await;
+        Ok(n)
+    }
+
+    /// Restart reconciliation: asks the node for the state of every hold invoice an open order
+    /// depends on and feeds what changed while we were down, then resumes pending effects.
+    pub async fn reconcile(&self) -> Result<(), EngineError> {
+        let orders = self.ports.store.open_orders().await?;
+        for o in orders {
+            let Some(h) = &o.hold else { continue };
+            if matches!(h.state, HoldState::Canceled | HoldState::Settled | HoldState::Requested) {
+                continue;
+            }
+            match self.ports.node.lookup_hold_invoice(&h.hash).await {
+                Ok(state) => self.on_hold_state(h.hash, state).await?,
+                Err(e) => warn!(order_id = %o.id, error = %e, "hold lookup failed"),
+            }
+            if let Some(p) = &o.payout {
+                if p.state == PayoutState::InFlight {
+                    debug!(order_id = %o.id, "payout in flight; the outbox or the retry deadline resumes it");
+                }
+            }
+        }
+        self.resume().await?;
+        Ok(())
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+enum EffectFailed {
+    #[error("lightning: {0}")]
+    Ln(String),
+    #[error("transport: {0}")]
+    Transport(String),
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+}
+
+impl From<StoreError> for EffectFailed {
+    fn from(e: StoreError) -> Self {
+        EffectFailed::Engine(EngineError::Store(e))
+    }
+}
+
+enum Decided {
+    Refuse(Reject),
+    Duplicate,
+    Failed(EngineError),
+}
+
+impl Decided {
+    fn from_store(e: StoreError) -> Decided {
+        if e.kind == StoreErrorKind::Duplicate {
+            Decided::Duplicate
+        } else {
+            Decided::Failed(EngineError::Store(e))
+        }
+    }
+}
+
+impl From<StoreError> for Decided {
+    fn from(e: StoreError) -> Self {
+        Decided::from_store(e)
+    }
+}
+
+fn reply(req: &Request, notice: Notice) -> Effect {
+    Effect::Notify(Notify {
+        to: req.sender,
+        protocol: req.protocol,
+        request_id: req.request_id,
+        order_id: req.order_id,
+        trade_index: None,
+        notice,
+    })
+}
+
+fn cant_do(req: &Request, reason: Reject) -> Effect {
+    reply(req, Notice::CantDo(reason))
+}
+
+/// Echo the request id on the direct answers to the requester (the first message to them).
+fn set_request_id(t: &mut Transition, rid: Option<u64>) {
+    if let Some(Effect::Notify(n)) = t.effects.iter_mut().find(|e| matches!(e, Effect::Notify(_))) {
+        n.request_id = rid;
+    }
+}
