@@ -121,7 +121,10 @@ pub enum Action {
 
 impl Action {
     fn opens_trade(&self) -> bool {
-        matches!(self, Action::NewOrder(_) | Action::TakeSell { .. } | Action::TakeBuy { .. })
+        matches!(
+            self,
+            Action::NewOrder(_) | Action::TakeSell { .. } | Action::TakeBuy { .. }
+        )
     }
 }
 
@@ -190,7 +193,11 @@ type Queue = VecDeque<(EffectId, Effect)>;
 impl Engine {
     /// Builds an engine.
     pub fn new(ports: Ports, config: EngineConfig, policy: Policy) -> Self {
-        Engine { ports, config, policy: RwLock::new(Arc::new(policy)) }
+        Engine {
+            ports,
+            config,
+            policy: RwLock::new(Arc::new(policy)),
+        }
     }
 
     /// The current policy.
@@ -217,7 +224,12 @@ impl Engine {
     }
 
     fn env<'a>(&self, policy: &'a Policy, now: Timestamp, price: Option<Price>) -> Env<'a> {
-        Env { now, policy, rand: self.ports.entropy.random_32(), price }
+        Env {
+            now,
+            policy,
+            rand: self.ports.entropy.random_32(),
+            price,
+        }
     }
 
     /// Handles one inbound request: validates, steps, commits, then executes the effects.
@@ -287,7 +299,10 @@ impl Engine {
                     return Err(Decided::Refuse(Reject::InvalidTradeIndex));
                 }
             }
-            users.push(UserUpdate::TradeIndex { identity: req.identity, index: trade_index });
+            users.push(UserUpdate::TradeIndex {
+                identity: req.identity,
+                index: trade_index,
+            });
         }
         let caller = Caller {
             trade_key: req.sender,
@@ -312,21 +327,35 @@ impl Engine {
                 t.users.extend(users);
                 set_request_id(&mut t, req.request_id);
                 let id = t.order.id;
-                let q = self.commit_transition(req.event_id, None, t, Vec::new()).await?;
+                let q = self
+                    .commit_transition(req.event_id, None, t, Vec::new())
+                    .await?;
                 info!(order_id = %id, "new order");
                 return Ok((Outcome::Applied(Some(id)), q));
             },
-            Action::TakeSell { fiat_amount, invoice } => {
+            Action::TakeSell {
+                fiat_amount,
+                invoice,
+            } => {
                 let invoice = match invoice {
                     Some(i) => Some(self.payout_invoice(i, now).await?),
                     None => None,
                 };
-                Command::TakeSell { fiat_amount: *fiat_amount, invoice }
+                Command::TakeSell {
+                    fiat_amount: *fiat_amount,
+                    invoice,
+                }
             },
-            Action::TakeBuy { fiat_amount } => Command::TakeBuy { fiat_amount: *fiat_amount },
+            Action::TakeBuy { fiat_amount } => Command::TakeBuy {
+                fiat_amount: *fiat_amount,
+            },
             Action::AddInvoice(i) => Command::AddInvoice(self.payout_invoice(i, now).await?),
-            Action::FiatSent { next_trade } => Command::FiatSent { next_trade: *next_trade },
-            Action::Release { next_trade } => Command::Release { next_trade: *next_trade },
+            Action::FiatSent { next_trade } => Command::FiatSent {
+                next_trade: *next_trade,
+            },
+            Action::Release { next_trade } => Command::Release {
+                next_trade: *next_trade,
+            },
             Action::Cancel => Command::Cancel,
             Action::Dispute => Command::Dispute,
             Action::RateUser(r) => Command::RateUser(*r),
@@ -370,7 +399,9 @@ impl Engine {
             },
             Action::RestoreSession => {
                 let orders = store.open_orders_of(&req.identity).await?;
-                return self.reply_only(req, Notice::RestoreSession { orders }).await;
+                return self
+                    .reply_only(req, Notice::RestoreSession { orders })
+                    .await;
             },
             Action::LastTradeIndex => {
                 let Some(u) = store.user(&req.identity).await? else {
@@ -379,7 +410,9 @@ impl Engine {
                 if u.last_trade_index == 0 {
                     return Err(Decided::Refuse(Reject::InvalidTradeIndex));
                 }
-                return self.reply_only(req, Notice::LastTradeIndex(u.last_trade_index)).await;
+                return self
+                    .reply_only(req, Notice::LastTradeIndex(u.last_trade_index))
+                    .await;
             },
             Action::UserInfo => {
                 if full_privacy {
@@ -391,17 +424,27 @@ impl Engine {
             Action::Unsupported => return Err(Decided::Refuse(Reject::InvalidAction)),
         };
         // Commands on an existing order.
-        let Some(id) = req.order_id else { return Err(Decided::Refuse(Reject::NotFound)) };
-        let input = Input::Command { caller: caller.clone(), command, request_id: req.request_id };
+        let Some(id) = req.order_id else {
+            return Err(Decided::Refuse(Reject::NotFound));
+        };
+        let input = Input::Command {
+            caller: caller.clone(),
+            command,
+            request_id: req.request_id,
+        };
         for _ in 0..MAX_CONFLICT_RETRIES {
             let order = if matches!(req.action, Action::AdminTakeDispute) {
                 store.order_by_dispute(id).await?
             } else {
                 store.order(id).await?
             };
-            let Some(order) = order else { return Err(Decided::Refuse(Reject::NotFound)) };
-            if let Input::Command { command: Command::TakeSell { .. } | Command::TakeBuy { .. }, .. } =
-                &input
+            let Some(order) = order else {
+                return Err(Decided::Refuse(Reject::NotFound));
+            };
+            if let Input::Command {
+                command: Command::TakeSell { .. } | Command::TakeBuy { .. },
+                ..
+            } = &input
             {
                 self.check_no_pending_duty(&caller, &order).await?;
             }
@@ -413,9 +456,14 @@ impl Engine {
             let env = self.env(policy, now, price);
             let mut t = machine::step(&order, &input, &env).map_err(Decided::Refuse)?;
             t.users.extend(users.iter().cloned());
-            match self.commit_transition(req.event_id, Some(&order), t, Vec::new()).await {
+            match self
+                .commit_transition(req.event_id, Some(&order), t, Vec::new())
+                .await
+            {
                 Ok(q) => return Ok((Outcome::Applied(Some(order.id)), q)),
-                Err(Decided::Failed(EngineError::Store(e))) if e.kind == StoreErrorKind::Conflict => {
+                Err(Decided::Failed(EngineError::Store(e)))
+                    if e.kind == StoreErrorKind::Conflict =>
+                {
                     debug!(order_id = %order.id, "version conflict, retrying");
                 },
                 Err(e) => return Err(e),
@@ -437,14 +485,22 @@ impl Engine {
         };
         let open = self.ports.store.open_orders_of(&caller.identity).await?;
         let busy = open.iter().any(|o| {
-            o.status == waiting_status && o.party(role).is_some_and(|p| p.identity == caller.identity)
+            o.status == waiting_status
+                && o.party(role).is_some_and(|p| p.identity == caller.identity)
         });
-        if busy { Err(Decided::Refuse(Reject::PendingOrderExists)) } else { Ok(()) }
+        if busy {
+            Err(Decided::Refuse(Reject::PendingOrderExists))
+        } else {
+            Ok(())
+        }
     }
 
     async fn reply_only(&self, req: &Request, notice: Notice) -> Result<(Outcome, Queue), Decided> {
-        let commit =
-            Commit { event: req.event_id, effects: vec![reply(req, notice)], ..Commit::default() };
+        let commit = Commit {
+            event: req.event_id,
+            effects: vec![reply(req, notice)],
+            ..Commit::default()
+        };
         let q = self.commit(commit).await.map_err(Decided::from_store)?;
         Ok((Outcome::Applied(None), q))
     }
@@ -465,7 +521,12 @@ impl Engine {
         if d.network != self.config.network || d.expires_at <= now {
             return Err(Decided::Refuse(Reject::InvalidInvoice));
         }
-        Ok(PayoutInvoice { bolt11: s.to_owned(), hash: d.hash, amount: d.amount, expires_at: d.expires_at })
+        Ok(PayoutInvoice {
+            bolt11: s.to_owned(),
+            hash: d.hash,
+            amount: d.amount,
+            expires_at: d.expires_at,
+        })
     }
 
     async fn commit_transition(
@@ -475,9 +536,15 @@ impl Engine {
         t: Transition,
         done: Vec<EffectId>,
     ) -> Result<Queue, Decided> {
-        let mut orders = vec![OrderWrite { order: t.order, expected_version: before.map(|o| o.version) }];
+        let mut orders = vec![OrderWrite {
+            order: t.order,
+            expected_version: before.map(|o| o.version),
+        }];
         if let Some(child) = t.child {
-            orders.push(OrderWrite { order: child, expected_version: None });
+            orders.push(OrderWrite {
+                order: child,
+                expected_version: None,
+            });
         }
         let commit = Commit {
             event,
@@ -492,7 +559,12 @@ impl Engine {
 
     /// Applies a non-command input to an order, retrying on version conflicts, completing the
     /// given outbox effects in the same transaction. Returns the new effects to run.
-    async fn apply(&self, id: OrderId, input: &Input, done: Vec<EffectId>) -> Result<Queue, EngineError> {
+    async fn apply(
+        &self,
+        id: OrderId,
+        input: &Input,
+        done: Vec<EffectId>,
+    ) -> Result<Queue, EngineError> {
         let policy = self.policy();
         for _ in 0..MAX_CONFLICT_RETRIES {
             let Some(order) = self.ports.store.order(id).await? else {
@@ -509,14 +581,18 @@ impl Engine {
             };
             let from = order.status;
             let to = t.order.status;
-            match self.commit_transition(None, Some(&order), t, done.clone()).await {
+            match self
+                .commit_transition(None, Some(&order), t, done.clone())
+                .await
+            {
                 Ok(q) => {
                     if from != to {
                         info!(order_id = %id, from = %from, to = %to, "transition");
                     }
                     return Ok(q);
                 },
-                Err(Decided::Failed(EngineError::Store(e))) if e.kind == StoreErrorKind::Conflict => {},
+                Err(Decided::Failed(EngineError::Store(e)))
+                    if e.kind == StoreErrorKind::Conflict => {},
                 Err(Decided::Failed(e)) => return Err(e),
                 Err(Decided::Refuse(_) | Decided::Duplicate) => return Ok(Queue::new()),
             }
@@ -528,7 +604,12 @@ impl Engine {
         if done.is_empty() {
             return Ok(Queue::new());
         }
-        Ok(self.commit(Commit { done, ..Commit::default() }).await?)
+        Ok(self
+            .commit(Commit {
+                done,
+                ..Commit::default()
+            })
+            .await?)
     }
 
     /// Runs effects and whatever effects their results cause, until none is left. Effects that
@@ -547,7 +628,14 @@ impl Engine {
     async fn execute(&self, id: EffectId, effect: &Effect) -> Result<Queue, EffectFailed> {
         let node = &self.ports.node;
         match effect {
-            Effect::CreateHold { order_id, hash, amount, cltv_delta, expiry_secs, memo } => {
+            Effect::CreateHold {
+                order_id,
+                hash,
+                amount,
+                cltv_delta,
+                expiry_secs,
+                memo,
+            } => {
                 let req = HoldInvoiceRequest {
                     hash: *hash,
                     amount: *amount,
@@ -556,7 +644,10 @@ impl Engine {
                     memo: memo.clone(),
                 };
                 let input = match node.create_hold_invoice(&req).await {
-                    Ok(bolt11) => Input::HoldCreated { hash: *hash, bolt11 },
+                    Ok(bolt11) => Input::HoldCreated {
+                        hash: *hash,
+                        bolt11,
+                    },
                     Err(e) if e.is_transient() => return Err(EffectFailed::Ln(e.to_string())),
                     Err(e) => {
                         warn!(order_id = %order_id, error = %e, "hold invoice refused");
@@ -570,7 +661,12 @@ impl Engine {
                 let input = match node.settle_hold_invoice(preimage).await {
                     Ok(()) => Input::HoldSettled { hash },
                     Err(e) if e.is_transient() => return Err(EffectFailed::Ln(e.to_string())),
-                    Err(e) if matches!(e.kind, LnErrorKind::AlreadyCanceled | LnErrorKind::NotFound) => {
+                    Err(e)
+                        if matches!(
+                            e.kind,
+                            LnErrorKind::AlreadyCanceled | LnErrorKind::NotFound
+                        ) =>
+                    {
                         warn!(order_id = %order_id, error = %e, "settle impossible: hold canceled");
                         Input::HoldCanceled { hash }
                     },
@@ -587,7 +683,13 @@ impl Engine {
                 },
                 Err(e) => Err(EffectFailed::Ln(e.to_string())),
             },
-            Effect::Pay { order_id, hash, invoice, amount, fee_limit } => {
+            Effect::Pay {
+                order_id,
+                hash,
+                invoice,
+                amount,
+                fee_limit,
+            } => {
                 let req = PayRequest {
                     invoice: invoice.clone(),
                     hash: *hash,
@@ -598,16 +700,37 @@ impl Engine {
                 let outcome = match node.pay(&req).await {
                     Ok(o) => o,
                     Err(e) if e.is_transient() => return Err(EffectFailed::Ln(e.to_string())),
-                    Err(e) => machine::PayOutcome::Failed { reason: e.to_string() },
+                    Err(e) => machine::PayOutcome::Failed {
+                        reason: e.to_string(),
+                    },
                 };
-                Ok(self.apply(*order_id, &Input::PayResult { hash: *hash, outcome }, vec![id]).await?)
+                Ok(self
+                    .apply(
+                        *order_id,
+                        &Input::PayResult {
+                            hash: *hash,
+                            outcome,
+                        },
+                        vec![id],
+                    )
+                    .await?)
             },
             Effect::Notify(n) => {
-                self.ports.transport.send(n).await.map_err(|e| EffectFailed::Transport(e.0))?;
+                self.ports
+                    .transport
+                    .send(n)
+                    .await
+                    .map_err(|e| EffectFailed::Transport(e.0))?;
                 Ok(self.complete(vec![id]).await?)
             },
             Effect::PublishOrder { order_id } | Effect::PublishDispute { order_id } => {
-                if let Some(o) = self.ports.store.order(*order_id).await.map_err(EngineError::from)? {
+                if let Some(o) = self
+                    .ports
+                    .store
+                    .order(*order_id)
+                    .await
+                    .map_err(EngineError::from)?
+                {
                     let r = if matches!(effect, Effect::PublishOrder { .. }) {
                         self.ports.transport.publish_order(&o).await
                     } else {
@@ -628,7 +751,11 @@ impl Engine {
         }
     }
 
-    async fn on_hold_state(&self, hash: PaymentHash, state: HoldInvoiceState) -> Result<(), EngineError> {
+    async fn on_hold_state(
+        &self,
+        hash: PaymentHash,
+        state: HoldInvoiceState,
+    ) -> Result<(), EngineError> {
         let input = match state {
             HoldInvoiceState::Open => return Ok(()),
             HoldInvoiceState::Accepted { htlc_expiry } => Input::HoldAccepted { hash, htlc_expiry },
@@ -693,7 +820,10 @@ impl Engine {
         let orders = self.ports.store.open_orders().await?;
         for o in orders {
             let Some(h) = &o.hold else { continue };
-            if matches!(h.state, HoldState::Canceled | HoldState::Settled | HoldState::Requested) {
+            if matches!(
+                h.state,
+                HoldState::Canceled | HoldState::Settled | HoldState::Requested
+            ) {
                 continue;
             }
             match self.ports.node.lookup_hold_invoice(&h.hash).await {
@@ -766,7 +896,11 @@ fn cant_do(req: &Request, reason: Reject) -> Effect {
 
 /// Echo the request id on the direct answers to the requester (the first message to them).
 fn set_request_id(t: &mut Transition, rid: Option<u64>) {
-    if let Some(Effect::Notify(n)) = t.effects.iter_mut().find(|e| matches!(e, Effect::Notify(_))) {
+    if let Some(Effect::Notify(n)) = t
+        .effects
+        .iter_mut()
+        .find(|e| matches!(e, Effect::Notify(_)))
+    {
         n.request_id = rid;
     }
 }

@@ -47,13 +47,20 @@ pub fn market_quote(fiat_amount: i64, price: f64, premium: i64) -> Option<Sats> 
     if !(price.is_finite() && price > 0.0) || fiat_amount <= 0 {
         return None;
     }
-    #[allow(clippy::cast_precision_loss, reason = "fiat amounts are far below 2^52")]
+    #[allow(
+        clippy::cast_precision_loss,
+        reason = "fiat amounts are far below 2^52"
+    )]
     let (fiat, prem) = (fiat_amount as f64, premium as f64);
     let sats = (fiat / price * 100_000_000.0 * (1.0 - prem / 100.0)).round();
     if !sats.is_finite() || sats < 0.0 || sats >= 1.8e19 {
         return None;
     }
-    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss, reason = "range checked above")]
+    #[allow(
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss,
+        reason = "range checked above"
+    )]
     Some(Sats(sats as u64))
 }
 

@@ -15,8 +15,8 @@ use sha2::{Digest, Sha256};
 
 use crate::fees::{self, Price};
 use crate::order::{
-    Dispute, DisputeStatus, Hold, HoldState, Kind, NextTrade, Order, Party, PayoutInvoice,
-    PayoutState, Payout, Protocol, Role, Status,
+    Dispute, DisputeStatus, Hold, HoldState, Kind, NextTrade, Order, Party, Payout, PayoutInvoice,
+    PayoutState, Protocol, Role, Status,
 };
 use crate::policy::Policy;
 use crate::types::{BlockHeight, OrderId, PaymentHash, Preimage, PubKey, Sats, Timestamp};
@@ -460,13 +460,21 @@ pub struct Transition {
 
 impl Transition {
     fn new(order: Order) -> Self {
-        Transition { order, child: None, effects: Vec::new(), users: Vec::new() }
+        Transition {
+            order,
+            child: None,
+            effects: Vec::new(),
+            users: Vec::new(),
+        }
     }
 
     /// Whether the step changed nothing and asks for nothing.
     #[must_use]
     pub fn is_noop(&self, before: &Order) -> bool {
-        self.effects.is_empty() && self.users.is_empty() && self.child.is_none() && &self.order == before
+        self.effects.is_empty()
+            && self.users.is_empty()
+            && self.child.is_none()
+            && &self.order == before
     }
 
     fn tell(&mut self, party: &Party, request_id: Option<u64>, notice: Notice) {
@@ -493,11 +501,15 @@ impl Transition {
     }
 
     fn publish(&mut self) {
-        self.effects.push(Effect::PublishOrder { order_id: self.order.id });
+        self.effects.push(Effect::PublishOrder {
+            order_id: self.order.id,
+        });
     }
 
     fn publish_dispute(&mut self) {
-        self.effects.push(Effect::PublishDispute { order_id: self.order.id });
+        self.effects.push(Effect::PublishDispute {
+            order_id: self.order.id,
+        });
     }
 
     fn snapshot(&self) -> Box<Order> {
@@ -511,7 +523,10 @@ impl Transition {
                 HoldState::Requested | HoldState::Open | HoldState::Accepted => {
                     h.state = HoldState::Canceled;
                     let hash = h.hash;
-                    self.effects.push(Effect::CancelHold { order_id: self.order.id, hash });
+                    self.effects.push(Effect::CancelHold {
+                        order_id: self.order.id,
+                        hash,
+                    });
                 },
                 HoldState::Settling | HoldState::Settled | HoldState::Canceled => {},
             }
@@ -730,7 +745,11 @@ pub fn new_order(caller: &Caller, req: &NewOrder, env: &Env<'_>) -> Result<Trans
                 }
                 check_invoice(inv, Sats::ZERO, env)?;
             } else {
-                check_invoice(inv, amount.checked_sub(fee).ok_or(Reject::InvalidAmount)?, env)?;
+                check_invoice(
+                    inv,
+                    amount.checked_sub(fee).ok_or(Reject::InvalidAmount)?,
+                    env,
+                )?;
             }
             Some(inv.clone())
         },
@@ -793,12 +812,18 @@ pub fn new_order(caller: &Caller, req: &NewOrder, env: &Env<'_>) -> Result<Trans
 pub fn step(order: &Order, input: &Input, env: &Env<'_>) -> Result<Transition, Reject> {
     let mut t = Transition::new(order.clone());
     match input {
-        Input::Command { caller, command, request_id } => {
+        Input::Command {
+            caller,
+            command,
+            request_id,
+        } => {
             command_step(&mut t, caller, command, *request_id, env)?;
         },
         Input::HoldCreated { hash, bolt11 } => hold_created(&mut t, *hash, bolt11),
         Input::HoldCreateFailed { hash } => hold_create_failed(&mut t, *hash, env),
-        Input::HoldAccepted { hash, htlc_expiry } => hold_accepted(&mut t, *hash, *htlc_expiry, env),
+        Input::HoldAccepted { hash, htlc_expiry } => {
+            hold_accepted(&mut t, *hash, *htlc_expiry, env)
+        },
         Input::HoldSettled { hash } => hold_settled(&mut t, *hash, env)?,
         Input::HoldCanceled { hash } => hold_canceled(&mut t, *hash, env),
         Input::PayResult { hash, outcome } => pay_result(&mut t, *hash, outcome, env)?,
@@ -821,10 +846,21 @@ fn command_step(
     let o = &t.order;
     let role = o.role_of(&caller.trade_key);
     match command {
-        Command::TakeSell { fiat_amount, invoice } => {
-            take(t, caller, Kind::Sell, *fiat_amount, invoice.as_ref(), rid, env)
+        Command::TakeSell {
+            fiat_amount,
+            invoice,
+        } => take(
+            t,
+            caller,
+            Kind::Sell,
+            *fiat_amount,
+            invoice.as_ref(),
+            rid,
+            env,
+        ),
+        Command::TakeBuy { fiat_amount } => {
+            take(t, caller, Kind::Buy, *fiat_amount, None, rid, env)
         },
-        Command::TakeBuy { fiat_amount } => take(t, caller, Kind::Buy, *fiat_amount, None, rid, env),
         Command::AddInvoice(inv) => add_invoice(t, role, inv, rid, env),
         Command::FiatSent { next_trade } => {
             if role != Some(Role::Buyer) {
@@ -842,15 +878,30 @@ fn command_step(
             else {
                 return Err(Reject::NotAllowedByStatus);
             };
-            t.tell(&seller, None, Notice::FiatSentOk { peer: buyer.trade_key });
-            t.tell(&buyer, rid, Notice::FiatSentOk { peer: seller.trade_key });
+            t.tell(
+                &seller,
+                None,
+                Notice::FiatSentOk {
+                    peer: buyer.trade_key,
+                },
+            );
+            t.tell(
+                &buyer,
+                rid,
+                Notice::FiatSentOk {
+                    peer: seller.trade_key,
+                },
+            );
             Ok(())
         },
         Command::Release { next_trade } => {
             if role != Some(Role::Seller) {
                 return Err(Reject::InvalidPeer);
             }
-            if !matches!(o.status, Status::FiatSent | Status::Dispute | Status::Active) {
+            if !matches!(
+                o.status,
+                Status::FiatSent | Status::Dispute | Status::Active
+            ) {
                 return Err(Reject::NotAllowedByStatus);
             }
             if o.status == Status::Active && o.buyer_invoice.is_none() {
@@ -871,7 +922,9 @@ fn command_step(
         },
         Command::Cancel => cancel(t, caller, role, rid, env.now),
         Command::Dispute => {
-            let Some(r) = role else { return Err(Reject::InvalidPubkey) };
+            let Some(r) = role else {
+                return Err(Reject::InvalidPubkey);
+            };
             if !matches!(o.status, Status::Active | Status::FiatSent) {
                 return Err(Reject::NotAllowedByStatus);
             }
@@ -935,7 +988,11 @@ fn take(
         (o.amount, o.fee)
     };
     if let Some(inv) = invoice {
-        check_invoice(inv, amount.checked_sub(fee).ok_or(Reject::InvalidAmount)?, env)?;
+        check_invoice(
+            inv,
+            amount.checked_sub(fee).ok_or(Reject::InvalidAmount)?,
+            env,
+        )?;
     }
     let ord = &mut t.order;
     ord.fiat_amount = fiat;
@@ -1012,7 +1069,10 @@ fn add_invoice(
     match o.status {
         Status::WaitingBuyerInvoice => {
             check_invoice(inv, buyer_amount(o)?, env)?;
-            let accepted = o.hold.as_ref().is_some_and(|h| h.state == HoldState::Accepted);
+            let accepted = o
+                .hold
+                .as_ref()
+                .is_some_and(|h| h.state == HoldState::Accepted);
             t.order.buyer_invoice = Some(inv.clone());
             if accepted {
                 activate(t);
@@ -1022,7 +1082,9 @@ fn add_invoice(
             Ok(())
         },
         Status::SettledHoldInvoice => {
-            let Some(p) = &o.payout else { return Err(Reject::NotAllowedByStatus) };
+            let Some(p) = &o.payout else {
+                return Err(Reject::NotAllowedByStatus);
+            };
             if !matches!(p.state, PayoutState::Failed | PayoutState::NeedInvoice) {
                 return Err(Reject::NotAllowedByStatus);
             }
@@ -1046,7 +1108,9 @@ fn activate(t: &mut Transition) {
 }
 
 fn start_settle(t: &mut Transition) -> Result<(), Reject> {
-    let Some(h) = &mut t.order.hold else { return Err(Reject::NotAllowedByStatus) };
+    let Some(h) = &mut t.order.hold else {
+        return Err(Reject::NotAllowedByStatus);
+    };
     if h.state != HoldState::Accepted {
         return Err(Reject::NotAllowedByStatus);
     }
@@ -1054,7 +1118,10 @@ fn start_settle(t: &mut Transition) -> Result<(), Reject> {
     let preimage = h.preimage;
     t.order.status = Status::SettledHoldInvoice;
     t.order.deadline = None;
-    t.effects.push(Effect::SettleHold { order_id: t.order.id, preimage });
+    t.effects.push(Effect::SettleHold {
+        order_id: t.order.id,
+        preimage,
+    });
     Ok(())
 }
 
@@ -1160,7 +1227,9 @@ fn cancel(
             }
         },
         Status::Active | Status::FiatSent | Status::Dispute => {
-            let Some(r) = role else { return Err(Reject::InvalidPubkey) };
+            let Some(r) = role else {
+                return Err(Reject::InvalidPubkey);
+            };
             match o.cancel_initiator {
                 None => {
                     t.order.cancel_initiator = Some(r);
@@ -1205,8 +1274,16 @@ fn open_dispute(t: &mut Transition, initiator: Role, rid: Option<u64>, env: &Env
     });
     t.order.status = Status::Dispute;
     t.order.deadline = None;
-    t.tell_role(initiator, rid, Notice::DisputeInitiatedByYou { dispute_id: id });
-    t.tell_role(initiator.other(), None, Notice::DisputeInitiatedByPeer { dispute_id: id });
+    t.tell_role(
+        initiator,
+        rid,
+        Notice::DisputeInitiatedByYou { dispute_id: id },
+    );
+    t.tell_role(
+        initiator.other(),
+        None,
+        Notice::DisputeInitiatedByPeer { dispute_id: id },
+    );
     t.publish_dispute();
 }
 
@@ -1220,7 +1297,9 @@ fn rate(
     if !(1..=5).contains(&r) {
         return Err(Reject::InvalidRating);
     }
-    let Some(role) = role else { return Err(Reject::InvalidPubkey) };
+    let Some(role) = role else {
+        return Err(Reject::InvalidPubkey);
+    };
     let o = &t.order;
     let allowed = match role {
         Role::Buyer => o.status == Status::Success,
@@ -1237,7 +1316,9 @@ fn rate(
         // Each side rates once; a repeat is ignored (as the reference does).
         return Ok(());
     }
-    let Some(rated) = o.party(role.other()).cloned() else { return Ok(()) };
+    let Some(rated) = o.party(role.other()).cloned() else {
+        return Ok(());
+    };
     match role {
         Role::Buyer => t.order.buyer_rated = true,
         Role::Seller => t.order.seller_rated = true,
@@ -1267,7 +1348,9 @@ fn admin_take(
         Authority::Solver { write } => write,
         Authority::User => return Err(Reject::NotAuthorized),
     };
-    let Some(d) = &t.order.dispute else { return Err(Reject::NotFound) };
+    let Some(d) = &t.order.dispute else {
+        return Err(Reject::NotFound);
+    };
     if !d.status.is_open() {
         return Err(Reject::InvalidDisputeStatus);
     }
@@ -1289,8 +1372,17 @@ fn admin_take(
     }
     let snap = t.snapshot();
     let solver_party = caller.party();
-    t.tell(&solver_party, rid, Notice::AdminTookDisputeSolver { dispute_id: id, order: snap });
-    t.tell_both(&Notice::AdminTookDisputePeer { solver: caller.identity });
+    t.tell(
+        &solver_party,
+        rid,
+        Notice::AdminTookDisputeSolver {
+            dispute_id: id,
+            order: snap,
+        },
+    );
+    t.tell_both(&Notice::AdminTookDisputePeer {
+        solver: caller.identity,
+    });
     t.publish_dispute();
     Ok(())
 }
@@ -1323,7 +1415,9 @@ fn admin_resolve(
     if o.status != Status::Dispute {
         return Err(Reject::NotAllowedByStatus);
     }
-    let Some(d) = &o.dispute else { return Err(Reject::NotAllowedByStatus) };
+    let Some(d) = &o.dispute else {
+        return Err(Reject::NotAllowedByStatus);
+    };
     if d.solver != Some(caller.identity) {
         return Err(if d.taken_by_admin {
             Reject::DisputeTakenByAdmin
@@ -1372,25 +1466,37 @@ fn hold_created(t: &mut Transition, hash: PaymentHash, bolt11: &str) {
             t.tell_role(
                 Role::Seller,
                 None,
-                Notice::PayInvoice { order: snap, bolt11: bolt11.to_owned() },
+                Notice::PayInvoice {
+                    order: snap,
+                    bolt11: bolt11.to_owned(),
+                },
             );
             t.tell_role(Role::Buyer, None, Notice::WaitingSellerToPay);
         },
         Some(h) if h.state == HoldState::Canceled => {
             // Created after we gave up on it: make sure it cannot be paid.
-            t.effects.push(Effect::CancelHold { order_id: o.id, hash });
+            t.effects.push(Effect::CancelHold {
+                order_id: o.id,
+                hash,
+            });
         },
         Some(_) => {},
         None => {
             // A hold invoice this order no longer uses.
-            t.effects.push(Effect::CancelHold { order_id: o.id, hash });
+            t.effects.push(Effect::CancelHold {
+                order_id: o.id,
+                hash,
+            });
         },
     }
 }
 
 fn hold_create_failed(t: &mut Transition, hash: PaymentHash, env: &Env<'_>) {
     let o = &t.order;
-    let ours = o.hold.as_ref().is_some_and(|h| h.hash == hash && h.state == HoldState::Requested);
+    let ours = o
+        .hold
+        .as_ref()
+        .is_some_and(|h| h.hash == hash && h.state == HoldState::Requested);
     if ours && o.status == Status::WaitingPayment {
         if let Some(h) = &mut t.order.hold {
             h.state = HoldState::Canceled;
@@ -1407,7 +1513,10 @@ fn hold_accepted(
 ) {
     let o = &mut t.order;
     let Some(h) = o.hold.as_mut().filter(|h| h.hash == hash) else {
-        t.effects.push(Effect::CancelHold { order_id: o.id, hash });
+        t.effects.push(Effect::CancelHold {
+            order_id: o.id,
+            hash,
+        });
         return;
     };
     match h.state {
@@ -1433,19 +1542,27 @@ fn hold_accepted(
         HoldState::Requested | HoldState::Open | HoldState::Canceled => {
             // Paid after the order moved on: refund the seller.
             h.state = HoldState::Canceled;
-            t.effects.push(Effect::CancelHold { order_id: o.id, hash });
+            t.effects.push(Effect::CancelHold {
+                order_id: o.id,
+                hash,
+            });
         },
     }
 }
 
 fn hold_settled(t: &mut Transition, hash: PaymentHash, env: &Env<'_>) -> Result<(), Reject> {
     let o = &mut t.order;
-    let Some(h) = o.hold.as_mut().filter(|h| h.hash == hash) else { return Ok(()) };
+    let Some(h) = o.hold.as_mut().filter(|h| h.hash == hash) else {
+        return Ok(());
+    };
     if h.state != HoldState::Settling {
         return Ok(());
     }
     h.state = HoldState::Settled;
-    let admin = o.dispute.as_ref().is_some_and(|d| d.status == DisputeStatus::Settled);
+    let admin = o
+        .dispute
+        .as_ref()
+        .is_some_and(|d| d.status == DisputeStatus::Settled);
     if !admin {
         t.tell_role(Role::Buyer, None, Notice::Released);
         t.tell_role(Role::Seller, None, Notice::HoldInvoicePaymentSettled);
@@ -1460,12 +1577,22 @@ fn make_child(t: &mut Transition, env: &Env<'_>) {
     let (Some(min), Some(max), Some(next)) = (o.min_amount, o.max_amount, o.next_trade) else {
         return;
     };
-    let Some(rest) = max.checked_sub(o.fiat_amount) else { return };
+    let Some(rest) = max.checked_sub(o.fiat_amount) else {
+        return;
+    };
     if rest < min || rest <= 0 {
         return;
     }
-    let (cmin, cmax, cfiat) = if rest == min { (None, None, rest) } else { (Some(min), Some(rest), 0) };
-    let identity = if o.maker.is_full_privacy() { next.trade_key } else { o.maker.identity };
+    let (cmin, cmax, cfiat) = if rest == min {
+        (None, None, rest)
+    } else {
+        (Some(min), Some(rest), 0)
+    };
+    let identity = if o.maker.is_full_privacy() {
+        next.trade_key
+    } else {
+        o.maker.identity
+    };
     let child = Order {
         id: env.derive_id(b"child"),
         version: 0,
@@ -1481,7 +1608,9 @@ fn make_child(t: &mut Transition, env: &Env<'_>) {
         payment_method: o.payment_method.clone(),
         fee: Sats::ZERO,
         created_at: env.now,
-        expires_at: o.expires_at.max(env.now.plus(env.policy.pending_expiration_secs)),
+        expires_at: o
+            .expires_at
+            .max(env.now.plus(env.policy.pending_expiration_secs)),
         taken_at: None,
         maker: Party {
             trade_key: next.trade_key,
@@ -1506,7 +1635,10 @@ fn make_child(t: &mut Transition, env: &Env<'_>) {
     let cid = child.id;
     let maker = child.maker.clone();
     if !maker.is_full_privacy() {
-        t.users.push(UserUpdate::TradeIndex { identity: maker.identity, index: next.trade_index });
+        t.users.push(UserUpdate::TradeIndex {
+            identity: maker.identity,
+            index: next.trade_index,
+        });
     }
     t.effects.push(Effect::Notify(Notify {
         to: maker.trade_key,
@@ -1522,7 +1654,9 @@ fn make_child(t: &mut Transition, env: &Env<'_>) {
 
 fn hold_canceled(t: &mut Transition, hash: PaymentHash, env: &Env<'_>) {
     let o = &mut t.order;
-    let Some(h) = o.hold.as_mut().filter(|h| h.hash == hash) else { return };
+    let Some(h) = o.hold.as_mut().filter(|h| h.hash == hash) else {
+        return;
+    };
     let was = h.state;
     if was == HoldState::Settled {
         return;
@@ -1563,7 +1697,9 @@ fn pay_result(
     if o.status != Status::SettledHoldInvoice {
         return Ok(());
     }
-    let Some(p) = o.payout.as_mut().filter(|p| p.hash == hash) else { return Ok(()) };
+    let Some(p) = o.payout.as_mut().filter(|p| p.hash == hash) else {
+        return Ok(());
+    };
     if p.state != PayoutState::InFlight {
         return Ok(());
     }
@@ -1586,10 +1722,19 @@ fn pay_result(
             if p.attempts == 1 && max > 1 {
                 let left = max.saturating_sub(1);
                 let retry_secs = env.policy.payment_retry_secs;
-                t.tell_role(Role::Buyer, None, Notice::PaymentFailed { attempts: left, retry_secs });
+                t.tell_role(
+                    Role::Buyer,
+                    None,
+                    Notice::PaymentFailed {
+                        attempts: left,
+                        retry_secs,
+                    },
+                );
             }
             let o = &mut t.order;
-            let Some(p) = o.payout.as_mut() else { return Ok(()) };
+            let Some(p) = o.payout.as_mut() else {
+                return Ok(());
+            };
             if p.attempts >= max {
                 p.state = PayoutState::NeedInvoice;
                 o.deadline = None;
@@ -1606,7 +1751,9 @@ fn pay_result(
 
 fn timeout(t: &mut Transition, env: &Env<'_>) -> Result<(), Reject> {
     let o = &t.order;
-    let Some(deadline) = o.deadline else { return Ok(()) };
+    let Some(deadline) = o.deadline else {
+        return Ok(());
+    };
     if env.now < deadline || o.status.is_terminal() {
         return Ok(());
     }
@@ -1617,7 +1764,11 @@ fn timeout(t: &mut Transition, env: &Env<'_>) -> Result<(), Reject> {
             t.publish();
         },
         Status::WaitingBuyerInvoice | Status::WaitingPayment => {
-            let late = if o.status == Status::WaitingBuyerInvoice { Role::Buyer } else { Role::Seller };
+            let late = if o.status == Status::WaitingBuyerInvoice {
+                Role::Buyer
+            } else {
+                Role::Seller
+            };
             let maker_late = late == o.kind.maker_role();
             t.cancel_hold();
             if maker_late {
@@ -1630,9 +1781,10 @@ fn timeout(t: &mut Transition, env: &Env<'_>) -> Result<(), Reject> {
             }
         },
         Status::SettledHoldInvoice => {
-            let retry = o.payout.as_ref().is_some_and(|p| {
-                matches!(p.state, PayoutState::Failed | PayoutState::InFlight)
-            });
+            let retry = o
+                .payout
+                .as_ref()
+                .is_some_and(|p| matches!(p.state, PayoutState::Failed | PayoutState::InFlight));
             if retry {
                 start_payout(t, env)?;
             } else {

@@ -450,7 +450,11 @@ impl Order {
     /// The party with this role, if known.
     #[must_use]
     pub fn party(&self, role: Role) -> Option<&Party> {
-        if role == self.kind.maker_role() { Some(&self.maker) } else { self.taker.as_ref() }
+        if role == self.kind.maker_role() {
+            Some(&self.maker)
+        } else {
+            self.taker.as_ref()
+        }
     }
 
     /// Buyer party, if known.

@@ -71,6 +71,9 @@ impl Policy {
     #[must_use]
     pub fn accepts_fiat(&self, code: &str) -> bool {
         self.fiat_currencies.is_empty()
-            || self.fiat_currencies.iter().any(|c| c.eq_ignore_ascii_case(code))
+            || self
+                .fiat_currencies
+                .iter()
+                .any(|c| c.eq_ignore_ascii_case(code))
     }
 }

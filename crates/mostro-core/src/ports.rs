@@ -79,7 +79,10 @@ pub struct LnError {
 impl LnError {
     /// Builds an error.
     pub fn new(kind: LnErrorKind, message: impl Into<String>) -> Self {
-        LnError { kind, message: message.into() }
+        LnError {
+            kind,
+            message: message.into(),
+        }
     }
 
     /// Whether retrying the same call later may succeed.
@@ -290,7 +293,10 @@ pub struct StoreError {
 impl StoreError {
     /// Builds an error.
     pub fn new(kind: StoreErrorKind, message: impl Into<String>) -> Self {
-        StoreError { kind, message: message.into() }
+        StoreError {
+            kind,
+            message: message.into(),
+        }
     }
 }
 
@@ -336,8 +342,11 @@ impl User {
             UserUpdate::Rating { rating, .. } => {
                 self.reviews = self.reviews.saturating_add(1);
                 self.rating_sum = self.rating_sum.saturating_add(u64::from(*rating));
-                self.min_rating =
-                    if self.min_rating == 0 { *rating } else { self.min_rating.min(*rating) };
+                self.min_rating = if self.min_rating == 0 {
+                    *rating
+                } else {
+                    self.min_rating.min(*rating)
+                };
                 self.max_rating = self.max_rating.max(*rating);
                 self.last_rating = *rating;
             },

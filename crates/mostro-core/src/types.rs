@@ -7,7 +7,9 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use sha2::{Digest, Sha256};
 
 /// An amount in satoshis. Arithmetic is checked: money never overflows silently.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 #[serde(transparent)]
 pub struct Sats(pub u64);
 
@@ -41,14 +43,20 @@ impl fmt::Display for Sats {
 }
 
 /// An amount in millisatoshis.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 #[serde(transparent)]
 pub struct Msats(pub u64);
 
 impl Msats {
     /// Whole satoshis, refusing a sub-satoshi remainder.
     pub fn to_sats_exact(self) -> Result<Sats, SubSatRemainder> {
-        if self.0 % 1000 == 0 { Ok(Sats(self.0 / 1000)) } else { Err(SubSatRemainder(self.0)) }
+        if self.0 % 1000 == 0 {
+            Ok(Sats(self.0 / 1000))
+        } else {
+            Err(SubSatRemainder(self.0))
+        }
     }
 
     /// Whole satoshis, rounding a remainder down.
@@ -64,7 +72,9 @@ impl Msats {
 pub struct SubSatRemainder(pub u64);
 
 /// Seconds since the Unix epoch.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 #[serde(transparent)]
 pub struct Timestamp(pub u64);
 
@@ -95,7 +105,9 @@ impl fmt::Display for Timestamp {
 }
 
 /// A Bitcoin block height.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 #[serde(transparent)]
 pub struct BlockHeight(pub u32);
 
@@ -273,8 +285,13 @@ mod tests {
 
     #[test]
     fn pubkey_hex_roundtrip_and_refusal() {
-        let k: PubKey = "1b84c5567b126440995d3ed5aaba0565d71e1834604819ff9c17f5e9d5dd078f".parse().unwrap();
-        assert_eq!(k.to_hex(), "1b84c5567b126440995d3ed5aaba0565d71e1834604819ff9c17f5e9d5dd078f");
+        let k: PubKey = "1b84c5567b126440995d3ed5aaba0565d71e1834604819ff9c17f5e9d5dd078f"
+            .parse()
+            .unwrap();
+        assert_eq!(
+            k.to_hex(),
+            "1b84c5567b126440995d3ed5aaba0565d71e1834604819ff9c17f5e9d5dd078f"
+        );
         assert!("zz".parse::<PubKey>().is_err());
         assert!(serde_json::from_str::<PubKey>("\"abc\"").is_err());
     }

@@ -1,0 +1,493 @@
+//! In-memory implementations of the ports: `FakeNode`, `MemStore`, `ManualClock`,
+//! `RecordingTransport`, `FixedPrices`, `SeqEntropy`.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use async_trait::async_trait;
+use futures::StreamExt;
+use futures::channel::mpsc::UnboundedReceiver;
+use futures::lock::Mutex as AsyncMutex;
+use mostro_core::fees::Price;
+use mostro_core::machine::{Effect, Notify, PayOutcome};
+use mostro_core::order::Order;
+use mostro_core::ports::{
+    Clock, Commit, DecodedInvoice, EffectId, Entropy, HoldInvoiceRequest, HoldInvoiceState,
+    LightningNode, LnError, LnErrorKind, NodeEvent, NodeInfo, PayRequest, PriceSource, Solver,
+    Store, StoreError, StoreErrorKind, Transport, TransportError, User,
+};
+use mostro_core::types::{BlockHeight, EventId, OrderId, PaymentHash, Preimage, PubKey, Timestamp};
+
+use crate::ledger::{self, Ledger};
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    match m.lock() {
+        Ok(g) => g,
+        Err(p) => p.into_inner(),
+    }
+}
+
+/// A clock that only moves when told to.
+#[derive(Debug)]
+pub struct ManualClock(AtomicU64);
+
+impl ManualClock {
+    /// Starts at `t`.
+    pub fn new(t: Timestamp) -> Self {
+        ManualClock(AtomicU64::new(t.0))
+    }
+
+    /// Moves forward by `secs`.
+    pub fn advance(&self, secs: u64) {
+        self.0.fetch_add(secs, Ordering::SeqCst);
+    }
+
+    /// Jumps to `t` (never backwards).
+    pub fn set(&self, t: Timestamp) {
+        self.0.fetch_max(t.0, Ordering::SeqCst);
+    }
+}
+
+impl Clock for ManualClock {
+    fn now(&self) -> Timestamp {
+        Timestamp(self.0.load(Ordering::SeqCst))
+    }
+}
+
+/// Deterministic "randomness": a counter hashed with a seed.
+#[derive(Debug)]
+pub struct SeqEntropy {
+    seed: u64,
+    n: AtomicU64,
+}
+
+impl SeqEntropy {
+    /// A sequence from `seed`.
+    pub fn new(seed: u64) -> Self {
+        SeqEntropy {
+            seed,
+            n: AtomicU64::new(0),
+        }
+    }
+}
+
+impl Entropy for SeqEntropy {
+    fn random_32(&self) -> [u8; 32] {
+        use sha2::{Digest, Sha256};
+        let n = self.n.fetch_add(1, Ordering::SeqCst);
+        let mut h = Sha256::new();
+        h.update(self.seed.to_le_bytes());
+        h.update(n.to_le_bytes());
+        h.finalize().into()
+    }
+}
+
+/// Fixed prices per fiat code, settable by tests.
+#[derive(Debug, Default)]
+pub struct FixedPrices(Mutex<HashMap<String, Price>>);
+
+impl FixedPrices {
+    /// Sets the price of a fiat code.
+    pub fn set(&self, code: &str, fiat_per_btc: f64, at: Timestamp) {
+        lock(&self.0).insert(code.to_uppercase(), Price { fiat_per_btc, at });
+    }
+}
+
+#[async_trait]
+impl PriceSource for FixedPrices {
+    async fn price(&self, fiat_code: &str) -> Option<Price> {
+        lock(&self.0).get(&fiat_code.to_uppercase()).copied()
+    }
+}
+
+/// The in-memory Lightning node: the [`Ledger`] behind the [`LightningNode`] port.
+#[derive(Debug)]
+pub struct FakeNode {
+    ledger: Ledger,
+    events: AsyncMutex<UnboundedReceiver<NodeEvent>>,
+    calls: Mutex<Vec<String>>,
+}
+
+impl FakeNode {
+    /// A node over `ledger`.
+    pub fn new(ledger: Ledger) -> Self {
+        let rx = ledger.subscribe();
+        FakeNode {
+            ledger,
+            events: AsyncMutex::new(rx),
+            calls: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// The ledger (wallets, faults, chain).
+    pub fn ledger(&self) -> &Ledger {
+        &self.ledger
+    }
+
+    /// Events queued so far, without waiting.
+    pub fn drain_events(&self) -> Vec<NodeEvent> {
+        let mut out = Vec::new();
+        if let Some(mut rx) = self.events.try_lock() {
+            while let Ok(ev) = rx.try_recv() {
+                out.push(ev);
+            }
+        }
+        out
+    }
+
+    /// Names of the port calls made so far (drained).
+    pub fn take_calls(&self) -> Vec<String> {
+        std::mem::take(&mut *lock(&self.calls))
+    }
+
+    fn record(&self, call: &str) {
+        lock(&self.calls).push(call.to_owned());
+    }
+}
+
+#[async_trait]
+impl LightningNode for FakeNode {
+    async fn create_hold_invoice(&self, req: &HoldInvoiceRequest) -> Result<String, LnError> {
+        self.record("create_hold_invoice");
+        self.ledger.create_hold(req)
+    }
+
+    async fn settle_hold_invoice(&self, preimage: &Preimage) -> Result<(), LnError> {
+        self.record("settle_hold_invoice");
+        self.ledger.settle(preimage)
+    }
+
+    async fn cancel_hold_invoice(&self, hash: &PaymentHash) -> Result<(), LnError> {
+        self.record("cancel_hold_invoice");
+        self.ledger.cancel(hash)
+    }
+
+    async fn lookup_hold_invoice(&self, hash: &PaymentHash) -> Result<HoldInvoiceState, LnError> {
+        self.ledger.lookup(hash)
+    }
+
+    async fn next_event(&self) -> Result<NodeEvent, LnError> {
+        let mut rx = self.events.lock().await;
+        rx.next()
+            .await
+            .ok_or_else(|| LnError::new(LnErrorKind::Unreachable, "event stream closed"))
+    }
+
+    async fn pay(&self, req: &PayRequest) -> Result<PayOutcome, LnError> {
+        self.record("pay");
+        self.ledger.pay(req)
+    }
+
+    async fn decode_invoice(&self, bolt11: &str) -> Result<DecodedInvoice, LnError> {
+        ledger::decode_bolt11(bolt11)
+    }
+
+    async fn info(&self) -> Result<NodeInfo, LnError> {
+        self.ledger.info()
+    }
+}
+
+#[derive(Default)]
+struct MemState {
+    orders: BTreeMap<OrderId, Order>,
+    outbox: BTreeMap<EffectId, (Effect, bool)>,
+    next_effect: u64,
+    events: HashSet<EventId>,
+    users: HashMap<PubKey, User>,
+    solvers: HashMap<PubKey, Solver>,
+    commits: u64,
+}
+
+/// The in-memory store. Clones share state, so a test can "restart" an engine on the same data.
+#[derive(Clone, Default)]
+pub struct MemStore {
+    st: Arc<Mutex<MemState>>,
+    fail_next_commit: Arc<Mutex<bool>>,
+    now: Option<Arc<dyn Clock>>,
+}
+
+impl std::fmt::Debug for MemStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MemStore(..)")
+    }
+}
+
+impl MemStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// An empty store that stamps new users with `clock`.
+    pub fn with_clock(clock: Arc<dyn Clock>) -> Self {
+        MemStore {
+            now: Some(clock),
+            ..Self::default()
+        }
+    }
+
+    /// The next commit fails with an I/O error (as a crashed write would).
+    pub fn fail_next_commit(&self) {
+        *lock(&self.fail_next_commit) = true;
+    }
+
+    /// Every order.
+    pub fn all_orders(&self) -> Vec<Order> {
+        lock(&self.st).orders.values().cloned().collect()
+    }
+
+    /// Every effect ever committed, with its done flag.
+    pub fn outbox(&self) -> Vec<(EffectId, Effect, bool)> {
+        lock(&self.st)
+            .outbox
+            .iter()
+            .map(|(i, (e, d))| (*i, e.clone(), *d))
+            .collect()
+    }
+
+    /// Number of successful commits.
+    pub fn commits(&self) -> u64 {
+        lock(&self.st).commits
+    }
+}
+
+#[async_trait]
+impl Store for MemStore {
+    async fn commit(&self, c: Commit) -> Result<Vec<EffectId>, StoreError> {
+        {
+            let mut f = lock(&self.fail_next_commit);
+            if *f {
+                *f = false;
+                return Err(StoreError::new(
+                    StoreErrorKind::Io,
+                    "simulated write failure",
+                ));
+            }
+        }
+        let now = self.now.as_ref().map_or(Timestamp(0), |c| c.now());
+        let mut st = lock(&self.st);
+        if let Some(ev) = &c.event {
+            if st.events.contains(ev) {
+                return Err(StoreError::new(
+                    StoreErrorKind::Duplicate,
+                    "event already processed",
+                ));
+            }
+        }
+        for w in &c.orders {
+            match (w.expected_version, st.orders.get(&w.order.id)) {
+                (None, Some(_)) => {
+                    return Err(StoreError::new(StoreErrorKind::Conflict, "order exists"));
+                },
+                (Some(v), Some(cur)) if cur.version != v => {
+                    return Err(StoreError::new(StoreErrorKind::Conflict, "stale version"));
+                },
+                (Some(_), None) => {
+                    return Err(StoreError::new(StoreErrorKind::Conflict, "order missing"));
+                },
+                _ => {},
+            }
+        }
+        // Validated: apply everything.
+        if let Some(ev) = c.event {
+            st.events.insert(ev);
+        }
+        for w in c.orders {
+            st.orders.insert(w.order.id, w.order);
+        }
+        let mut ids = Vec::with_capacity(c.effects.len());
+        for e in c.effects {
+            st.next_effect = st.next_effect.saturating_add(1);
+            let id = EffectId(st.next_effect);
+            st.outbox.insert(id, (e, false));
+            ids.push(id);
+        }
+        for d in c.done {
+            if let Some(e) = st.outbox.get_mut(&d) {
+                e.1 = true;
+            }
+        }
+        for u in c.users {
+            let identity = match &u {
+                mostro_core::machine::UserUpdate::TradeIndex { identity, .. }
+                | mostro_core::machine::UserUpdate::Rating { identity, .. } => *identity,
+            };
+            let rec = st.users.entry(identity).or_insert_with(|| User {
+                identity,
+                created_at: now,
+                ..User::default()
+            });
+            rec.apply(&u);
+        }
+        for s in c.solvers {
+            st.solvers.insert(s.identity, s);
+        }
+        st.commits = st.commits.saturating_add(1);
+        Ok(ids)
+    }
+
+    async fn order(&self, id: OrderId) -> Result<Option<Order>, StoreError> {
+        Ok(lock(&self.st).orders.get(&id).cloned())
+    }
+
+    async fn order_by_hold_hash(&self, hash: &PaymentHash) -> Result<Option<Order>, StoreError> {
+        let st = lock(&self.st);
+        Ok(st
+            .orders
+            .values()
+            .find(|o| o.hold.as_ref().is_some_and(|h| &h.hash == hash))
+            .cloned())
+    }
+
+    async fn order_by_dispute(&self, id: OrderId) -> Result<Option<Order>, StoreError> {
+        let st = lock(&self.st);
+        Ok(st
+            .orders
+            .values()
+            .find(|o| o.dispute.as_ref().is_some_and(|d| d.id == id))
+            .cloned())
+    }
+
+    async fn due(&self, now: Timestamp, limit: usize) -> Result<Vec<OrderId>, StoreError> {
+        let st = lock(&self.st);
+        let mut v: Vec<(Timestamp, OrderId)> = st
+            .orders
+            .values()
+            .filter_map(|o| o.deadline.filter(|d| *d <= now).map(|d| (d, o.id)))
+            .collect();
+        v.sort();
+        Ok(v.into_iter().take(limit).map(|x| x.1).collect())
+    }
+
+    async fn next_deadline(&self) -> Result<Option<Timestamp>, StoreError> {
+        Ok(lock(&self.st)
+            .orders
+            .values()
+            .filter_map(|o| o.deadline)
+            .min())
+    }
+
+    async fn htlc_expiring(&self, height: BlockHeight) -> Result<Vec<OrderId>, StoreError> {
+        use mostro_core::order::HoldState;
+        let st = lock(&self.st);
+        Ok(st
+            .orders
+            .values()
+            .filter(|o| {
+                o.hold.as_ref().is_some_and(|h| {
+                    h.state == HoldState::Accepted && h.htlc_expiry.is_some_and(|e| e <= height)
+                })
+            })
+            .map(|o| o.id)
+            .collect())
+    }
+
+    async fn open_orders_of(&self, identity: &PubKey) -> Result<Vec<Order>, StoreError> {
+        let st = lock(&self.st);
+        Ok(st
+            .orders
+            .values()
+            .filter(|o| !o.status.is_terminal() && o.identities().any(|i| i == identity))
+            .cloned()
+            .collect())
+    }
+
+    async fn open_orders(&self) -> Result<Vec<Order>, StoreError> {
+        let st = lock(&self.st);
+        Ok(st
+            .orders
+            .values()
+            .filter(|o| !o.status.is_terminal())
+            .cloned()
+            .collect())
+    }
+
+    async fn pending_effects(&self, limit: usize) -> Result<Vec<(EffectId, Effect)>, StoreError> {
+        let st = lock(&self.st);
+        Ok(st
+            .outbox
+            .iter()
+            .filter(|(_, (_, done))| !done)
+            .take(limit)
+            .map(|(i, (e, _))| (*i, e.clone()))
+            .collect())
+    }
+
+    async fn seen_event(&self, id: &EventId) -> Result<bool, StoreError> {
+        Ok(lock(&self.st).events.contains(id))
+    }
+
+    async fn user(&self, identity: &PubKey) -> Result<Option<User>, StoreError> {
+        Ok(lock(&self.st).users.get(identity).cloned())
+    }
+
+    async fn solver(&self, identity: &PubKey) -> Result<Option<Solver>, StoreError> {
+        Ok(lock(&self.st).solvers.get(identity).copied())
+    }
+}
+
+/// A transport that records what it would send.
+#[derive(Debug, Default)]
+pub struct RecordingTransport {
+    sent: Mutex<Vec<Notify>>,
+    published: Mutex<Vec<Order>>,
+    disputes: Mutex<Vec<Order>>,
+    fail: Mutex<bool>,
+}
+
+impl RecordingTransport {
+    /// Messages sent so far (drained).
+    pub fn take_sent(&self) -> Vec<Notify> {
+        std::mem::take(&mut *lock(&self.sent))
+    }
+
+    /// Messages sent so far (kept).
+    pub fn sent(&self) -> Vec<Notify> {
+        lock(&self.sent).clone()
+    }
+
+    /// Order events published so far (kept).
+    pub fn published(&self) -> Vec<Order> {
+        lock(&self.published).clone()
+    }
+
+    /// Dispute events published so far (kept).
+    pub fn disputes(&self) -> Vec<Order> {
+        lock(&self.disputes).clone()
+    }
+
+    /// Makes every send fail (relays down) or work again.
+    pub fn set_failing(&self, fail: bool) {
+        *lock(&self.fail) = fail;
+    }
+
+    fn check(&self) -> Result<(), TransportError> {
+        if *lock(&self.fail) {
+            Err(TransportError("relays down (simulated)".into()))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+#[async_trait]
+impl Transport for RecordingTransport {
+    async fn send(&self, msg: &Notify) -> Result<(), TransportError> {
+        self.check()?;
+        lock(&self.sent).push(msg.clone());
+        Ok(())
+    }
+
+    async fn publish_order(&self, order: &Order) -> Result<(), TransportError> {
+        self.check()?;
+        lock(&self.published).push(order.clone());
+        Ok(())
+    }
+
+    async fn publish_dispute(&self, order: &Order) -> Result<(), TransportError> {
+        self.check()?;
+        lock(&self.disputes).push(order.clone());
+        Ok(())
+    }
+}

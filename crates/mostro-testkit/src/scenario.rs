@@ -1,0 +1,347 @@
+//! Readable scenario helpers: a test bed wiring the engine to the fakes, and traders that build
+//! requests.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use mostro_core::engine::{Action, Engine, EngineConfig, NewOrderRequest, Outcome, Ports, Request};
+use mostro_core::machine::{NewOrder, Notice, Notify};
+use mostro_core::order::{Kind, Order, Protocol};
+use mostro_core::policy::Policy;
+use mostro_core::ports::{Clock, Network};
+use mostro_core::types::{EventId, OrderId, PubKey, Sats, Timestamp};
+
+use crate::fakes::{FakeNode, FixedPrices, ManualClock, MemStore, RecordingTransport, SeqEntropy};
+use crate::ledger::Ledger;
+
+/// Where the manual clock starts.
+pub const T0: Timestamp = Timestamp(1_800_000_000);
+
+/// A participant with an identity key and fresh trade keys.
+#[derive(Clone, Debug)]
+pub struct Trader {
+    /// Name (also the wallet name in the ledger).
+    pub name: String,
+    /// Identity key.
+    pub identity: PubKey,
+    /// Current trade key.
+    pub trade_key: PubKey,
+    /// Current trade index.
+    pub index: u32,
+    /// Full-privacy mode (identity = trade key).
+    pub full_privacy: bool,
+    /// Protocol spoken.
+    pub protocol: Protocol,
+}
+
+fn key(seed: &str, n: u32) -> PubKey {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(seed.as_bytes());
+    h.update(n.to_le_bytes());
+    PubKey(h.finalize().into())
+}
+
+impl Trader {
+    /// A reputation-mode trader at trade index 1.
+    pub fn new(name: &str) -> Self {
+        Trader {
+            name: name.to_owned(),
+            identity: key(name, 0),
+            trade_key: key(name, 1),
+            index: 1,
+            full_privacy: false,
+            protocol: Protocol::V2,
+        }
+    }
+
+    /// A full-privacy trader.
+    pub fn private(name: &str) -> Self {
+        let k = key(name, 1);
+        Trader {
+            identity: k,
+            trade_key: k,
+            full_privacy: true,
+            ..Trader::new(name)
+        }
+    }
+
+    /// Speaks protocol v1 (gift wrap).
+    #[must_use]
+    pub fn v1(mut self) -> Self {
+        self.protocol = Protocol::V1;
+        self
+    }
+
+    /// Moves to the next trade key (as clients do for every new order or take).
+    pub fn next_key(&mut self) {
+        self.index = self.index.saturating_add(1);
+        self.trade_key = key(&self.name, self.index);
+        if self.full_privacy {
+            self.identity = self.trade_key;
+        }
+    }
+
+    /// The key that the next `next_key` will produce (for range `next_trade`).
+    pub fn peek_next(&self) -> (PubKey, u32) {
+        let i = self.index.saturating_add(1);
+        (key(&self.name, i), i)
+    }
+}
+
+/// A fixed-amount sell order for `fiat` EUR at `sats`.
+pub fn sell_order(sats: i64, fiat: i64) -> NewOrder {
+    NewOrder {
+        kind: Kind::Sell,
+        fiat_code: "EUR".to_owned(),
+        fiat_amount: fiat,
+        min_amount: None,
+        max_amount: None,
+        amount: sats,
+        premium: 0,
+        payment_method: "SEPA".to_owned(),
+        buyer_invoice: None,
+        expires_at: None,
+    }
+}
+
+/// A fixed-amount buy order.
+pub fn buy_order(sats: i64, fiat: i64) -> NewOrder {
+    NewOrder {
+        kind: Kind::Buy,
+        ..sell_order(sats, fiat)
+    }
+}
+
+/// The engine wired to in-memory fakes.
+pub struct TestBed {
+    /// Clock.
+    pub clock: Arc<ManualClock>,
+    /// Ledger behind the fake node.
+    pub ledger: Ledger,
+    /// Fake node.
+    pub node: Arc<FakeNode>,
+    /// Store (clones share data).
+    pub store: MemStore,
+    /// Recording transport.
+    pub transport: Arc<RecordingTransport>,
+    /// Prices.
+    pub prices: Arc<FixedPrices>,
+    /// Admin (node) key.
+    pub node_key: PubKey,
+    /// The engine.
+    pub engine: Engine,
+    policy: Policy,
+    events: AtomicU64,
+}
+
+impl TestBed {
+    /// Default policy.
+    pub fn new() -> Self {
+        Self::with_policy(Policy::default())
+    }
+
+    /// Custom policy.
+    pub fn with_policy(policy: Policy) -> Self {
+        let clock = Arc::new(ManualClock::new(T0));
+        let ledger = Ledger::new(Network::Regtest, clock.clone());
+        let node = Arc::new(FakeNode::new(ledger.clone()));
+        let store = MemStore::with_clock(clock.clone());
+        let transport = Arc::new(RecordingTransport::default());
+        let prices = Arc::new(FixedPrices::default());
+        let node_key = key("mostro-node", 0);
+        let engine = build_engine(
+            &clock, &node, &store, &transport, &prices, node_key, &policy, 1,
+        );
+        TestBed {
+            clock,
+            ledger,
+            node,
+            store,
+            transport,
+            prices,
+            node_key,
+            engine,
+            policy,
+            events: AtomicU64::new(0),
+        }
+    }
+
+    /// Drops the engine and builds a new one on the same store and node (a process restart).
+    pub fn restart(&mut self) {
+        let seed = self.events.load(Ordering::SeqCst).wrapping_add(1000);
+        self.engine = build_engine(
+            &self.clock,
+            &self.node,
+            &self.store,
+            &self.transport,
+            &self.prices,
+            self.node_key,
+            &self.policy,
+            seed,
+        );
+    }
+
+    /// Now.
+    pub fn now(&self) -> Timestamp {
+        self.clock.now()
+    }
+
+    /// A request from `who`.
+    pub fn request(&self, who: &Trader, order_id: Option<OrderId>, action: Action) -> Request {
+        let n = self.events.fetch_add(1, Ordering::SeqCst);
+        let mut id = [0u8; 32];
+        id[..8].copy_from_slice(&n.to_le_bytes());
+        id[8..16].copy_from_slice(&who.trade_key.0[..8]);
+        Request {
+            event_id: Some(EventId(id)),
+            sender: who.trade_key,
+            identity: who.identity,
+            protocol: who.protocol,
+            request_id: Some(n),
+            trade_index: if who.full_privacy {
+                None
+            } else {
+                Some(i64::from(who.index))
+            },
+            order_id,
+            action,
+        }
+    }
+
+    /// Sends a request and delivers the node events it caused.
+    pub async fn send(&self, who: &Trader, order_id: Option<OrderId>, action: Action) -> Outcome {
+        let req = self.request(who, order_id, action);
+        self.send_request(req).await
+    }
+
+    /// Sends a prepared request (e.g. to replay it) and pumps node events.
+    pub async fn send_request(&self, req: Request) -> Outcome {
+        let out = match self.engine.handle(req).await {
+            Ok(o) => o,
+            Err(e) => panic!("engine error: {e}"),
+        };
+        self.pump().await;
+        out
+    }
+
+    /// Delivers every queued node event to the engine.
+    pub async fn pump(&self) {
+        loop {
+            let evs = self.node.drain_events();
+            if evs.is_empty() {
+                break;
+            }
+            for ev in evs {
+                if let Err(e) = self.engine.on_node_event(ev).await {
+                    panic!("engine error on node event: {e}");
+                }
+            }
+        }
+    }
+
+    /// Creates an order; returns its id.
+    pub async fn new_order(&self, maker: &Trader, order: NewOrder) -> OrderId {
+        let out = self
+            .send(
+                maker,
+                None,
+                Action::NewOrder(Box::new(NewOrderRequest {
+                    order,
+                    buyer_invoice: None,
+                })),
+            )
+            .await;
+        match out {
+            Outcome::Applied(Some(id)) => id,
+            other => panic!("new order refused: {other:?}"),
+        }
+    }
+
+    /// The stored order.
+    pub async fn order(&self, id: OrderId) -> Order {
+        use mostro_core::ports::Store;
+        match self.store.order(id).await {
+            Ok(Some(o)) => o,
+            other => panic!("order {id} not found: {other:?}"),
+        }
+    }
+
+    /// Messages sent to a trade key so far (kept).
+    pub fn inbox(&self, key: &PubKey) -> Vec<Notice> {
+        self.transport
+            .sent()
+            .into_iter()
+            .filter(|n| &n.to == key)
+            .map(|n| n.notice)
+            .collect()
+    }
+
+    /// Every message sent so far.
+    pub fn sent(&self) -> Vec<Notify> {
+        self.transport.sent()
+    }
+
+    /// A buyer invoice for `sats` from the buyer wallet `who`.
+    pub fn invoice(&self, who: &Trader, sats: Sats) -> String {
+        match self.ledger.wallet_invoice(&who.name, Some(sats), 24 * 3600) {
+            Ok(s) => s,
+            Err(e) => panic!("wallet invoice: {e}"),
+        }
+    }
+
+    /// The seller wallet `who` pays the hold invoice it was sent; returns false if none.
+    pub async fn seller_pays(&self, who: &Trader, order_id: OrderId) -> bool {
+        let o = self.order(order_id).await;
+        let Some(bolt11) = o.hold.and_then(|h| h.bolt11) else {
+            return false;
+        };
+        if self.ledger.pay_hold(&who.name, &bolt11).is_err() {
+            return false;
+        }
+        self.pump().await;
+        true
+    }
+
+    /// Moves the clock and fires due deadlines.
+    pub async fn advance(&self, secs: u64) {
+        self.clock.advance(secs);
+        if let Err(e) = self.engine.tick().await {
+            panic!("tick: {e}");
+        }
+        self.pump().await;
+    }
+}
+
+impl Default for TestBed {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[allow(clippy::too_many_arguments, reason = "wiring helper")]
+fn build_engine(
+    clock: &Arc<ManualClock>,
+    node: &Arc<FakeNode>,
+    store: &MemStore,
+    transport: &Arc<RecordingTransport>,
+    prices: &Arc<FixedPrices>,
+    node_key: PubKey,
+    policy: &Policy,
+    seed: u64,
+) -> Engine {
+    let ports = Ports {
+        node: node.clone(),
+        store: Arc::new(store.clone()),
+        transport: transport.clone(),
+        clock: clock.clone(),
+        entropy: Arc::new(SeqEntropy::new(seed)),
+        prices: prices.clone(),
+    };
+    let config = EngineConfig {
+        node_key,
+        network: Network::Regtest,
+        pay_timeout_secs: 60,
+    };
+    Engine::new(ports, config, policy.clone())
+}

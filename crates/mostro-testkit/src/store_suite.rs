@@ -1,0 +1,1 @@
+//! Conformance suite for the `Store` port (written by the storage work).
