@@ -136,9 +136,14 @@ impl FakeNode {
         out
     }
 
-    /// Names of the port calls made so far (drained).
+    /// The port calls made so far, as `"<method> <hash hex>"` (drained).
     pub fn take_calls(&self) -> Vec<String> {
         std::mem::take(&mut *lock(&self.calls))
+    }
+
+    /// The port calls made so far (kept).
+    pub fn calls(&self) -> Vec<String> {
+        lock(&self.calls).clone()
     }
 
     fn record(&self, call: &str) {
@@ -149,17 +154,17 @@ impl FakeNode {
 #[async_trait]
 impl LightningNode for FakeNode {
     async fn create_hold_invoice(&self, req: &HoldInvoiceRequest) -> Result<String, LnError> {
-        self.record("create_hold_invoice");
+        self.record(&format!("create_hold_invoice {}", req.hash));
         self.ledger.create_hold(req)
     }
 
     async fn settle_hold_invoice(&self, preimage: &Preimage) -> Result<(), LnError> {
-        self.record("settle_hold_invoice");
+        self.record(&format!("settle_hold_invoice {}", preimage.hash()));
         self.ledger.settle(preimage)
     }
 
     async fn cancel_hold_invoice(&self, hash: &PaymentHash) -> Result<(), LnError> {
-        self.record("cancel_hold_invoice");
+        self.record(&format!("cancel_hold_invoice {hash}"));
         self.ledger.cancel(hash)
     }
 
@@ -175,7 +180,7 @@ impl LightningNode for FakeNode {
     }
 
     async fn pay(&self, req: &PayRequest) -> Result<PayOutcome, LnError> {
-        self.record("pay");
+        self.record(&format!("pay {}", req.hash));
         self.ledger.pay(req)
     }
 
@@ -197,6 +202,11 @@ struct MemState {
     users: HashMap<PubKey, User>,
     solvers: HashMap<PubKey, Solver>,
     commits: u64,
+    transitions: Vec<(
+        OrderId,
+        mostro_core::order::Status,
+        mostro_core::order::Status,
+    )>,
 }
 
 /// The in-memory store. Clones share state, so a test can "restart" an engine on the same data.
@@ -244,6 +254,17 @@ impl MemStore {
             .iter()
             .map(|(i, (e, d))| (*i, e.clone(), *d))
             .collect()
+    }
+
+    /// Every status change committed so far: (order, from, to).
+    pub fn transitions(
+        &self,
+    ) -> Vec<(
+        OrderId,
+        mostro_core::order::Status,
+        mostro_core::order::Status,
+    )> {
+        lock(&self.st).transitions.clone()
     }
 
     /// Number of successful commits.
@@ -294,6 +315,12 @@ impl Store for MemStore {
             st.events.insert(ev);
         }
         for w in c.orders {
+            if let Some(prev) = st.orders.get(&w.order.id) {
+                if prev.status != w.order.status {
+                    let t = (w.order.id, prev.status, w.order.status);
+                    st.transitions.push(t);
+                }
+            }
             st.orders.insert(w.order.id, w.order);
         }
         let mut ids = Vec::with_capacity(c.effects.len());

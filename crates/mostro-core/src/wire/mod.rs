@@ -133,6 +133,7 @@ macro_rules! wire_enum {
 }
 
 mod enums;
+pub mod map;
 mod message;
 mod order;
 mod payload;

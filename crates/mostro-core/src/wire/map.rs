@@ -1,0 +1,866 @@
+//! Mapping between wire [`Message`]s and the engine's domain types.
+//!
+//! * Inbound: [`to_request`] turns an authenticated message into an engine
+//!   [`Request`], applying the intake checks of the reference daemon that
+//!   belong to the message layer (§3.5 steps 6 and 9) and dropping what the
+//!   reference drops silently.
+//! * Outbound: [`to_message`] / [`to_message_at`] turn an engine [`Notify`]
+//!   into the wire message, with the action, wrapper and payload shapes the
+//!   reference daemon sends (see `testdata/protocol/vectors/messages.jsonl`).
+//!
+//! Everything here is pure: no clock, no I/O. The transport authenticates
+//! the sender and the identity and reports them in an [`Inbound`].
+//!
+//! # Choices where the reference gives no usable answer
+//!
+//! * A message whose [`MessageKind::verify`] shape check fails is dropped
+//!   without a reply, as in the reference (§3.5 step 9). The only exception
+//!   is reputation import / export, which the reference answers with a
+//!   `cant-do` even on a bad shape: those actions are not implemented here and
+//!   are always mapped to [`Action::Unsupported`] (answered `invalid_action`).
+//! * A payload that passes the shape check but whose contents cannot be used
+//!   (a `next_trade` pubkey that is not 64 hex characters, a `new-order`
+//!   without `kind`, a solver string that is not a key) is dropped without a
+//!   reply ([`DropReason::BadPayload`], [`DropReason::BadSolver`]). In the
+//!   reference these fail inside the handler, which for `next_trade` and
+//!   `kind` is an internal error with no reply; for the solver string the
+//!   reference answers `invalid_parameters`, which the engine has no path
+//!   for from a request, so we drop it (the admin sees a timeout).
+//! * Payloads that an action does not use are ignored, as the reference
+//!   handlers do (for example an `amount` on `fiat-sent`).
+//! * A `new-order` carrying `cashu_mint_url` asks for a Cashu escrow, which a
+//!   Lightning node does not offer: it maps to [`Action::Unsupported`].
+
+use std::fmt;
+
+use super::enums::Status as WireStatus;
+use super::enums::{Action as WireAction, CantDoReason, DisputeInitiator, Kind as WireKind};
+use super::message::{Message, MessageKind};
+use super::order::SmallOrder;
+use super::payload::{
+    Payload, PaymentFailedInfo, Peer, RestoreSessionInfo, RestoredDisputesInfo, RestoredOrdersInfo,
+    SolverDisputeInfo, UserInfo,
+};
+use crate::engine::{Action, NewOrderRequest, Request};
+use crate::machine::{NewOrder, Notice, Notify};
+use crate::order::{Kind, NextTrade, Order, Party, Protocol, Role, Status};
+use crate::ports::{Solver, User};
+use crate::types::{EventId, OrderId, PubKey, Sats, Timestamp};
+
+/// Seconds in a day (operating days of a user).
+const SECONDS_PER_DAY: u64 = 86_400;
+
+/// What the transport proved about an inbound message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Inbound {
+    /// The trade key that sent the message (v2: event author; v1: rumor
+    /// author).
+    pub sender: PubKey,
+    /// The identity key (v2: identity proof key, else the sender; v1: seal
+    /// signer).
+    pub identity: PubKey,
+    /// Protocol the message arrived in.
+    pub protocol: Protocol,
+    /// Outer event id (replay guard).
+    pub event_id: Option<EventId>,
+    /// A valid trade signature by `sender` was present.
+    pub signed: bool,
+}
+
+/// Why an inbound message was dropped without a reply.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum DropReason {
+    /// Reputation mode (identity differs from the sender) without a trade
+    /// signature (§3.5 step 6).
+    UnsignedReputation,
+    /// [`MessageKind::verify`] refused the action / payload / id combination
+    /// (§3.5 step 9).
+    ShapeCheck,
+    /// The action is only accepted in another wrapper (`user-info` outside
+    /// `restore`).
+    WrongWrapper,
+    /// The payload passed the shape check but its contents are unusable.
+    BadPayload,
+    /// `admin-add-solver` text is not `npub1…` / 64-hex with an optional
+    /// `:read`, `:read-write` or `:write` suffix.
+    BadSolver,
+}
+
+impl DropReason {
+    /// Stable snake_case label for logs and metrics.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            DropReason::UnsignedReputation => "unsigned_reputation",
+            DropReason::ShapeCheck => "shape_check",
+            DropReason::WrongWrapper => "wrong_wrapper",
+            DropReason::BadPayload => "bad_payload",
+            DropReason::BadSolver => "bad_solver",
+        }
+    }
+}
+
+impl fmt::Display for DropReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An inbound message the daemon drops without answering.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("dropped {action} message: {reason}")]
+pub struct Dropped {
+    /// Why.
+    pub reason: DropReason,
+    /// The message's action (for logs and metrics).
+    pub action: WireAction,
+}
+
+/// Maps an authenticated inbound message to an engine request.
+///
+/// Applies, in the reference's order, the trade-signature requirement of
+/// reputation mode (§3.5 step 6) and the [`MessageKind::verify`] shape check
+/// (step 9); maintenance mode and trade-index rules (steps 7 and 8) are the
+/// engine's. Actions the daemon does not implement map to
+/// [`Action::Unsupported`], which the engine answers with `invalid_action`.
+///
+/// # Errors
+///
+/// [`Dropped`] when the reference would drop the message silently; see the
+/// module documentation for the choices made.
+pub fn to_request(msg: &Message, inbound: &Inbound) -> Result<Request, Dropped> {
+    let kind = msg.kind();
+    let drop = |reason| Dropped {
+        reason,
+        action: kind.action,
+    };
+    if inbound.identity != inbound.sender && !inbound.signed {
+        return Err(drop(DropReason::UnsignedReputation));
+    }
+    let always_answered = matches!(
+        kind.action,
+        WireAction::ExportReputation | WireAction::ImportReputation
+    );
+    if !always_answered && !kind.verify() {
+        return Err(drop(DropReason::ShapeCheck));
+    }
+    let action = map_action(msg, kind).map_err(drop)?;
+    Ok(Request {
+        event_id: inbound.event_id,
+        sender: inbound.sender,
+        identity: inbound.identity,
+        protocol: inbound.protocol,
+        request_id: kind.request_id,
+        trade_index: kind.trade_index,
+        order_id: kind.id.map(OrderId),
+        action,
+    })
+}
+
+/// The engine action of a message that passed the shape check.
+fn map_action(msg: &Message, kind: &MessageKind) -> Result<Action, DropReason> {
+    use Payload as P;
+    let payload = kind.payload.as_ref();
+    Ok(match kind.action {
+        WireAction::NewOrder => match payload {
+            Some(P::Order(o)) => new_order(o)?,
+            _ => return Err(DropReason::ShapeCheck),
+        },
+        WireAction::TakeSell => match payload {
+            Some(P::Amount(a)) => Action::TakeSell {
+                fiat_amount: Some(*a),
+                invoice: None,
+            },
+            Some(P::PaymentRequest(_, invoice, amount)) => Action::TakeSell {
+                fiat_amount: *amount,
+                invoice: Some(invoice.clone()),
+            },
+            _ => Action::TakeSell {
+                fiat_amount: None,
+                invoice: None,
+            },
+        },
+        WireAction::TakeBuy => match payload {
+            Some(P::Amount(a)) => Action::TakeBuy {
+                fiat_amount: Some(*a),
+            },
+            Some(P::PaymentRequest(_, _, amount)) => Action::TakeBuy {
+                fiat_amount: *amount,
+            },
+            _ => Action::TakeBuy { fiat_amount: None },
+        },
+        WireAction::AddInvoice => match payload {
+            Some(P::PaymentRequest(_, invoice, _)) => Action::AddInvoice(invoice.clone()),
+            _ => return Err(DropReason::ShapeCheck),
+        },
+        WireAction::FiatSent => Action::FiatSent {
+            next_trade: next_trade(payload)?,
+        },
+        WireAction::Release => Action::Release {
+            next_trade: next_trade(payload)?,
+        },
+        WireAction::Cancel => Action::Cancel,
+        WireAction::Dispute => Action::Dispute,
+        WireAction::RateUser => match payload {
+            Some(P::RatingUser(r)) => Action::RateUser(*r),
+            _ => return Err(DropReason::ShapeCheck),
+        },
+        WireAction::TradePubkey => Action::TradePubkey,
+        WireAction::AdminTakeDispute => Action::AdminTakeDispute,
+        // `bond_resolution` is ignored: bonds are not implemented.
+        WireAction::AdminSettle => Action::AdminSettle,
+        WireAction::AdminCancel => Action::AdminCancel,
+        WireAction::AdminAddSolver => match payload {
+            Some(P::TextMessage(text)) => {
+                Action::AdminAddSolver(parse_solver(text).ok_or(DropReason::BadSolver)?)
+            },
+            _ => return Err(DropReason::BadSolver),
+        },
+        WireAction::Orders => match payload {
+            Some(P::Ids(ids)) => Action::Orders(ids.iter().copied().map(OrderId).collect()),
+            // `orders` with an `orders` payload passes the shape check but is
+            // a reply shape: there is nothing to look up.
+            _ => Action::Orders(Vec::new()),
+        },
+        WireAction::RestoreSession => Action::RestoreSession,
+        WireAction::LastTradeIndex => Action::LastTradeIndex,
+        WireAction::UserInfo => match msg {
+            Message::Restore(_) => Action::UserInfo,
+            _ => return Err(DropReason::WrongWrapper),
+        },
+        // Node-to-client actions, optional features (bonds, Cashu, payer
+        // history, reputation portability) and user-to-user messages.
+        WireAction::PayInvoice
+        | WireAction::PayBondInvoice
+        | WireAction::AddBondInvoice
+        | WireAction::BondInvoiceAccepted
+        | WireAction::BondPayoutCompleted
+        | WireAction::BondSlashed
+        | WireAction::FiatSentOk
+        | WireAction::Released
+        | WireAction::Canceled
+        | WireAction::CooperativeCancelInitiatedByYou
+        | WireAction::CooperativeCancelInitiatedByPeer
+        | WireAction::DisputeInitiatedByYou
+        | WireAction::DisputeInitiatedByPeer
+        | WireAction::CooperativeCancelAccepted
+        | WireAction::BuyerInvoiceAccepted
+        | WireAction::PurchaseCompleted
+        | WireAction::HoldInvoicePaymentAccepted
+        | WireAction::HoldInvoicePaymentSettled
+        | WireAction::HoldInvoicePaymentCanceled
+        | WireAction::WaitingSellerToPay
+        | WireAction::WaitingBuyerInvoice
+        | WireAction::BuyerTookOrder
+        | WireAction::Rate
+        | WireAction::RateReceived
+        | WireAction::CantDo
+        | WireAction::AdminCanceled
+        | WireAction::AdminSettled
+        | WireAction::AdminTookDispute
+        | WireAction::PaymentFailed
+        | WireAction::InvoiceUpdated
+        | WireAction::SendDm
+        | WireAction::AddCashuEscrow
+        | WireAction::CashuEscrowLocked
+        | WireAction::CashuPmSignature
+        | WireAction::DeclarePayer
+        | WireAction::PayerDeclared
+        | WireAction::PaymentHistory
+        | WireAction::ExportReputation
+        | WireAction::ReputationExported
+        | WireAction::ImportReputation
+        | WireAction::ReputationImported => Action::Unsupported,
+    })
+}
+
+/// `new-order` payload to the engine's request. The client's `id`, `status`
+/// and `created_at` are ignored (§9.1).
+fn new_order(o: &SmallOrder) -> Result<Action, DropReason> {
+    if o.cashu_mint_url.is_some() {
+        return Ok(Action::Unsupported);
+    }
+    let kind = match o.kind {
+        Some(WireKind::Buy) => Kind::Buy,
+        Some(WireKind::Sell) => Kind::Sell,
+        None => return Err(DropReason::BadPayload),
+    };
+    Ok(Action::NewOrder(Box::new(NewOrderRequest {
+        order: NewOrder {
+            kind,
+            fiat_code: o.fiat_code.clone(),
+            fiat_amount: o.fiat_amount,
+            min_amount: o.min_amount,
+            max_amount: o.max_amount,
+            amount: o.amount,
+            premium: o.premium,
+            payment_method: o.payment_method.clone(),
+            buyer_invoice: None,
+            expires_at: o.expires_at,
+        },
+        buyer_invoice: o.buyer_invoice.clone(),
+    })))
+}
+
+/// `next_trade` of fiat-sent / release; other payloads are ignored.
+fn next_trade(payload: Option<&Payload>) -> Result<Option<NextTrade>, DropReason> {
+    match payload {
+        Some(Payload::NextTrade(key, index)) => {
+            let trade_key = key.parse::<PubKey>().map_err(|_| DropReason::BadPayload)?;
+            Ok(Some(NextTrade {
+                trade_key,
+                trade_index: *index,
+            }))
+        },
+        _ => Ok(None),
+    }
+}
+
+/// Parses the `admin-add-solver` text: a key (`npub1…` or 64 hex
+/// characters), optionally followed by `:read`, `:read-write` or `:write`.
+/// Without a suffix the solver gets read-write permission.
+#[must_use]
+pub fn parse_solver(text: &str) -> Option<Solver> {
+    let text = text.trim();
+    let (key, write) = match text.split_once(':') {
+        None => (text, true),
+        Some((key, "read")) => (key, false),
+        Some((key, "read-write" | "write")) => (key, true),
+        Some(_) => return None,
+    };
+    Some(Solver {
+        identity: parse_pubkey(key)?,
+        write,
+    })
+}
+
+/// Parses a public key given as `npub1…` (bech32) or 64 hex characters.
+#[must_use]
+pub fn parse_pubkey(s: &str) -> Option<PubKey> {
+    let s = s.trim();
+    if s.len() == 64 {
+        return s.parse().ok();
+    }
+    bech32::decode_npub(s).map(PubKey)
+}
+
+/// Minimal BIP-173 bech32 decoding, enough for `npub` keys.
+mod bech32 {
+    /// The bech32 alphabet.
+    const CHARSET: &[u8; 32] = b"qpzry9x8gf2tvdw0s3jn54khce6mua7l";
+    /// BCH generator constants.
+    const GEN: [u32; 5] = [
+        0x3b6a_57b2,
+        0x2650_8e6d,
+        0x1ea1_19fa,
+        0x3d42_33dd,
+        0x2a14_62b3,
+    ];
+    /// Longest string BIP-173 allows.
+    const MAX_LEN: usize = 90;
+    /// Checksum length in characters.
+    const CHECKSUM_LEN: usize = 6;
+
+    fn polymod(values: impl Iterator<Item = u8>) -> u32 {
+        let mut chk: u32 = 1;
+        for v in values {
+            let top = chk >> 25;
+            chk = ((chk & 0x01ff_ffff) << 5) ^ u32::from(v);
+            for (i, g) in GEN.iter().enumerate() {
+                if (top >> i) & 1 == 1 {
+                    chk ^= g;
+                }
+            }
+        }
+        chk
+    }
+
+    fn char_value(c: u8) -> Option<u8> {
+        let pos = CHARSET.iter().position(|&x| x == c)?;
+        u8::try_from(pos).ok()
+    }
+
+    /// Decodes `npub1…` into the 32-byte key, checking the checksum.
+    pub(super) fn decode_npub(s: &str) -> Option<[u8; 32]> {
+        if s.len() > MAX_LEN {
+            return None;
+        }
+        let has_lower = s.bytes().any(|b| b.is_ascii_lowercase());
+        let has_upper = s.bytes().any(|b| b.is_ascii_uppercase());
+        if has_lower && has_upper {
+            return None;
+        }
+        let s = s.to_ascii_lowercase();
+        let (hrp, data) = s.rsplit_once('1')?;
+        if hrp != "npub" || data.len() < CHECKSUM_LEN {
+            return None;
+        }
+        let values: Vec<u8> = data.bytes().map(char_value).collect::<Option<_>>()?;
+        let expanded = hrp
+            .bytes()
+            .map(|b| b >> 5)
+            .chain(std::iter::once(0))
+            .chain(hrp.bytes().map(|b| b & 31))
+            .chain(values.iter().copied());
+        if polymod(expanded) != 1 {
+            return None;
+        }
+        let payload = values.get(..values.len().checked_sub(CHECKSUM_LEN)?)?;
+        let bytes = five_to_eight(payload)?;
+        bytes.try_into().ok()
+    }
+
+    /// Regroups 5-bit values into bytes; leftover bits must be fewer than 5
+    /// and zero.
+    fn five_to_eight(values: &[u8]) -> Option<Vec<u8>> {
+        let mut acc: u32 = 0;
+        let mut bits: u32 = 0;
+        let mut out = Vec::with_capacity(values.len());
+        for v in values {
+            acc = ((acc << 5) | u32::from(*v)) & 0xfff;
+            bits = bits.checked_add(5)?;
+            if bits >= 8 {
+                bits = bits.checked_sub(8)?;
+                out.push(u8::try_from((acc >> bits) & 0xff).ok()?);
+            }
+        }
+        if bits >= 5 || (acc << (8u32.checked_sub(bits)?)) & 0xff != 0 {
+            return None;
+        }
+        Some(out)
+    }
+}
+
+/// Maps an engine notification to the wire message, as [`to_message_at`]
+/// with the epoch as "now" (so a `user-info` reply reports 0 operating
+/// days). Transports that know the time use [`to_message_at`].
+#[must_use]
+pub fn to_message(n: &Notify) -> Message {
+    to_message_at(n, Timestamp(0))
+}
+
+/// Maps an engine notification to the wire message the reference daemon
+/// sends for it. `now` is only used for `user-info` (operating days).
+///
+/// `version` follows the recipient's protocol (1 for gift wraps, 2 for
+/// kind 14); `request_id`, `trade_index` and `id` come from the
+/// notification, except where the reference fixes them (no `id` on
+/// `orders`, `restore-session`, `last-trade-index`, `user-info` and the
+/// `admin-add-solver` ack; the dispute id on `admin-took-dispute` to the
+/// solver; the party's trade index on `pay-invoice` and `add-invoice` when
+/// the notification carries none).
+#[must_use]
+pub fn to_message_at(n: &Notify, now: Timestamp) -> Message {
+    use Payload as P;
+    let order_id = n.order_id.map(|o| o.0);
+    let trade_index = n.trade_index.map(i64::from);
+    let mut id = order_id;
+    let mut ti = trade_index;
+    let (wrapper, action, payload): (fn(MessageKind) -> Message, WireAction, Option<Payload>) =
+        match &n.notice {
+            Notice::NewOrder(o) => (
+                Message::Order,
+                WireAction::NewOrder,
+                Some(P::Order(small(o, Amt::Raw))),
+            ),
+            Notice::PayInvoice { order, bolt11 } => {
+                ti = ti.or_else(|| party_index(order.seller()));
+                let so = SmallOrder {
+                    buyer_trade_pubkey: None,
+                    seller_trade_pubkey: None,
+                    ..small(order, Amt::PlusFee)
+                };
+                (
+                    Message::Order,
+                    WireAction::PayInvoice,
+                    Some(P::PaymentRequest(Some(so), bolt11.clone(), None)),
+                )
+            },
+            Notice::AddInvoice(o) => {
+                ti = ti.or_else(|| party_index(o.buyer()));
+                (
+                    Message::Order,
+                    WireAction::AddInvoice,
+                    Some(P::Order(small(o, Amt::MinusFee))),
+                )
+            },
+            Notice::WaitingSellerToPay => (Message::Order, WireAction::WaitingSellerToPay, None),
+            Notice::WaitingBuyerInvoice => (Message::Order, WireAction::WaitingBuyerInvoice, None),
+            Notice::BuyerTookOrder(o) => (
+                Message::Order,
+                WireAction::BuyerTookOrder,
+                Some(P::Order(small(o, Amt::PlusFee))),
+            ),
+            Notice::HoldInvoicePaymentAccepted(o) => (
+                Message::Order,
+                WireAction::HoldInvoicePaymentAccepted,
+                Some(P::Order(small(o, Amt::MinusFee))),
+            ),
+            Notice::HoldInvoicePaymentSettled => {
+                (Message::Order, WireAction::HoldInvoicePaymentSettled, None)
+            },
+            Notice::HoldInvoicePaymentCanceled => {
+                (Message::Order, WireAction::HoldInvoicePaymentCanceled, None)
+            },
+            Notice::FiatSentOk { peer } => (
+                Message::Order,
+                WireAction::FiatSentOk,
+                Some(peer_payload(peer)),
+            ),
+            Notice::Released => (Message::Order, WireAction::Released, None),
+            Notice::PurchaseCompleted => (Message::Order, WireAction::PurchaseCompleted, None),
+            Notice::PaymentFailed {
+                attempts,
+                retry_secs,
+            } => (
+                Message::Order,
+                WireAction::PaymentFailed,
+                Some(P::PaymentFailed(PaymentFailedInfo {
+                    payment_attempts: *attempts,
+                    payment_retries_interval: u32::try_from(*retry_secs).unwrap_or(u32::MAX),
+                })),
+            ),
+            Notice::InvoiceUpdated => (Message::Order, WireAction::InvoiceUpdated, None),
+            Notice::Rate => (Message::Order, WireAction::Rate, None),
+            Notice::RateReceived(r) => (
+                Message::Order,
+                WireAction::RateReceived,
+                Some(P::RatingUser(*r)),
+            ),
+            Notice::Canceled => (Message::Order, WireAction::Canceled, None),
+            Notice::CooperativeCancelInitiatedByYou => (
+                Message::Order,
+                WireAction::CooperativeCancelInitiatedByYou,
+                None,
+            ),
+            Notice::CooperativeCancelInitiatedByPeer => (
+                Message::Order,
+                WireAction::CooperativeCancelInitiatedByPeer,
+                None,
+            ),
+            Notice::CooperativeCancelAccepted => {
+                (Message::Order, WireAction::CooperativeCancelAccepted, None)
+            },
+            Notice::DisputeInitiatedByYou { dispute_id } => (
+                Message::Order,
+                WireAction::DisputeInitiatedByYou,
+                Some(P::Dispute(dispute_id.0, None)),
+            ),
+            Notice::DisputeInitiatedByPeer { dispute_id } => (
+                Message::Order,
+                WireAction::DisputeInitiatedByPeer,
+                Some(P::Dispute(dispute_id.0, None)),
+            ),
+            Notice::AdminTookDisputeSolver { dispute_id, order } => {
+                id = Some(dispute_id.0);
+                (
+                    Message::Dispute,
+                    WireAction::AdminTookDispute,
+                    Some(P::Dispute(dispute_id.0, Some(solver_info(order)))),
+                )
+            },
+            Notice::AdminTookDisputePeer { solver } => (
+                Message::Order,
+                WireAction::AdminTookDispute,
+                Some(peer_payload(solver)),
+            ),
+            Notice::AdminSettled => (Message::Order, WireAction::AdminSettled, None),
+            Notice::AdminCanceled => (Message::Order, WireAction::AdminCanceled, None),
+            Notice::TradePubkey => (Message::Order, WireAction::TradePubkey, None),
+            Notice::Orders(orders) => {
+                id = None;
+                let list = orders.iter().map(|o| small(o, Amt::Raw)).collect();
+                (Message::Order, WireAction::Orders, Some(P::Orders(list)))
+            },
+            Notice::RestoreSession { orders } => {
+                id = None;
+                (
+                    Message::Restore,
+                    WireAction::RestoreSession,
+                    Some(P::RestoreData(restore_data(orders, &n.to))),
+                )
+            },
+            Notice::LastTradeIndex(i) => {
+                id = None;
+                ti = Some(i64::from(*i));
+                (Message::Restore, WireAction::LastTradeIndex, None)
+            },
+            Notice::UserInfo(u) => {
+                id = None;
+                (
+                    Message::Restore,
+                    WireAction::UserInfo,
+                    Some(P::UserInfo(user_info(u, now))),
+                )
+            },
+            Notice::AdminAddSolver => {
+                id = None;
+                (Message::Dispute, WireAction::AdminAddSolver, None)
+            },
+            Notice::CantDo(reject) => {
+                // `Reject` spells its reasons like `CantDoReason`; an
+                // unknown spelling would degrade to `unknown`.
+                let reason: CantDoReason =
+                    reject.as_wire().parse().unwrap_or(CantDoReason::Unknown);
+                (
+                    Message::CantDo,
+                    WireAction::CantDo,
+                    Some(P::CantDo(Some(reason))),
+                )
+            },
+        };
+    wrapper(MessageKind {
+        version: version_of(n.protocol),
+        request_id: n.request_id,
+        trade_index: ti,
+        id,
+        action,
+        payload,
+    })
+}
+
+/// The `version` field for a protocol.
+#[must_use]
+pub const fn version_of(protocol: Protocol) -> u8 {
+    match protocol {
+        Protocol::V1 => 1,
+        Protocol::V2 => 2,
+    }
+}
+
+/// Which amount a [`SmallOrder`] shows.
+#[derive(Clone, Copy)]
+enum Amt {
+    /// The order's amount.
+    Raw,
+    /// What the seller locks: amount + fee.
+    PlusFee,
+    /// What the buyer receives: amount - fee.
+    MinusFee,
+}
+
+/// Sats to the wire's i64 (saturating; amounts are far below 2^63).
+fn sats_i64(s: Sats) -> i64 {
+    i64::try_from(s.0).unwrap_or(i64::MAX)
+}
+
+/// Timestamp to the wire's i64.
+fn ts_i64(t: Timestamp) -> i64 {
+    i64::try_from(t.0).unwrap_or(i64::MAX)
+}
+
+/// A party's trade index for a message, `None` in full privacy.
+fn party_index(p: Option<&Party>) -> Option<i64> {
+    p.filter(|p| p.trade_index > 0)
+        .map(|p| i64::from(p.trade_index))
+}
+
+/// The wire status of an order status.
+#[must_use]
+pub const fn wire_status(s: Status) -> WireStatus {
+    match s {
+        Status::Pending => WireStatus::Pending,
+        Status::WaitingTakerBond => WireStatus::WaitingTakerBond,
+        Status::WaitingMakerBond => WireStatus::WaitingMakerBond,
+        Status::WaitingBuyerInvoice => WireStatus::WaitingBuyerInvoice,
+        Status::WaitingPayment => WireStatus::WaitingPayment,
+        Status::Active => WireStatus::Active,
+        Status::FiatSent => WireStatus::FiatSent,
+        Status::Dispute => WireStatus::Dispute,
+        Status::SettledHoldInvoice => WireStatus::SettledHoldInvoice,
+        Status::Success => WireStatus::Success,
+        Status::Canceled => WireStatus::Canceled,
+        Status::CooperativelyCanceled => WireStatus::CooperativelyCanceled,
+        Status::CanceledByAdmin => WireStatus::CanceledByAdmin,
+        Status::Expired => WireStatus::Expired,
+        Status::SettledByAdmin => WireStatus::SettledByAdmin,
+        Status::CompletedByAdmin => WireStatus::CompletedByAdmin,
+        Status::InProgress => WireStatus::InProgress,
+    }
+}
+
+/// The wire kind of an order kind.
+#[must_use]
+pub const fn wire_kind(k: Kind) -> WireKind {
+    match k {
+        Kind::Buy => WireKind::Buy,
+        Kind::Sell => WireKind::Sell,
+    }
+}
+
+/// The order as a [`SmallOrder`] (amount per [`Amt`]).
+///
+/// Trade pubkeys are included once the order has a taker (both known), as
+/// the reference does on `add-invoice`, `buyer-took-order`,
+/// `hold-invoice-payment-accepted` and `orders`; the payout invoice is never
+/// included (the reference strips it from every order it sends back).
+#[must_use]
+pub fn small_order(o: &Order) -> SmallOrder {
+    small(o, Amt::Raw)
+}
+
+fn small(o: &Order, amt: Amt) -> SmallOrder {
+    let amount = match amt {
+        Amt::Raw => o.amount,
+        Amt::PlusFee => o.amount.checked_add(o.fee).unwrap_or(o.amount),
+        Amt::MinusFee => o.amount.checked_sub(o.fee).unwrap_or(Sats::ZERO),
+    };
+    let taken = o.taker.is_some();
+    let key = |p: Option<&Party>| p.filter(|_| taken).map(|p| p.trade_key.to_hex());
+    SmallOrder {
+        id: Some(o.id.0),
+        kind: Some(wire_kind(o.kind)),
+        status: Some(wire_status(o.status)),
+        amount: sats_i64(amount),
+        fiat_code: o.fiat_code.clone(),
+        min_amount: o.min_amount,
+        max_amount: o.max_amount,
+        fiat_amount: o.fiat_amount,
+        payment_method: o.payment_method.clone(),
+        premium: o.premium,
+        buyer_trade_pubkey: key(o.buyer()),
+        seller_trade_pubkey: key(o.seller()),
+        buyer_invoice: None,
+        created_at: Some(ts_i64(o.created_at)),
+        expires_at: Some(ts_i64(o.expires_at)),
+        cashu_mint_url: None,
+    }
+}
+
+/// A `peer` payload without reputation.
+fn peer_payload(key: &PubKey) -> Payload {
+    Payload::Peer(Peer {
+        pubkey: key.to_hex(),
+        reputation: None,
+    })
+}
+
+/// The reputation of a user as the wire shows it.
+#[must_use]
+pub fn user_info(u: &User, now: Timestamp) -> UserInfo {
+    let known = u.created_at.0 > 0;
+    UserInfo {
+        rating: u.rating(),
+        reviews: i64::try_from(u.reviews).unwrap_or(i64::MAX),
+        operating_days: if known {
+            now.since(u.created_at)
+                .checked_div(SECONDS_PER_DAY)
+                .unwrap_or(0)
+        } else {
+            0
+        },
+        since: known.then_some(u.created_at.0),
+    }
+}
+
+/// Dispute details for the solver.
+///
+/// The reputations of the parties are not in the order snapshot and are sent
+/// as `null`; the preimage is never disclosed; `invoice_held_at` is not
+/// tracked and is sent as 0.
+fn solver_info(o: &Order) -> SolverDisputeInfo {
+    let d = o.dispute.as_ref();
+    let initiator_role = d.map(|d| d.initiator).unwrap_or(Role::Buyer);
+    let initiator = o.party(initiator_role);
+    let counterpart = o.party(initiator_role.other());
+    SolverDisputeInfo {
+        id: o.id.0,
+        kind: o.kind.as_str().to_owned(),
+        status: o.status.as_str().to_owned(),
+        hash: o.hold.as_ref().map(|h| h.hash.to_hex()),
+        preimage: None,
+        order_previous_status: d
+            .map_or(o.status, |d| d.previous_status)
+            .as_str()
+            .to_owned(),
+        initiator_pubkey: initiator.map(|p| p.trade_key.to_hex()).unwrap_or_default(),
+        buyer_pubkey: o.buyer().map(|p| p.trade_key.to_hex()),
+        seller_pubkey: o.seller().map(|p| p.trade_key.to_hex()),
+        initiator_full_privacy: initiator.is_some_and(Party::is_full_privacy),
+        counterpart_full_privacy: counterpart.is_some_and(Party::is_full_privacy),
+        initiator_info: None,
+        counterpart_info: None,
+        premium: o.premium,
+        payment_method: o.payment_method.clone(),
+        amount: sats_i64(o.amount),
+        fiat_amount: o.fiat_amount,
+        fee: sats_i64(o.fee),
+        routing_fee: o.payout.as_ref().map_or(0, |p| sats_i64(p.routing_fee)),
+        buyer_invoice: o
+            .payout
+            .as_ref()
+            .map(|p| p.invoice.clone())
+            .or_else(|| o.buyer_invoice.as_ref().map(|i| i.bolt11.clone())),
+        invoice_held_at: 0,
+        taken_at: o.taken_at.map_or(0, ts_i64),
+        created_at: ts_i64(o.created_at),
+    }
+}
+
+/// The requester's side of an order: the party whose trade key or identity
+/// is the recipient, else the one whose identity appears in every order
+/// (the store returned the orders of one identity), else the maker.
+fn requester_role(o: &Order, to: &PubKey, identity: Option<&PubKey>) -> Role {
+    let maker = o.kind.maker_role();
+    let is = |p: &Party, k: &PubKey| p.trade_key == *k || p.identity == *k;
+    if is(&o.maker, to) {
+        return maker;
+    }
+    if o.taker.as_ref().is_some_and(|t| is(t, to)) {
+        return maker.other();
+    }
+    if let Some(id) = identity
+        && o.taker.as_ref().is_some_and(|t| t.identity == *id)
+        && o.maker.identity != *id
+    {
+        return maker.other();
+    }
+    maker
+}
+
+/// The identity shared by every order of a restore list, if exactly one.
+fn common_identity(orders: &[Order]) -> Option<PubKey> {
+    let first = orders.first()?;
+    let mut candidates: Vec<PubKey> = first.identities().copied().collect();
+    candidates.dedup();
+    candidates.retain(|c| orders.iter().all(|o| o.identities().any(|i| i == c)));
+    match candidates.as_slice() {
+        [one] => Some(*one),
+        _ => None,
+    }
+}
+
+/// `restore_data`: non-terminal orders (disputed ones excluded) with the
+/// requester's trade index and the counterparty's trade key, and the open
+/// disputes.
+fn restore_data(orders: &[Order], to: &PubKey) -> RestoreSessionInfo {
+    let identity = common_identity(orders);
+    let mut info = RestoreSessionInfo::default();
+    for o in orders {
+        let role = requester_role(o, to, identity.as_ref());
+        let trade_index = o.party(role).map_or(0, |p| i64::from(p.trade_index));
+        if let Some(d) = o.dispute.as_ref().filter(|d| d.status.is_open()) {
+            info.disputes.push(RestoredDisputesInfo {
+                dispute_id: d.id.0,
+                order_id: o.id.0,
+                trade_index,
+                status: d.status.as_str().to_owned(),
+                initiator: Some(match d.initiator {
+                    Role::Buyer => DisputeInitiator::Buyer,
+                    Role::Seller => DisputeInitiator::Seller,
+                }),
+                solver_pubkey: d.solver.map(|s| s.to_hex()),
+            });
+        }
+        if o.status.is_terminal() || o.status == Status::Dispute {
+            continue;
+        }
+        info.orders.push(RestoredOrdersInfo {
+            order_id: o.id.0,
+            trade_index,
+            status: o.status.as_str().to_owned(),
+            counterparty_trade_pubkey: o.party(role.other()).map(|p| p.trade_key.to_hex()),
+        });
+    }
+    info
+}
