@@ -236,11 +236,10 @@ impl Engine {
     #[tracing::instrument(skip_all, fields(order_id = ?req.order_id, sender = %req.sender))]
     pub async fn handle(&self, req: Request) -> Result<Outcome, EngineError> {
         let store = &self.ports.store;
-        if let Some(ev) = &req.event_id {
-            if store.seen_event(ev).await? {
+        if let Some(ev) = &req.event_id
+            && store.seen_event(ev).await? {
                 return Ok(Outcome::Duplicate);
             }
-        }
         let policy = self.policy();
         let (outcome, queue) = match self.decide(&req, &policy).await {
             Ok(r) => r,
@@ -294,11 +293,10 @@ impl Engine {
             if trade_index == 0 {
                 return Err(Decided::Refuse(Reject::InvalidTradeIndex));
             }
-            if let Some(u) = store.user(&req.identity).await? {
-                if trade_index <= u.last_trade_index {
+            if let Some(u) = store.user(&req.identity).await?
+                && trade_index <= u.last_trade_index {
                     return Err(Decided::Refuse(Reject::InvalidTradeIndex));
                 }
-            }
             users.push(UserUpdate::TradeIndex {
                 identity: req.identity,
                 index: trade_index,
@@ -386,11 +384,10 @@ impl Engine {
                 }
                 let mut found = Vec::new();
                 for id in ids {
-                    if let Some(o) = store.order(*id).await? {
-                        if o.identities().any(|i| *i == req.identity) {
+                    if let Some(o) = store.order(*id).await?
+                        && o.identities().any(|i| *i == req.identity) {
                             found.push(o);
                         }
-                    }
                 }
                 if found.is_empty() {
                     return Err(Decided::Refuse(Reject::NotFound));
@@ -830,11 +827,10 @@ impl Engine {
                 Ok(state) => self.on_hold_state(h.hash, state).await?,
                 Err(e) => warn!(order_id = %o.id, error = %e, "hold lookup failed"),
             }
-            if let Some(p) = &o.payout {
-                if p.state == PayoutState::InFlight {
+            if let Some(p) = &o.payout
+                && p.state == PayoutState::InFlight {
                     debug!(order_id = %o.id, "payout in flight; the outbox or the retry deadline resumes it");
                 }
-            }
         }
         self.resume().await?;
         Ok(())

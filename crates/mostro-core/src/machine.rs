@@ -663,11 +663,10 @@ fn quote(fiat: i64, premium: i64, env: &Env<'_>) -> Result<Sats, Reject> {
 }
 
 fn check_invoice(inv: &PayoutInvoice, expected: Sats, env: &Env<'_>) -> Result<(), Reject> {
-    if let Some(a) = inv.amount {
-        if a != expected {
+    if let Some(a) = inv.amount
+        && a != expected {
             return Err(Reject::InvalidInvoice);
         }
-    }
     if inv.expires_at < env.now.plus(env.policy.invoice_expiration_window_secs) {
         return Err(Reject::InvalidInvoice);
     }
@@ -912,12 +911,11 @@ fn command_step(
             if range_sell {
                 t.order.next_trade = *next_trade;
             }
-            if let Some(d) = &mut t.order.dispute {
-                if d.status.is_open() {
+            if let Some(d) = &mut t.order.dispute
+                && d.status.is_open() {
                     d.status = DisputeStatus::Released;
                     t.publish_dispute();
                 }
-            }
             Ok(())
         },
         Command::Cancel => cancel(t, caller, role, rid, env.now),
@@ -1242,12 +1240,11 @@ fn cancel(
                     t.cancel_hold();
                     t.order.status = Status::CooperativelyCanceled;
                     t.order.deadline = None;
-                    if let Some(d) = &mut t.order.dispute {
-                        if d.status.is_open() {
+                    if let Some(d) = &mut t.order.dispute
+                        && d.status.is_open() {
                             d.status = DisputeStatus::CooperativelyCanceled;
                             t.publish_dispute();
                         }
-                    }
                     t.tell_both(&Notice::CooperativeCancelAccepted);
                     t.publish();
                     Ok(())

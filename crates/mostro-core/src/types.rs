@@ -52,7 +52,7 @@ pub struct Msats(pub u64);
 impl Msats {
     /// Whole satoshis, refusing a sub-satoshi remainder.
     pub fn to_sats_exact(self) -> Result<Sats, SubSatRemainder> {
-        if self.0 % 1000 == 0 {
+        if self.0.is_multiple_of(1000) {
             Ok(Sats(self.0 / 1000))
         } else {
             Err(SubSatRemainder(self.0))

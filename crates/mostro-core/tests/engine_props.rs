@@ -527,11 +527,10 @@ impl World {
                     },
                     Kind::Buy => Action::TakeBuy { fiat_amount },
                 };
-                if let Some(Outcome::Applied(_)) = self.send(&t, Some(id), action).await {
-                    if let Some(p) = self.parties.get_mut(&id) {
+                if let Some(Outcome::Applied(_)) = self.send(&t, Some(id), action).await
+                    && let Some(p) = self.parties.get_mut(&id) {
                         p.1 = Some(t);
                     }
-                }
             },
             Op::AddInvoice { order, who, good } => {
                 let Some(id) = self.order_id(*order) else {
@@ -802,8 +801,8 @@ impl World {
                 );
             }
             // A terminal order never keeps a hold it still wants locked.
-            if o.status.is_terminal() {
-                if let Some(h) = &o.hold {
+            if o.status.is_terminal()
+                && let Some(h) = &o.hold {
                     assert!(
                         !matches!(
                             h.state,
@@ -817,7 +816,6 @@ impl World {
                         h.state
                     );
                 }
-            }
         }
         // Only allowed status transitions.
         for (id, from, to) in self.bed.store.transitions() {
@@ -841,8 +839,8 @@ impl World {
         let pending = self.bed.store.pending_effects(10_000).await.unwrap();
         assert!(pending.is_empty(), "effects stuck: {pending:?}");
         for o in self.bed.store.all_orders() {
-            if o.status.is_terminal() {
-                if let Some(h) = &o.hold {
+            if o.status.is_terminal()
+                && let Some(h) = &o.hold {
                     let st = self.bed.ledger.hold(&h.hash).map(|r| r.state);
                     assert!(
                         !matches!(st, Some(HoldInvoiceState::Accepted { .. })),
@@ -850,7 +848,6 @@ impl World {
                         o.id
                     );
                 }
-            }
             // Nothing waits forever on a wall-clock step.
             if matches!(
                 o.status,

@@ -325,7 +325,7 @@ fn every_client_line_maps_to_the_expected_action() {
         }
         seen += 1;
     }
-    assert_eq!(seen, 43);
+    assert_eq!(seen, 42);
 }
 
 #[test]

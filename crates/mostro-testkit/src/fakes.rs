@@ -288,14 +288,13 @@ impl Store for MemStore {
         }
         let now = self.now.as_ref().map_or(Timestamp(0), |c| c.now());
         let mut st = lock(&self.st);
-        if let Some(ev) = &c.event {
-            if st.events.contains(ev) {
+        if let Some(ev) = &c.event
+            && st.events.contains(ev) {
                 return Err(StoreError::new(
                     StoreErrorKind::Duplicate,
                     "event already processed",
                 ));
             }
-        }
         for w in &c.orders {
             match (w.expected_version, st.orders.get(&w.order.id)) {
                 (None, Some(_)) => {
@@ -315,12 +314,11 @@ impl Store for MemStore {
             st.events.insert(ev);
         }
         for w in c.orders {
-            if let Some(prev) = st.orders.get(&w.order.id) {
-                if prev.status != w.order.status {
+            if let Some(prev) = st.orders.get(&w.order.id)
+                && prev.status != w.order.status {
                     let t = (w.order.id, prev.status, w.order.status);
                     st.transitions.push(t);
                 }
-            }
             st.orders.insert(w.order.id, w.order);
         }
         let mut ids = Vec::with_capacity(c.effects.len());

@@ -148,6 +148,7 @@ fn err(kind: LnErrorKind, msg: impl Into<String>) -> LnError {
 ///
 /// # Errors
 /// When the invoice cannot be built (an impossible amount).
+#[allow(clippy::too_many_arguments, reason = "every BOLT11 field the simulators set")]
 pub fn make_bolt11(
     key: &SecretKey,
     network: Network,
@@ -309,13 +310,11 @@ impl Ledger {
             if let HoldInvoiceState::Accepted {
                 htlc_expiry: Some(e),
             } = rec.state
-            {
-                if h.saturating_add(HOLD_EXPIRY_DELTA) >= e.0 {
+                && h.saturating_add(HOLD_EXPIRY_DELTA) >= e.0 {
                     rec.state = HoldInvoiceState::Canceled;
                     rec.cancels = rec.cancels.saturating_add(1);
                     canceled.push((*hash, rec.payer.clone(), rec.amount));
                 }
-            }
         }
         for (hash, payer, amount) in canceled {
             if let Some(p) = payer {
@@ -454,11 +453,10 @@ impl Ledger {
                 rec.state = HoldInvoiceState::Canceled;
                 rec.cancels = rec.cancels.saturating_add(1);
                 let (payer, amount) = (rec.payer.clone(), rec.amount);
-                if refund {
-                    if let Some(p) = payer {
+                if refund
+                    && let Some(p) = payer {
                         credit(&mut st, &p, amount);
                     }
-                }
             },
         }
         Self::emit(
@@ -609,14 +607,13 @@ impl Ledger {
             };
             return Self::reply(&mut st, out);
         }
-        if let Some(a) = d.amount {
-            if a != req.amount {
+        if let Some(a) = d.amount
+            && a != req.amount {
                 return Err(err(
                     LnErrorKind::InvalidInvoice,
                     "amount does not match the invoice",
                 ));
             }
-        }
         if now >= d.expires_at {
             return Err(err(LnErrorKind::Expired, "invoice expired"));
         }

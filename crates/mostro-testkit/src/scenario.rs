@@ -1,5 +1,6 @@
 //! Readable scenario helpers: a test bed wiring the engine to the fakes, and traders that build
-//! requests.
+//! requests. Helpers panic on unexpected outcomes: they are test assertions.
+#![allow(clippy::panic, reason = "scenario helpers are test assertions")]
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
