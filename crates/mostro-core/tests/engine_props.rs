@@ -528,9 +528,10 @@ impl World {
                     Kind::Buy => Action::TakeBuy { fiat_amount },
                 };
                 if let Some(Outcome::Applied(_)) = self.send(&t, Some(id), action).await
-                    && let Some(p) = self.parties.get_mut(&id) {
-                        p.1 = Some(t);
-                    }
+                    && let Some(p) = self.parties.get_mut(&id)
+                {
+                    p.1 = Some(t);
+                }
             },
             Op::AddInvoice { order, who, good } => {
                 let Some(id) = self.order_id(*order) else {
@@ -701,7 +702,17 @@ impl World {
             Op::ReplayLast => {
                 if let Some((req, committed)) = self.last.clone() {
                     let commits = self.bed.store.commits();
-                    let out = self.bed.engine.handle(req).await;
+                    let out = self.bed.engine.handle(req.clone()).await;
+                    if !committed {
+                        // The first attempt failed before committing: the replay is the real one.
+                        if let (
+                            Ok(Outcome::Applied(Some(id))),
+                            Action::Release { .. } | Action::AdminSettle,
+                        ) = (&out, &req.action)
+                        {
+                            self.released.insert(*id);
+                        }
+                    }
                     if committed {
                         // A processed request replayed changes nothing at all.
                         assert!(matches!(out, Ok(Outcome::Duplicate)), "replay gave {out:?}");
@@ -802,20 +813,21 @@ impl World {
             }
             // A terminal order never keeps a hold it still wants locked.
             if o.status.is_terminal()
-                && let Some(h) = &o.hold {
-                    assert!(
-                        !matches!(
-                            h.state,
-                            HoldState::Accepted
-                                | HoldState::Open
-                                | HoldState::Requested
-                                | HoldState::Settling
-                        ),
-                        "terminal {} with hold {:?}",
-                        o.id,
-                        h.state
-                    );
-                }
+                && let Some(h) = &o.hold
+            {
+                assert!(
+                    !matches!(
+                        h.state,
+                        HoldState::Accepted
+                            | HoldState::Open
+                            | HoldState::Requested
+                            | HoldState::Settling
+                    ),
+                    "terminal {} with hold {:?}",
+                    o.id,
+                    h.state
+                );
+            }
         }
         // Only allowed status transitions.
         for (id, from, to) in self.bed.store.transitions() {
@@ -840,14 +852,15 @@ impl World {
         assert!(pending.is_empty(), "effects stuck: {pending:?}");
         for o in self.bed.store.all_orders() {
             if o.status.is_terminal()
-                && let Some(h) = &o.hold {
-                    let st = self.bed.ledger.hold(&h.hash).map(|r| r.state);
-                    assert!(
-                        !matches!(st, Some(HoldInvoiceState::Accepted { .. })),
-                        "terminal order {} left an accepted hold",
-                        o.id
-                    );
-                }
+                && let Some(h) = &o.hold
+            {
+                let st = self.bed.ledger.hold(&h.hash).map(|r| r.state);
+                assert!(
+                    !matches!(st, Some(HoldInvoiceState::Accepted { .. })),
+                    "terminal order {} left an accepted hold",
+                    o.id
+                );
+            }
             // Nothing waits forever on a wall-clock step.
             if matches!(
                 o.status,
