@@ -12,8 +12,8 @@
 //! in the same transaction as the transition its result causes, so a crash at any point leaves
 //! either the effect pending (it runs again; executors are idempotent) or its result recorded.
 
-use std::collections::VecDeque;
-use std::sync::{Arc, RwLock};
+use std::collections::{HashSet, VecDeque};
+use std::sync::{Arc, Mutex, RwLock};
 
 use serde::{Deserialize, Serialize};
 use tracing::{debug, info, warn};
@@ -186,6 +186,9 @@ pub struct Engine {
     ports: Ports,
     config: EngineConfig,
     policy: RwLock<Arc<Policy>>,
+    /// Outbox effects some task of this engine is about to run or running, so that
+    /// [`Engine::resume`] does not start them a second time.
+    claimed: Mutex<HashSet<EffectId>>,
 }
 
 type Queue = VecDeque<(EffectId, Effect)>;
@@ -197,6 +200,7 @@ impl Engine {
             ports,
             config,
             policy: RwLock::new(Arc::new(policy)),
+            claimed: Mutex::new(HashSet::new()),
         }
     }
 
@@ -237,9 +241,10 @@ impl Engine {
     pub async fn handle(&self, req: Request) -> Result<Outcome, EngineError> {
         let store = &self.ports.store;
         if let Some(ev) = &req.event_id
-            && store.seen_event(ev).await? {
-                return Ok(Outcome::Duplicate);
-            }
+            && store.seen_event(ev).await?
+        {
+            return Ok(Outcome::Duplicate);
+        }
         let policy = self.policy();
         let (outcome, queue) = match self.decide(&req, &policy).await {
             Ok(r) => r,
@@ -266,7 +271,15 @@ impl Engine {
     async fn commit(&self, commit: Commit) -> Result<Queue, StoreError> {
         let effects = commit.effects.clone();
         let ids = self.ports.store.commit(commit).await?;
+        self.claimed().extend(ids.iter().copied());
         Ok(ids.into_iter().zip(effects).collect())
+    }
+
+    fn claimed(&self) -> std::sync::MutexGuard<'_, HashSet<EffectId>> {
+        match self.claimed.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        }
     }
 
     async fn decide(&self, req: &Request, policy: &Policy) -> Result<(Outcome, Queue), Decided> {
@@ -294,9 +307,10 @@ impl Engine {
                 return Err(Decided::Refuse(Reject::InvalidTradeIndex));
             }
             if let Some(u) = store.user(&req.identity).await?
-                && trade_index <= u.last_trade_index {
-                    return Err(Decided::Refuse(Reject::InvalidTradeIndex));
-                }
+                && trade_index <= u.last_trade_index
+            {
+                return Err(Decided::Refuse(Reject::InvalidTradeIndex));
+            }
             users.push(UserUpdate::TradeIndex {
                 identity: req.identity,
                 index: trade_index,
@@ -385,9 +399,10 @@ impl Engine {
                 let mut found = Vec::new();
                 for id in ids {
                     if let Some(o) = store.order(*id).await?
-                        && o.identities().any(|i| *i == req.identity) {
-                            found.push(o);
-                        }
+                        && o.identities().any(|i| *i == req.identity)
+                    {
+                        found.push(o);
+                    }
                 }
                 if found.is_empty() {
                     return Err(Decided::Refuse(Reject::NotFound));
@@ -613,11 +628,22 @@ impl Engine {
     /// fail transiently stay pending in the outbox for [`Engine::resume`].
     async fn run_queue(&self, mut queue: Queue) {
         while let Some((id, effect)) = queue.pop_front() {
-            match self.execute(id, &effect).await {
+            let r = self.execute(id, &effect).await;
+            self.claimed().remove(&id);
+            match r {
                 Ok(more) => queue.extend(more),
                 Err(e) => warn!(effect = ?id, error = %e, "effect left pending"),
             }
         }
+    }
+
+    /// Runs one pending outbox effect (and what its result causes) unless another task of this
+    /// engine already runs it. Drivers use it to retry effects concurrently.
+    pub async fn run_effect(&self, id: EffectId, effect: Effect) {
+        if !self.claimed().insert(id) {
+            return;
+        }
+        self.run_queue(Queue::from([(id, effect)])).await;
     }
 
     /// Executes one effect. `Ok` means it was completed (its id marked done); `Err` leaves it
@@ -787,14 +813,26 @@ impl Engine {
 
     /// Fires every deadline that is due. Returns how many orders were stepped.
     pub async fn tick(&self) -> Result<usize, EngineError> {
-        let now = self.ports.clock.now();
-        let ids = self.ports.store.due(now, 1024).await?;
+        let ids = self.due().await?;
         let n = ids.len();
         for id in ids {
-            let q = self.apply(id, &Input::Timeout, Vec::new()).await?;
-            self.run_queue(q).await;
+            self.tick_order(id).await?;
         }
         Ok(n)
+    }
+
+    /// Orders whose deadline has passed (drivers may step them concurrently with
+    /// [`Engine::tick_order`]).
+    pub async fn due(&self) -> Result<Vec<OrderId>, EngineError> {
+        let now = self.ports.clock.now();
+        Ok(self.ports.store.due(now, 1024).await?)
+    }
+
+    /// Fires the deadline of one order (a no-op when it is not due).
+    pub async fn tick_order(&self, id: OrderId) -> Result<(), EngineError> {
+        let q = self.apply(id, &Input::Timeout, Vec::new()).await?;
+        self.run_queue(q).await;
+        Ok(())
     }
 
     /// The earliest deadline of any order (when the driver should call [`Engine::tick`] next).
@@ -805,10 +843,22 @@ impl Engine {
     /// Runs every pending outbox effect once (after a start, or to retry transient failures).
     /// Returns how many effects were still pending before the run.
     pub async fn resume(&self) -> Result<usize, EngineError> {
-        let pending = self.ports.store.pending_effects(RESUME_BATCH).await?;
+        let pending = self.pending_effects().await?;
         let n = pending.len();
-        self.run_queue(pending.into_iter().collect()).await;
+        for (id, effect) in pending {
+            self.run_effect(id, effect).await;
+        }
         Ok(n)
+    }
+
+    /// Pending outbox effects no task of this engine is running (oldest first).
+    pub async fn pending_effects(&self) -> Result<Vec<(EffectId, Effect)>, EngineError> {
+        let pending = self.ports.store.pending_effects(RESUME_BATCH).await?;
+        let claimed = self.claimed();
+        Ok(pending
+            .into_iter()
+            .filter(|(id, _)| !claimed.contains(id))
+            .collect())
     }
 
     /// Restart reconciliation: asks the node for the state of every hold invoice an open order
@@ -828,9 +878,10 @@ impl Engine {
                 Err(e) => warn!(order_id = %o.id, error = %e, "hold lookup failed"),
             }
             if let Some(p) = &o.payout
-                && p.state == PayoutState::InFlight {
-                    debug!(order_id = %o.id, "payout in flight; the outbox or the retry deadline resumes it");
-                }
+                && p.state == PayoutState::InFlight
+            {
+                debug!(order_id = %o.id, "payout in flight; the outbox or the retry deadline resumes it");
+            }
         }
         self.resume().await?;
         Ok(())

@@ -1,0 +1,771 @@
+//! Configuration: a TOML file, every key with a documented default, environment overrides
+//! (`MOSTRO_<SECTION>_<KEY>`, e.g. `MOSTRO_MOSTRO_FEE=0.01`, `MOSTRO_LIGHTNING_LND_HOST=...`),
+//! and validation that names the offending key and its accepted range.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use mostro_core::policy::Policy;
+use mostro_core::ports::Network;
+use mostro_core::types::Sats;
+use serde::{Deserialize, Serialize};
+
+/// A configuration error, always naming the key (or the file).
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// Path.
+        path: PathBuf,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// TOML syntax or type error (the message names the key).
+    #[error("config file {path}: {message}")]
+    Parse {
+        /// Path.
+        path: PathBuf,
+        /// Parser message.
+        message: String,
+    },
+    /// A value out of range.
+    #[error("config key `{key}` = {value}: {expected}")]
+    Invalid {
+        /// Dotted key.
+        key: String,
+        /// The value given.
+        value: String,
+        /// What is accepted.
+        expected: String,
+    },
+    /// An environment override that does not parse.
+    #[error("environment variable {var}: {message}")]
+    Env {
+        /// Variable.
+        var: String,
+        /// Why.
+        message: String,
+    },
+}
+
+/// `[node]`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NodeSection {
+    /// Data directory (relative paths are relative to the config file's directory).
+    pub data_dir: PathBuf,
+    /// File holding the node's Nostr secret key in hex (mode 0600). Relative to `data_dir`.
+    pub key_file: PathBuf,
+    /// Instance name for the `y` tag.
+    pub name: String,
+}
+
+impl Default for NodeSection {
+    fn default() -> Self {
+        NodeSection {
+            data_dir: PathBuf::from("."),
+            key_file: PathBuf::from("node.key"),
+            name: String::new(),
+        }
+    }
+}
+
+/// `[nostr]`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NostrSection {
+    /// Relay URLs (ws:// or wss://).
+    pub relays: Vec<String>,
+    /// NIP-13 proof-of-work bits required on incoming events (0 = off).
+    pub pow: u8,
+    /// Requests older than this many seconds are dropped.
+    pub freshness_secs: u64,
+    /// NIP-40 expiration of direct messages, in days.
+    pub dm_expiration_days: u64,
+}
+
+impl Default for NostrSection {
+    fn default() -> Self {
+        NostrSection {
+            relays: vec!["ws://127.0.0.1:7000".to_owned()],
+            pow: 0,
+            freshness_secs: 10,
+            dm_expiration_days: 30,
+        }
+    }
+}
+
+/// Lightning backend kind.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    /// LND over gRPC.
+    Lnd,
+    /// Core Lightning over its unix socket with a hold-invoice plugin.
+    Cln,
+}
+
+/// `[lightning.lnd]`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LndSection {
+    /// gRPC URL.
+    pub host: String,
+    /// TLS certificate path.
+    pub cert_file: PathBuf,
+    /// Macaroon path (a secret: read from the file, never logged).
+    pub macaroon_file: PathBuf,
+}
+
+impl Default for LndSection {
+    fn default() -> Self {
+        LndSection {
+            host: "https://127.0.0.1:10009".to_owned(),
+            cert_file: PathBuf::from("tls.cert"),
+            macaroon_file: PathBuf::from("admin.macaroon"),
+        }
+    }
+}
+
+/// `[lightning.cln]`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClnSection {
+    /// Path of the `lightning-rpc` unix socket.
+    pub socket: PathBuf,
+}
+
+impl Default for ClnSection {
+    fn default() -> Self {
+        ClnSection {
+            socket: PathBuf::from("lightning-rpc"),
+        }
+    }
+}
+
+/// `[lightning]`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LightningSection {
+    /// `lnd` or `cln`.
+    pub backend: Backend,
+    /// Network payout invoices must be on.
+    pub network: Network,
+    /// Seconds a payout may take before it is reported in flight.
+    pub pay_timeout_secs: u32,
+    /// LND settings.
+    pub lnd: LndSection,
+    /// CLN settings.
+    pub cln: ClnSection,
+}
+
+impl Default for LightningSection {
+    fn default() -> Self {
+        LightningSection {
+            backend: Backend::Lnd,
+            network: Network::Regtest,
+            pay_timeout_secs: 60,
+            lnd: LndSection::default(),
+            cln: ClnSection::default(),
+        }
+    }
+}
+
+/// `[database]`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DatabaseSection {
+    /// SQLite file (relative to `data_dir`).
+    pub path: PathBuf,
+    /// `full` (survives power loss; default) or `normal` (survives process crashes).
+    pub synchronous: String,
+}
+
+impl Default for DatabaseSection {
+    fn default() -> Self {
+        DatabaseSection {
+            path: PathBuf::from("mostro.db"),
+            synchronous: "full".to_owned(),
+        }
+    }
+}
+
+/// `[mostro]`: the trading policy (names follow the reference daemon's settings).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MostroSection {
+    /// Total fee fraction, split half/half between buyer and seller (0.006 = 0.6 %).
+    pub fee: f64,
+    /// Routing fee cap fraction of the payout.
+    pub max_routing_fee: f64,
+    /// Smallest trade, sats.
+    pub min_payment_amount: u64,
+    /// Largest trade, sats.
+    pub max_order_amount: u64,
+    /// Default pending lifetime, hours.
+    pub expiration_hours: u64,
+    /// Cap on a client-requested expiry, days.
+    pub max_expiration_days: u64,
+    /// Window of each waiting step, seconds.
+    pub expiration_seconds: u64,
+    /// CLTV delta of the escrow hold invoice, blocks.
+    pub hold_invoice_cltv_delta: u32,
+    /// The CLTV guard acts this many blocks before the escrow HTLC expires.
+    pub escrow_deadline_margin_blocks: u32,
+    /// Payout attempts before asking the buyer for a new invoice.
+    pub payment_attempts: u32,
+    /// Seconds between payout attempts.
+    pub payment_retries_interval: u64,
+    /// A payout invoice must stay valid at least this many seconds.
+    pub invoice_expiration_window: u64,
+    /// Market prices older than this are refused, seconds.
+    pub max_price_staleness_seconds: u64,
+    /// Accepted fiat codes (empty = all).
+    pub fiat_currencies_accepted: Vec<String>,
+    /// Maximum ids in an `orders` request.
+    pub max_orders_per_response: u32,
+}
+
+impl Default for MostroSection {
+    fn default() -> Self {
+        MostroSection {
+            fee: 0.006,
+            max_routing_fee: 0.002,
+            min_payment_amount: 100,
+            max_order_amount: 1_000_000,
+            expiration_hours: 24,
+            max_expiration_days: 15,
+            expiration_seconds: 900,
+            hold_invoice_cltv_delta: 144,
+            escrow_deadline_margin_blocks: 24,
+            payment_attempts: 3,
+            payment_retries_interval: 60,
+            invoice_expiration_window: 3600,
+            max_price_staleness_seconds: 1800,
+            fiat_currencies_accepted: Vec::new(),
+            max_orders_per_response: 10,
+        }
+    }
+}
+
+/// `[prices]`: fixed prices per fiat code (fiat units per BTC) until a price feed is configured.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PricesSection {
+    /// Fiat code -> price.
+    pub fixed: BTreeMap<String, f64>,
+}
+
+/// `[admin]`: the local admin endpoint (loopback only).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AdminSection {
+    /// Loopback address of the admin endpoint (also serves `/health` and `/metrics`).
+    pub listen: SocketAddr,
+    /// File holding the admin token (relative to `data_dir`).
+    pub token_file: PathBuf,
+}
+
+impl Default for AdminSection {
+    fn default() -> Self {
+        AdminSection {
+            listen: SocketAddr::from(([127, 0, 0, 1], 9737)),
+            token_file: PathBuf::from("admin.token"),
+        }
+    }
+}
+
+/// The whole configuration.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// `[node]`.
+    pub node: NodeSection,
+    /// `[nostr]`.
+    pub nostr: NostrSection,
+    /// `[lightning]`.
+    pub lightning: LightningSection,
+    /// `[database]`.
+    pub database: DatabaseSection,
+    /// `[mostro]`.
+    pub mostro: MostroSection,
+    /// `[prices]`.
+    pub prices: PricesSection,
+    /// `[admin]`.
+    pub admin: AdminSection,
+    /// Directory of the config file (set at load; not a key).
+    #[serde(skip)]
+    pub base_dir: PathBuf,
+}
+
+fn invalid(key: &str, value: impl std::fmt::Display, expected: &str) -> ConfigError {
+    ConfigError::Invalid {
+        key: key.to_owned(),
+        value: value.to_string(),
+        expected: expected.to_owned(),
+    }
+}
+
+fn check_u64(key: &str, v: u64, min: u64, max: u64) -> Result<(), ConfigError> {
+    if v < min || v > max {
+        return Err(invalid(key, v, &format!("must be between {min} and {max}")));
+    }
+    Ok(())
+}
+
+fn check_f64(key: &str, v: f64, min: f64, max: f64) -> Result<(), ConfigError> {
+    if !v.is_finite() || v < min || v > max {
+        return Err(invalid(key, v, &format!("must be between {min} and {max}")));
+    }
+    Ok(())
+}
+
+fn fraction_ppm(v: f64) -> u32 {
+    // Range-checked before: 0 <= v <= 0.1.
+    #[allow(
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss,
+        reason = "checked range"
+    )]
+    let ppm = (v * 1_000_000.0).round() as u32;
+    ppm
+}
+
+impl Config {
+    /// Loads a file, applies environment overrides from `env`, validates.
+    pub fn load(path: &Path, env: &[(String, String)]) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let mut cfg = Config::parse(&text, env).map_err(|e| match e {
+            ConfigError::Parse { message, .. } => ConfigError::Parse {
+                path: path.to_owned(),
+                message,
+            },
+            other => other,
+        })?;
+        cfg.base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        Ok(cfg)
+    }
+
+    /// Parses TOML text plus environment overrides, then validates.
+    pub fn parse(text: &str, env: &[(String, String)]) -> Result<Config, ConfigError> {
+        let mut value: toml::Table = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: PathBuf::new(),
+            message: e.to_string(),
+        })?;
+        apply_env(&mut value, env)?;
+        let cfg: Config = toml::Table::try_into(value).map_err(|e| ConfigError::Parse {
+            path: PathBuf::new(),
+            message: e.to_string(),
+        })?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Checks every range; the error names the key.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let m = &self.mostro;
+        check_f64("mostro.fee", m.fee, 0.0, 0.1)?;
+        check_f64("mostro.max_routing_fee", m.max_routing_fee, 0.0, 0.05)?;
+        check_u64(
+            "mostro.min_payment_amount",
+            m.min_payment_amount,
+            1,
+            2_100_000_000_000_000,
+        )?;
+        if m.max_order_amount <= m.min_payment_amount {
+            return Err(invalid(
+                "mostro.max_order_amount",
+                m.max_order_amount,
+                "must be greater than mostro.min_payment_amount",
+            ));
+        }
+        check_u64("mostro.expiration_hours", m.expiration_hours, 1, 720)?;
+        check_u64("mostro.max_expiration_days", m.max_expiration_days, 1, 60)?;
+        check_u64(
+            "mostro.expiration_seconds",
+            m.expiration_seconds,
+            60,
+            86_400,
+        )?;
+        check_u64(
+            "mostro.hold_invoice_cltv_delta",
+            u64::from(m.hold_invoice_cltv_delta),
+            40,
+            2016,
+        )?;
+        if m.escrow_deadline_margin_blocks < 18
+            || m.escrow_deadline_margin_blocks >= m.hold_invoice_cltv_delta
+        {
+            return Err(invalid(
+                "mostro.escrow_deadline_margin_blocks",
+                m.escrow_deadline_margin_blocks,
+                "must be at least 18 and below mostro.hold_invoice_cltv_delta",
+            ));
+        }
+        check_u64(
+            "mostro.payment_attempts",
+            u64::from(m.payment_attempts),
+            1,
+            20,
+        )?;
+        check_u64(
+            "mostro.payment_retries_interval",
+            m.payment_retries_interval,
+            5,
+            3600,
+        )?;
+        check_u64(
+            "mostro.invoice_expiration_window",
+            m.invoice_expiration_window,
+            0,
+            86_400,
+        )?;
+        check_u64(
+            "mostro.max_price_staleness_seconds",
+            m.max_price_staleness_seconds,
+            60,
+            86_400,
+        )?;
+        check_u64(
+            "mostro.max_orders_per_response",
+            u64::from(m.max_orders_per_response),
+            1,
+            100,
+        )?;
+        for code in &m.fiat_currencies_accepted {
+            if code.is_empty()
+                || code.len() > 10
+                || !code.chars().all(|c| c.is_ascii_alphanumeric())
+            {
+                return Err(invalid(
+                    "mostro.fiat_currencies_accepted",
+                    code,
+                    "fiat codes like \"EUR\"",
+                ));
+            }
+        }
+        if self.nostr.relays.is_empty() {
+            return Err(invalid("nostr.relays", "[]", "at least one relay URL"));
+        }
+        for r in &self.nostr.relays {
+            if !(r.starts_with("ws://") || r.starts_with("wss://")) {
+                return Err(invalid(
+                    "nostr.relays",
+                    r,
+                    "URLs starting with ws:// or wss://",
+                ));
+            }
+        }
+        check_u64("nostr.pow", u64::from(self.nostr.pow), 0, 32)?;
+        check_u64("nostr.freshness_secs", self.nostr.freshness_secs, 1, 3600)?;
+        check_u64(
+            "nostr.dm_expiration_days",
+            self.nostr.dm_expiration_days,
+            1,
+            365,
+        )?;
+        check_u64(
+            "lightning.pay_timeout_secs",
+            u64::from(self.lightning.pay_timeout_secs),
+            5,
+            600,
+        )?;
+        if !self.admin.listen.ip().is_loopback() {
+            return Err(invalid(
+                "admin.listen",
+                self.admin.listen,
+                "a loopback address (127.0.0.1 or [::1])",
+            ));
+        }
+        match self.database.synchronous.as_str() {
+            "full" | "normal" => {},
+            other => {
+                return Err(invalid(
+                    "database.synchronous",
+                    other,
+                    "\"full\" or \"normal\"",
+                ));
+            },
+        }
+        for (code, p) in &self.prices.fixed {
+            if !p.is_finite() || *p <= 0.0 {
+                return Err(invalid(
+                    &format!("prices.fixed.{code}"),
+                    p,
+                    "a positive price",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The engine policy.
+    #[must_use]
+    pub fn policy(&self) -> Policy {
+        let m = &self.mostro;
+        Policy {
+            fee_ppm: fraction_ppm(m.fee),
+            max_routing_fee_ppm: fraction_ppm(m.max_routing_fee),
+            min_payment_amount: Sats(m.min_payment_amount),
+            max_order_amount: Sats(m.max_order_amount),
+            pending_expiration_secs: m.expiration_hours.saturating_mul(3600),
+            max_expiration_secs: m.max_expiration_days.saturating_mul(86_400),
+            waiting_step_secs: m.expiration_seconds,
+            hold_cltv_delta: m.hold_invoice_cltv_delta,
+            escrow_deadline_margin_blocks: m.escrow_deadline_margin_blocks,
+            payment_attempts: m.payment_attempts,
+            payment_retry_secs: m.payment_retries_interval,
+            invoice_expiration_window_secs: m.invoice_expiration_window,
+            max_price_age_secs: m.max_price_staleness_seconds,
+            fiat_currencies: m.fiat_currencies_accepted.clone(),
+            max_orders_per_response: m.max_orders_per_response,
+            maintenance: false,
+        }
+    }
+
+    /// A path relative to the data directory.
+    #[must_use]
+    pub fn data_path(&self, p: &Path) -> PathBuf {
+        if p.is_absolute() {
+            return p.to_owned();
+        }
+        let data = if self.node.data_dir.is_absolute() {
+            self.node.data_dir.clone()
+        } else {
+            self.base_dir.join(&self.node.data_dir)
+        };
+        data.join(p)
+    }
+}
+
+/// Every settable key, dotted, for environment overrides.
+const KEYS: &[&str] = &[
+    "node.data_dir",
+    "node.key_file",
+    "node.name",
+    "nostr.relays",
+    "nostr.pow",
+    "nostr.freshness_secs",
+    "nostr.dm_expiration_days",
+    "lightning.backend",
+    "lightning.network",
+    "lightning.pay_timeout_secs",
+    "lightning.lnd.host",
+    "lightning.lnd.cert_file",
+    "lightning.lnd.macaroon_file",
+    "lightning.cln.socket",
+    "database.path",
+    "database.synchronous",
+    "mostro.fee",
+    "mostro.max_routing_fee",
+    "mostro.min_payment_amount",
+    "mostro.max_order_amount",
+    "mostro.expiration_hours",
+    "mostro.max_expiration_days",
+    "mostro.expiration_seconds",
+    "mostro.hold_invoice_cltv_delta",
+    "mostro.escrow_deadline_margin_blocks",
+    "mostro.payment_attempts",
+    "mostro.payment_retries_interval",
+    "mostro.invoice_expiration_window",
+    "mostro.max_price_staleness_seconds",
+    "mostro.fiat_currencies_accepted",
+    "mostro.max_orders_per_response",
+    "admin.listen",
+    "admin.token_file",
+];
+
+fn env_name(key: &str) -> String {
+    format!("MOSTRO_{}", key.replace('.', "_").to_uppercase())
+}
+
+fn apply_env(table: &mut toml::Table, env: &[(String, String)]) -> Result<(), ConfigError> {
+    for (var, raw) in env {
+        if !var.starts_with("MOSTRO_") {
+            continue;
+        }
+        let Some(key) = KEYS.iter().find(|k| env_name(k) == *var) else {
+            if var == "MOSTRO_CONFIG"
+                || var.starts_with("MOSTRO_TEST")
+                || var.starts_with("MOSTRO_LOG")
+            {
+                continue;
+            }
+            return Err(ConfigError::Env {
+                var: var.clone(),
+                message: "not a known setting (see the config reference in the README)".into(),
+            });
+        };
+        // A TOML literal (number, bool, array) if it parses as one, else a string.
+        let value = toml::from_str::<toml::Table>(&format!("v = {raw}"))
+            .ok()
+            .and_then(|mut t| t.remove("v"))
+            .unwrap_or_else(|| toml::Value::String(raw.clone()));
+        let mut parts: Vec<&str> = key.split('.').collect();
+        let Some(last) = parts.pop() else { continue };
+        let mut cur = &mut *table;
+        for p in parts {
+            let entry = cur
+                .entry(p.to_owned())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            let toml::Value::Table(t) = entry else {
+                return Err(ConfigError::Env {
+                    var: var.clone(),
+                    message: format!("`{p}` is not a section"),
+                });
+            };
+            cur = t;
+        }
+        cur.insert(last.to_owned(), value);
+    }
+    Ok(())
+}
+
+/// The commented config file `mostrod init` writes.
+pub const TEMPLATE: &str = r#"# mostrod configuration. Every key is optional; the value shown is the default.
+# Environment variables override keys: MOSTRO_<SECTION>_<KEY>, e.g. MOSTRO_MOSTRO_FEE=0.01.
+
+[node]
+# Data directory, relative to this file's directory.
+data_dir = "."
+# The node's Nostr secret key (hex, file mode 0600), relative to data_dir. Written by `mostrod init`.
+key_file = "node.key"
+# Instance name published in the `y` tag.
+name = ""
+
+[nostr]
+relays = ["ws://127.0.0.1:7000"]
+# NIP-13 proof-of-work bits required on incoming events (0 = off).
+pow = 0
+# Requests older than this many seconds are dropped.
+freshness_secs = 10
+dm_expiration_days = 30
+
+[lightning]
+# "lnd" or "cln".
+backend = "lnd"
+# Network payout invoices must be on: mainnet, testnet, signet, regtest.
+network = "regtest"
+pay_timeout_secs = 60
+
+[lightning.lnd]
+host = "https://127.0.0.1:10009"
+cert_file = "tls.cert"
+macaroon_file = "admin.macaroon"
+
+[lightning.cln]
+# Path of Core Lightning's `lightning-rpc` unix socket (needs a hold-invoice plugin).
+socket = "lightning-rpc"
+
+[database]
+path = "mostro.db"
+# "full" survives power loss; "normal" survives process crashes and is faster.
+synchronous = "full"
+
+[mostro]
+# Total fee fraction, split half/half between buyer and seller (0.006 = 0.6 %). Range 0-0.1.
+fee = 0.006
+# Routing fee cap as a fraction of the payout. Range 0-0.05.
+max_routing_fee = 0.002
+min_payment_amount = 100
+max_order_amount = 1000000
+# Lifetime of an untaken order, hours (1-720).
+expiration_hours = 24
+max_expiration_days = 15
+# Window of each waiting step (invoice, hold payment), seconds (60-86400).
+expiration_seconds = 900
+hold_invoice_cltv_delta = 144
+# The CLTV guard acts this many blocks before the escrow HTLC expires (>= 18, < cltv delta).
+escrow_deadline_margin_blocks = 24
+payment_attempts = 3
+payment_retries_interval = 60
+invoice_expiration_window = 3600
+max_price_staleness_seconds = 1800
+# Empty accepts every fiat code.
+fiat_currencies_accepted = []
+max_orders_per_response = 10
+
+[prices]
+# Fixed prices (fiat per BTC) for market-price orders, until a price feed is configured.
+fixed = {}
+
+[admin]
+# Loopback endpoint for `mostrod admin ...`, /health and /metrics.
+listen = "127.0.0.1:9737"
+token_file = "admin.token"
+"#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn template_is_the_defaults() {
+        let cfg = Config::parse(TEMPLATE, &[]).unwrap();
+        let mut def = Config::default();
+        def.base_dir = PathBuf::new();
+        assert_eq!(cfg, def);
+        assert_eq!(cfg.policy().fee_ppm, 6000);
+        assert_eq!(cfg.policy(), Policy::default());
+    }
+
+    #[test]
+    fn bad_values_name_the_key() {
+        let e = Config::parse("[mostro]\nfee = 0.5\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("mostro.fee") && e.contains("between 0 and 0.1"),
+            "{e}"
+        );
+        let e = Config::parse("[mostro]\nfeee = 1\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("feee"), "{e}");
+        let e = Config::parse("[admin]\nlisten = \"0.0.0.0:9737\"\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("admin.listen") && e.contains("loopback"), "{e}");
+        let e = Config::parse("[mostro]\nescrow_deadline_margin_blocks = 200\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("escrow_deadline_margin_blocks"), "{e}");
+        let e = Config::parse("[lightning]\nbackend = \"eclair\"\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("backend") || e.contains("eclair"), "{e}");
+    }
+
+    #[test]
+    fn env_overrides() {
+        let env = vec![
+            ("MOSTRO_MOSTRO_FEE".to_owned(), "0.01".to_owned()),
+            (
+                "MOSTRO_LIGHTNING_LND_HOST".to_owned(),
+                "https://10.0.0.1:10009".to_owned(),
+            ),
+            (
+                "MOSTRO_NOSTR_RELAYS".to_owned(),
+                "[\"wss://a\", \"wss://b\"]".to_owned(),
+            ),
+            ("PATH".to_owned(), "/bin".to_owned()),
+        ];
+        let cfg = Config::parse("", &env).unwrap();
+        assert_eq!(cfg.policy().fee_ppm, 10_000);
+        assert_eq!(cfg.lightning.lnd.host, "https://10.0.0.1:10009");
+        assert_eq!(cfg.nostr.relays, vec!["wss://a", "wss://b"]);
+        let e = Config::parse("", &[("MOSTRO_MOSTRO_FEEE".into(), "1".into())])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("MOSTRO_MOSTRO_FEEE"), "{e}");
+        let e = Config::parse("", &[("MOSTRO_MOSTRO_FEE".into(), "2".into())])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("mostro.fee"), "{e}");
+    }
+}

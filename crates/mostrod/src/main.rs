@@ -1,0 +1,159 @@
+//! `mostrod`: the Mostro daemon. It reads config and composes the engine with its adapters.
+
+mod config;
+mod daemon;
+mod http;
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+use crate::config::Config;
+use crate::support::NodeKey;
+
+#[derive(Parser, Debug)]
+#[command(name = "mostrod", version, about = "Mostro P2P exchange daemon")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Write a commented config file, a new node key and an admin token into a directory.
+    Init {
+        /// Directory to create them in.
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
+    },
+    /// Validate a config file (and environment overrides).
+    CheckConfig {
+        /// Config file.
+        #[arg(long, env = "MOSTRO_CONFIG", default_value = "mostrod.toml")]
+        config: PathBuf,
+    },
+    /// Local administration through the daemon's loopback endpoint.
+    Admin {
+        /// Config file (for the endpoint address and token).
+        #[arg(long, env = "MOSTRO_CONFIG", default_value = "mostrod.toml")]
+        config: PathBuf,
+        #[command(subcommand)]
+        what: AdminCmd,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum AdminCmd {
+    /// List open orders, optionally of one status.
+    Orders {
+        /// Status (e.g. pending, active, dispute).
+        #[arg(long)]
+        status: Option<String>,
+    },
+    /// List orders in dispute.
+    Disputes,
+    /// Refuse new orders and takes (`on`) or accept them again (`off`).
+    Maintenance {
+        /// on | off
+        state: String,
+    },
+}
+
+fn env_vars() -> Vec<(String, String)> {
+    std::env::vars()
+        .filter(|(k, _)| k.starts_with("MOSTRO_"))
+        .collect()
+}
+
+fn load(path: &Path) -> anyhow::Result<Config> {
+    Ok(Config::load(path, &env_vars())?)
+}
+
+fn init(dir: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let cfg_path = dir.join("mostrod.toml");
+    if cfg_path.exists() {
+        anyhow::bail!("{} already exists; not overwriting", cfg_path.display());
+    }
+    let key = NodeKey::generate();
+    key.save(&dir.join("node.key"))?;
+    support::ensure_token(&dir.join("admin.token"))?;
+    std::fs::write(&cfg_path, config::TEMPLATE)
+        .with_context(|| format!("cannot write {}", cfg_path.display()))?;
+    say(&format!(
+        "wrote {} and a new node key (pubkey {})\nedit the [lightning] and [nostr] sections, then: mostrod run --config {}",
+        cfg_path.display(),
+        key.public(),
+        cfg_path.display()
+    ));
+    Ok(())
+}
+
+#[allow(clippy::print_stdout, reason = "the CLI's output")]
+fn say(s: &str) {
+    println!("{s}");
+}
+
+#[allow(clippy::print_stderr, reason = "the CLI's error output")]
+fn fail(e: &anyhow::Error) {
+    eprintln!("mostrod: {e:#}");
+}
+
+async fn admin(config: &Path, what: AdminCmd) -> anyhow::Result<()> {
+    let cfg = load(config)?;
+    let token_path = cfg.data_path(&cfg.admin.token_file);
+    let token = std::fs::read_to_string(&token_path)
+        .with_context(|| format!("cannot read admin token {}", token_path.display()))?;
+    let (method, target) = match what {
+        AdminCmd::Orders { status: Some(s) } => ("GET", format!("/admin/orders?status={s}")),
+        AdminCmd::Orders { status: None } => ("GET", "/admin/orders".to_owned()),
+        AdminCmd::Disputes => ("GET", "/admin/disputes".to_owned()),
+        AdminCmd::Maintenance { state } => match state.as_str() {
+            "on" => ("POST", "/admin/maintenance?on=true".to_owned()),
+            "off" => ("POST", "/admin/maintenance?on=false".to_owned()),
+            other => anyhow::bail!("maintenance takes `on` or `off`, not `{other}`"),
+        },
+    };
+    let body = http::request(cfg.admin.listen, token.trim(), method, &target).await?;
+    say(&body);
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            fail(&anyhow::anyhow!("cannot start the runtime: {e}"));
+            return ExitCode::FAILURE;
+        },
+    };
+    let r = rt.block_on(async {
+        match cli.cmd {
+            Cmd::Init { dir } => init(&dir),
+            Cmd::CheckConfig { config } => load(&config).map(|cfg| {
+                say(&format!(
+                    "{}: ok (backend {:?}, {} relay(s), database {})",
+                    config.display(),
+                    cfg.lightning.backend,
+                    cfg.nostr.relays.len(),
+                    cfg.data_path(&cfg.database.path).display()
+                ));
+            }),
+            Cmd::Admin { config, what } => admin(&config, what).await,
+        }
+    });
+    match r {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            fail(&e);
+            ExitCode::FAILURE
+        },
+    }
+}
