@@ -50,7 +50,9 @@ pub struct FakeNodeHarness {
 impl FakeNodeHarness {
     /// A fresh regtest ledger and node.
     pub fn new() -> Self {
-        let clock = Arc::new(ManualClock::new(mostro_core::types::Timestamp(1_800_000_000)));
+        let clock = Arc::new(ManualClock::new(mostro_core::types::Timestamp(
+            1_800_000_000,
+        )));
         let node = Arc::new(FakeNode::new(Ledger::new(Network::Regtest, clock)));
         FakeNodeHarness { node }
     }
@@ -188,7 +190,10 @@ pub async fn hold_create_idempotent(h: &dyn NodeHarness, salt: u8) {
     let mut other = req.clone();
     other.amount = Sats(10_001);
     assert_eq!(
-        kind(node.create_hold_invoice(&other).await, "create with another amount"),
+        kind(
+            node.create_hold_invoice(&other).await,
+            "create with another amount"
+        ),
         LnErrorKind::Conflict
     );
     let d = ledger::decode_bolt11(&b1).expect("real BOLT11");
@@ -206,7 +211,10 @@ pub async fn hold_settle(h: &dyn NodeHarness, salt: u8) {
     let node = h.node();
     let l = h.ledger();
     let pre = preimage(2, salt);
-    let b = ok(node.create_hold_invoice(&hold_req(&pre, 20_000, 144)).await, "create");
+    let b = ok(
+        node.create_hold_invoice(&hold_req(&pre, 20_000, 144)).await,
+        "create",
+    );
     assert_eq!(
         kind(node.settle_hold_invoice(&pre).await, "settle open"),
         LnErrorKind::Other,
@@ -214,7 +222,10 @@ pub async fn hold_settle(h: &dyn NodeHarness, salt: u8) {
     );
     let height = l.height();
     ok(l.pay_hold("seller", &b), "seller pays");
-    let st = wait_state(h, &pre.hash(), |s| matches!(s, HoldInvoiceState::Accepted { .. })).await;
+    let st = wait_state(h, &pre.hash(), |s| {
+        matches!(s, HoldInvoiceState::Accepted { .. })
+    })
+    .await;
     assert_eq!(
         st,
         HoldInvoiceState::Accepted {
@@ -229,7 +240,10 @@ pub async fn hold_settle(h: &dyn NodeHarness, salt: u8) {
     );
     ok(node.settle_hold_invoice(&pre).await, "settle again is Ok");
     assert_eq!(
-        kind(node.cancel_hold_invoice(&pre.hash()).await, "cancel settled"),
+        kind(
+            node.cancel_hold_invoice(&pre.hash()).await,
+            "cancel settled"
+        ),
         LnErrorKind::AlreadySettled
     );
     let rec = l.hold(&pre.hash()).expect("record");
@@ -240,13 +254,19 @@ pub async fn hold_settle(h: &dyn NodeHarness, salt: u8) {
 pub async fn hold_cancel_open(h: &dyn NodeHarness, salt: u8) {
     let node = h.node();
     let pre = preimage(3, salt);
-    ok(node.create_hold_invoice(&hold_req(&pre, 30_000, 144)).await, "create");
+    ok(
+        node.create_hold_invoice(&hold_req(&pre, 30_000, 144)).await,
+        "create",
+    );
     ok(node.cancel_hold_invoice(&pre.hash()).await, "cancel");
     assert_eq!(
         ok(node.lookup_hold_invoice(&pre.hash()).await, "lookup"),
         HoldInvoiceState::Canceled
     );
-    ok(node.cancel_hold_invoice(&pre.hash()).await, "cancel again is Ok");
+    ok(
+        node.cancel_hold_invoice(&pre.hash()).await,
+        "cancel again is Ok",
+    );
     assert_eq!(
         kind(node.settle_hold_invoice(&pre).await, "settle canceled"),
         LnErrorKind::AlreadyCanceled
@@ -260,11 +280,20 @@ pub async fn hold_cancel_accepted_refunds(h: &dyn NodeHarness, salt: u8) {
     let l = h.ledger();
     let pre = preimage(4, salt);
     let wallet = format!("seller-refund-{salt}");
-    let b = ok(node.create_hold_invoice(&hold_req(&pre, 40_000, 144)).await, "create");
+    let b = ok(
+        node.create_hold_invoice(&hold_req(&pre, 40_000, 144)).await,
+        "create",
+    );
     ok(l.pay_hold(&wallet, &b), "seller pays");
     assert_eq!(l.balance(&wallet), -40_000);
-    wait_state(h, &pre.hash(), |s| matches!(s, HoldInvoiceState::Accepted { .. })).await;
-    ok(node.cancel_hold_invoice(&pre.hash()).await, "cancel accepted");
+    wait_state(h, &pre.hash(), |s| {
+        matches!(s, HoldInvoiceState::Accepted { .. })
+    })
+    .await;
+    ok(
+        node.cancel_hold_invoice(&pre.hash()).await,
+        "cancel accepted",
+    );
     assert_eq!(
         ok(node.lookup_hold_invoice(&pre.hash()).await, "lookup"),
         HoldInvoiceState::Canceled
@@ -277,7 +306,10 @@ pub async fn unknown_hash(h: &dyn NodeHarness) {
     let node = h.node();
     let pre = Preimage([0xEE; 32]);
     assert_eq!(
-        kind(node.lookup_hold_invoice(&pre.hash()).await, "lookup unknown"),
+        kind(
+            node.lookup_hold_invoice(&pre.hash()).await,
+            "lookup unknown"
+        ),
         LnErrorKind::NotFound
     );
     assert_eq!(
@@ -285,7 +317,10 @@ pub async fn unknown_hash(h: &dyn NodeHarness) {
         LnErrorKind::NotFound
     );
     assert_eq!(
-        kind(node.cancel_hold_invoice(&pre.hash()).await, "cancel unknown"),
+        kind(
+            node.cancel_hold_invoice(&pre.hash()).await,
+            "cancel unknown"
+        ),
         LnErrorKind::NotFound
     );
 }
@@ -295,7 +330,10 @@ pub async fn event_on_accept(h: &dyn NodeHarness, salt: u8) {
     let node = h.node();
     let pre = preimage(5, salt);
     let hash = pre.hash();
-    let b = ok(node.create_hold_invoice(&hold_req(&pre, 50_000, 144)).await, "create");
+    let b = ok(
+        node.create_hold_invoice(&hold_req(&pre, 50_000, 144)).await,
+        "create",
+    );
     h.settle_time().await;
     ok(h.ledger().pay_hold("seller", &b), "seller pays");
     let ev = wait_event(h, |e| {
@@ -306,7 +344,12 @@ pub async fn event_on_accept(h: &dyn NodeHarness, salt: u8) {
         panic!("not a hold event");
     };
     assert!(
-        matches!(state, HoldInvoiceState::Accepted { htlc_expiry: Some(_) }),
+        matches!(
+            state,
+            HoldInvoiceState::Accepted {
+                htlc_expiry: Some(_)
+            }
+        ),
         "accepted event carries the HTLC expiry: {state:?}"
     );
     ok(node.cancel_hold_invoice(&hash).await, "cleanup");
@@ -318,14 +361,23 @@ pub async fn cltv_auto_cancel(h: &dyn NodeHarness, salt: u8) {
     let l = h.ledger();
     let pre = preimage(6, salt);
     let wallet = format!("seller-cltv-{salt}");
-    let b = ok(node.create_hold_invoice(&hold_req(&pre, 60_000, 40)).await, "create");
+    let b = ok(
+        node.create_hold_invoice(&hold_req(&pre, 60_000, 40)).await,
+        "create",
+    );
     ok(l.pay_hold(&wallet, &b), "seller pays");
-    wait_state(h, &pre.hash(), |s| matches!(s, HoldInvoiceState::Accepted { .. })).await;
+    wait_state(h, &pre.hash(), |s| {
+        matches!(s, HoldInvoiceState::Accepted { .. })
+    })
+    .await;
     l.mine(40 - ledger::HOLD_EXPIRY_DELTA);
     wait_state(h, &pre.hash(), |s| *s == HoldInvoiceState::Canceled).await;
     assert_eq!(l.balance(&wallet), 0, "the payer is refunded");
     assert_eq!(
-        kind(node.settle_hold_invoice(&pre).await, "settle after auto-cancel"),
+        kind(
+            node.settle_hold_invoice(&pre).await,
+            "settle after auto-cancel"
+        ),
         LnErrorKind::AlreadyCanceled
     );
 }
@@ -345,7 +397,10 @@ fn pay_req(invoice: String, amount: u64, timeout_secs: u32) -> PayRequest {
 pub async fn pay_once(h: &dyn NodeHarness) {
     let node = h.node();
     let l = h.ledger();
-    let inv = ok(l.wallet_invoice("buyer-once", Some(Sats(700)), 3600), "invoice");
+    let inv = ok(
+        l.wallet_invoice("buyer-once", Some(Sats(700)), 3600),
+        "invoice",
+    );
     let req = pay_req(inv, 700, 10);
     let first = ok(node.pay(&req).await, "pay");
     assert!(matches!(first, PayOutcome::Succeeded { .. }), "{first:?}");
@@ -360,7 +415,10 @@ pub async fn pay_once(h: &dyn NodeHarness) {
 pub async fn pay_failure_then_retry(h: &dyn NodeHarness) {
     let node = h.node();
     let l = h.ledger();
-    let inv = ok(l.wallet_invoice("buyer-retry", Some(Sats(800)), 3600), "invoice");
+    let inv = ok(
+        l.wallet_invoice("buyer-retry", Some(Sats(800)), 3600),
+        "invoice",
+    );
     let req = pay_req(inv, 800, 10);
     l.set_faults(Faults {
         fail_payments: 1,
@@ -377,7 +435,10 @@ pub async fn pay_failure_then_retry(h: &dyn NodeHarness) {
 pub async fn pay_hung(h: &dyn NodeHarness) {
     let node = h.node();
     let l = h.ledger();
-    let inv = ok(l.wallet_invoice("buyer-hung", Some(Sats(900)), 3600), "invoice");
+    let inv = ok(
+        l.wallet_invoice("buyer-hung", Some(Sats(900)), 3600),
+        "invoice",
+    );
     let req = pay_req(inv, 900, 1);
     l.set_faults(Faults {
         hang_payments: true,
@@ -385,7 +446,11 @@ pub async fn pay_hung(h: &dyn NodeHarness) {
     });
     assert_eq!(ok(node.pay(&req).await, "pay"), PayOutcome::InFlight);
     assert_eq!(ok(node.pay(&req).await, "pay again"), PayOutcome::InFlight);
-    assert_eq!(l.attempts(&req.hash).len(), 1, "never a second send in flight");
+    assert_eq!(
+        l.attempts(&req.hash).len(),
+        1,
+        "never a second send in flight"
+    );
     l.finish_hung(false);
     let mut out = PayOutcome::InFlight;
     for _ in 0..MAX_WAITS {
@@ -403,7 +468,10 @@ pub async fn pay_hung(h: &dyn NodeHarness) {
 pub async fn decode_checks(h: &dyn NodeHarness) {
     let node = h.node();
     let l = h.ledger();
-    let inv = ok(l.wallet_invoice("buyer-decode", Some(Sats(1234)), 3600), "invoice");
+    let inv = ok(
+        l.wallet_invoice("buyer-decode", Some(Sats(1234)), 3600),
+        "invoice",
+    );
     let d = ok(node.decode_invoice(&inv).await, "decode");
     assert_eq!(d.amount, Some(Sats(1234)));
     assert_eq!(d.network, l.network());

@@ -1,0 +1,550 @@
+//! LND adapter: [`LndNode`] implements [`mostro_core::ports::LightningNode`] over LND's gRPC
+//! API (fedimint-tonic-lnd clients: `lnrpc`, `invoicesrpc`, `routerrpc`).
+//!
+//! One client (one HTTP/2 connection pool) is shared by every call and background task; every
+//! unary call and every stream's first answer is bounded by [`LndConfig::call_timeout`].
+//! Background tasks (one invoice watcher per watched hash, one block-height poller) are owned
+//! by the node and aborted when it is dropped.
+#![warn(missing_docs)]
+
+mod convert;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use fedimint_tonic_lnd::tonic::{Response, Status};
+use fedimint_tonic_lnd::{Client, invoicesrpc, lnrpc, routerrpc};
+use mostro_core::machine::PayOutcome;
+use mostro_core::ports::{
+    DecodedInvoice, HoldInvoiceRequest, HoldInvoiceState, LightningNode, LnError, LnErrorKind,
+    Network, NodeEvent, NodeInfo, PayRequest,
+};
+use mostro_core::types::{BlockHeight, PaymentHash, Preimage, Sats};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use crate::convert::{decode_bolt11, hold_state, map_status, network_from_info};
+
+/// How to reach an LND node (built by mostrod from its configuration).
+#[derive(Clone, Debug)]
+pub struct LndConfig {
+    /// gRPC address, `https://host:port`.
+    pub host: String,
+    /// LND's `tls.cert` (PEM); the connection pins exactly this certificate.
+    pub cert_path: PathBuf,
+    /// A macaroon file (sent hex-encoded with every call).
+    pub macaroon_path: PathBuf,
+    /// Bound on every unary call (and on the first answer of a stream).
+    pub call_timeout: Duration,
+    /// Interval of the block-height poll and of the invoice watchers' safety lookup.
+    pub poll_interval: Duration,
+}
+
+impl LndConfig {
+    /// A config with a 30 s call timeout and a 10 s poll interval.
+    pub fn new(
+        host: impl Into<String>,
+        cert_path: impl Into<PathBuf>,
+        macaroon_path: impl Into<PathBuf>,
+    ) -> Self {
+        LndConfig {
+            host: host.into(),
+            cert_path: cert_path.into(),
+            macaroon_path: macaroon_path.into(),
+            call_timeout: Duration::from_secs(30),
+            poll_interval: Duration::from_secs(10),
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    match m.lock() {
+        Ok(g) => g,
+        Err(p) => p.into_inner(),
+    }
+}
+
+/// Runs one gRPC call under the timeout, mapping errors.
+async fn call<T>(
+    limit: Duration,
+    fut: impl Future<Output = Result<Response<T>, Status>>,
+) -> Result<T, LnError> {
+    match tokio::time::timeout(limit, fut).await {
+        Err(_) => Err(LnError::new(
+            LnErrorKind::Timeout,
+            format!("lnd did not answer within {limit:?}"),
+        )),
+        Ok(Err(s)) => Err(map_status(&s)),
+        Ok(Ok(r)) => Ok(r.into_inner()),
+    }
+}
+
+fn i64_of(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+fn is_final(s: HoldInvoiceState) -> bool {
+    matches!(s, HoldInvoiceState::Settled | HoldInvoiceState::Canceled)
+}
+
+/// The LND node.
+pub struct LndNode {
+    client: Client,
+    cfg: LndConfig,
+    events_tx: mpsc::UnboundedSender<NodeEvent>,
+    events_rx: tokio::sync::Mutex<mpsc::UnboundedReceiver<NodeEvent>>,
+    watchers: Mutex<HashMap<PaymentHash, JoinHandle<()>>>,
+    poller: JoinHandle<()>,
+    network: Mutex<Option<Network>>,
+    pay_lock: tokio::sync::Mutex<()>,
+}
+
+impl std::fmt::Debug for LndNode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LndNode")
+            .field("host", &self.cfg.host)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for LndNode {
+    fn drop(&mut self) {
+        self.poller.abort();
+        for (_, h) in lock(&self.watchers).drain() {
+            h.abort();
+        }
+    }
+}
+
+impl LndNode {
+    /// Loads the certificate and macaroon and prepares the client. The connection itself is
+    /// made by the first call (a node that is down now is not an error here). Must be called
+    /// inside a tokio runtime: it starts the block-height poller.
+    ///
+    /// # Errors
+    /// [`LnErrorKind::Auth`] when the certificate or macaroon cannot be read or parsed,
+    /// [`LnErrorKind::Other`] for an invalid address.
+    pub async fn connect(cfg: LndConfig) -> Result<LndNode, LnError> {
+        // fedimint-tonic-lnd reads the process-wide rustls provider; install ring once.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let client = fedimint_tonic_lnd::connect(
+            cfg.host.clone(),
+            cfg.cert_path.clone(),
+            cfg.macaroon_path.clone(),
+        )
+        .await
+        .map_err(|e| {
+            let msg = e.to_string();
+            let kind = if msg.contains("address") {
+                LnErrorKind::Other
+            } else {
+                LnErrorKind::Auth
+            };
+            LnError::new(kind, format!("cannot prepare the lnd connection: {msg}"))
+        })?;
+        let (events_tx, events_rx) = mpsc::unbounded_channel();
+        let poller = tokio::spawn(poll_blocks(
+            client.clone(),
+            cfg.call_timeout,
+            cfg.poll_interval,
+            events_tx.clone(),
+        ));
+        Ok(LndNode {
+            client,
+            cfg,
+            events_tx,
+            events_rx: tokio::sync::Mutex::new(events_rx),
+            watchers: Mutex::new(HashMap::new()),
+            poller,
+            network: Mutex::new(None),
+            pay_lock: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    /// Hashes whose invoice is being watched now.
+    pub fn watched(&self) -> Vec<PaymentHash> {
+        let mut w = lock(&self.watchers);
+        w.retain(|_, h| !h.is_finished());
+        w.keys().copied().collect()
+    }
+
+    /// Starts a supervised subscription for `hash` unless one runs or the state is final.
+    fn watch(&self, hash: PaymentHash, known: HoldInvoiceState) {
+        if is_final(known) {
+            return;
+        }
+        let mut w = lock(&self.watchers);
+        if w.get(&hash).is_some_and(|h| !h.is_finished()) {
+            return;
+        }
+        let task = tokio::spawn(watch_invoice(
+            self.client.clone(),
+            hash,
+            known,
+            self.events_tx.clone(),
+            self.cfg.call_timeout,
+            self.cfg.poll_interval,
+        ));
+        w.insert(hash, task);
+    }
+
+    async fn get_info(&self) -> Result<lnrpc::GetInfoResponse, LnError> {
+        let mut c = self.client.clone();
+        call(
+            self.cfg.call_timeout,
+            c.lightning().get_info(lnrpc::GetInfoRequest {}),
+        )
+        .await
+    }
+
+    async fn network(&self) -> Result<Network, LnError> {
+        if let Some(n) = *lock(&self.network) {
+            return Ok(n);
+        }
+        let n = network_from_info(&self.get_info().await?)?;
+        *lock(&self.network) = Some(n);
+        Ok(n)
+    }
+
+    async fn lookup(&self, hash: &PaymentHash) -> Result<lnrpc::Invoice, LnError> {
+        let mut c = self.client.clone();
+        #[allow(deprecated, reason = "r_hash_str is a deprecated alternative field")]
+        let req = lnrpc::PaymentHash {
+            r_hash: hash.0.to_vec(),
+            ..Default::default()
+        };
+        call(self.cfg.call_timeout, c.lightning().lookup_invoice(req)).await
+    }
+
+    /// The payment LND knows for `hash`, if any.
+    async fn track(&self, hash: &PaymentHash) -> Result<Option<PayOutcome>, LnError> {
+        let mut c = self.client.clone();
+        let req = routerrpc::TrackPaymentRequest {
+            payment_hash: hash.0.to_vec(),
+            no_inflight_updates: false,
+        };
+        let mut stream = match call(self.cfg.call_timeout, c.router().track_payment_v2(req)).await {
+            Ok(s) => s,
+            Err(e) if e.kind == LnErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        match tokio::time::timeout(self.cfg.call_timeout, stream.message()).await {
+            Err(_) => Err(LnError::new(
+                LnErrorKind::Timeout,
+                "no payment status in time",
+            )),
+            Ok(Err(s)) => {
+                let e = map_status(&s);
+                if e.kind == LnErrorKind::NotFound {
+                    Ok(None)
+                } else {
+                    Err(e)
+                }
+            },
+            Ok(Ok(None)) => Ok(None),
+            Ok(Ok(Some(p))) => Ok(Some(pay_outcome(&p))),
+        }
+    }
+
+    async fn send(&self, req: &PayRequest, amountless: bool) -> Result<PayOutcome, LnError> {
+        let mut c = self.client.clone();
+        let send = routerrpc::SendPaymentRequest {
+            payment_request: req.invoice.clone(),
+            amt: if amountless { i64_of(req.amount.0) } else { 0 },
+            fee_limit_sat: i64_of(req.fee_limit.0),
+            timeout_seconds: i32::try_from(req.timeout_secs.max(1)).unwrap_or(i32::MAX),
+            no_inflight_updates: false,
+            ..Default::default()
+        };
+        let wait = Duration::from_secs(u64::from(req.timeout_secs.max(1)));
+        let mut stream = match call(self.cfg.call_timeout, c.router().send_payment_v2(send)).await {
+            Ok(s) => s,
+            // Already in flight or already paid: report what LND has.
+            Err(e)
+                if e.kind == LnErrorKind::AlreadySettled
+                    || e.message.contains("in transition")
+                    || e.message.contains("AlreadyExists") =>
+            {
+                return Ok(self.track(&req.hash).await?.unwrap_or(PayOutcome::InFlight));
+            },
+            Err(e) => return Err(e),
+        };
+        let deadline = tokio::time::Instant::now() + wait;
+        let mut last = PayOutcome::InFlight;
+        loop {
+            match tokio::time::timeout_at(deadline, stream.message()).await {
+                Err(_) => return Ok(PayOutcome::InFlight),
+                // The stream broke: the payment may go on; the caller's next pay tracks it.
+                Ok(Err(_)) | Ok(Ok(None)) => return Ok(last),
+                Ok(Ok(Some(p))) => {
+                    last = pay_outcome(&p);
+                    if last != PayOutcome::InFlight {
+                        return Ok(last);
+                    }
+                },
+            }
+        }
+    }
+}
+
+fn pay_outcome(p: &lnrpc::Payment) -> PayOutcome {
+    use lnrpc::payment::PaymentStatus as P;
+    match P::try_from(p.status) {
+        Ok(P::Succeeded) => PayOutcome::Succeeded {
+            fee: Sats(u64::try_from(p.fee_sat).unwrap_or(0)),
+        },
+        Ok(P::Failed) => PayOutcome::Failed {
+            reason: lnrpc::PaymentFailureReason::try_from(p.failure_reason)
+                .map_or_else(|_| "failed".to_owned(), |r| r.as_str_name().to_owned()),
+        },
+        _ => PayOutcome::InFlight,
+    }
+}
+
+/// Reports `hash` moving to `st` unless it was already reported. Returns false when the
+/// receiver is gone.
+fn report(
+    tx: &mpsc::UnboundedSender<NodeEvent>,
+    hash: PaymentHash,
+    last: &mut HoldInvoiceState,
+    st: HoldInvoiceState,
+) -> bool {
+    if *last == st {
+        return true;
+    }
+    *last = st;
+    tx.send(NodeEvent::Hold { hash, state: st }).is_ok()
+}
+
+/// One supervised SubscribeSingleInvoice: re-subscribes after a drop (with backoff) and looks
+/// the invoice up after each drop and on every poll tick, so no transition is lost.
+async fn watch_invoice(
+    client: Client,
+    hash: PaymentHash,
+    mut last: HoldInvoiceState,
+    tx: mpsc::UnboundedSender<NodeEvent>,
+    limit: Duration,
+    poll: Duration,
+) {
+    let mut backoff = Duration::from_millis(100);
+    let lookup = |client: &Client| {
+        let mut c = client.clone();
+        #[allow(deprecated, reason = "r_hash_str is a deprecated alternative field")]
+        let req = lnrpc::PaymentHash {
+            r_hash: hash.0.to_vec(),
+            ..Default::default()
+        };
+        async move { call(limit, c.lightning().lookup_invoice(req)).await }
+    };
+    loop {
+        let mut c = client.clone();
+        let sub = invoicesrpc::SubscribeSingleInvoiceRequest {
+            r_hash: hash.0.to_vec(),
+        };
+        if let Ok(mut stream) = call(limit, c.invoices().subscribe_single_invoice(sub)).await {
+            backoff = Duration::from_millis(100);
+            let mut tick = tokio::time::interval(poll);
+            tick.tick().await;
+            loop {
+                tokio::select! {
+                    m = stream.message() => match m {
+                        Ok(Some(inv)) => {
+                            let st = hold_state(&inv);
+                            if !report(&tx, hash, &mut last, st) || is_final(st) {
+                                return;
+                            }
+                        },
+                        Ok(None) | Err(_) => break,
+                    },
+                    _ = tick.tick() => {
+                        // Safety net for a connection that died silently.
+                        if let Ok(inv) = lookup(&client).await {
+                            let st = hold_state(&inv);
+                            if !report(&tx, hash, &mut last, st) || is_final(st) {
+                                return;
+                            }
+                        }
+                    },
+                }
+            }
+        }
+        if tx.is_closed() {
+            return;
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+        match lookup(&client).await {
+            Ok(inv) => {
+                let st = hold_state(&inv);
+                if !report(&tx, hash, &mut last, st) || is_final(st) {
+                    return;
+                }
+            },
+            Err(e) if e.kind == LnErrorKind::NotFound => return,
+            Err(_) => {},
+        }
+    }
+}
+
+/// Polls GetInfo and reports each new chain tip.
+async fn poll_blocks(
+    client: Client,
+    limit: Duration,
+    every: Duration,
+    tx: mpsc::UnboundedSender<NodeEvent>,
+) {
+    let mut last: Option<u32> = None;
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let mut c = client.clone();
+        if let Ok(info) = call(limit, c.lightning().get_info(lnrpc::GetInfoRequest {})).await
+            && last != Some(info.block_height)
+        {
+            last = Some(info.block_height);
+            if tx
+                .send(NodeEvent::Block(BlockHeight(info.block_height)))
+                .is_err()
+            {
+                return;
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl LightningNode for LndNode {
+    async fn create_hold_invoice(&self, req: &HoldInvoiceRequest) -> Result<String, LnError> {
+        let mut c = self.client.clone();
+        let add = invoicesrpc::AddHoldInvoiceRequest {
+            memo: req.memo.clone(),
+            hash: req.hash.0.to_vec(),
+            value: i64_of(req.amount.0),
+            expiry: i64_of(req.expiry_secs),
+            cltv_expiry: u64::from(req.cltv_delta),
+            ..Default::default()
+        };
+        match call(self.cfg.call_timeout, c.invoices().add_hold_invoice(add)).await {
+            Ok(r) => {
+                self.watch(req.hash, HoldInvoiceState::Open);
+                Ok(r.payment_request)
+            },
+            Err(e) if e.kind == LnErrorKind::Conflict => {
+                // Idempotency: the same invoice created earlier (maybe a lost reply).
+                let inv = self.lookup(&req.hash).await?;
+                let same = inv.value == i64_of(req.amount.0)
+                    || inv.value_msat == i64_of(req.amount.0.saturating_mul(1000));
+                if !same {
+                    return Err(LnError::new(
+                        LnErrorKind::Conflict,
+                        "a hold invoice with this hash exists with another amount",
+                    ));
+                }
+                self.watch(req.hash, hold_state(&inv));
+                Ok(inv.payment_request)
+            },
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn settle_hold_invoice(&self, preimage: &Preimage) -> Result<(), LnError> {
+        let mut c = self.client.clone();
+        let msg = invoicesrpc::SettleInvoiceMsg {
+            preimage: preimage.0.to_vec(),
+        };
+        match call(self.cfg.call_timeout, c.invoices().settle_invoice(msg)).await {
+            Ok(_) => Ok(()),
+            Err(e) if e.kind == LnErrorKind::AlreadySettled => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn cancel_hold_invoice(&self, hash: &PaymentHash) -> Result<(), LnError> {
+        let mut c = self.client.clone();
+        let msg = invoicesrpc::CancelInvoiceMsg {
+            payment_hash: hash.0.to_vec(),
+        };
+        match call(self.cfg.call_timeout, c.invoices().cancel_invoice(msg)).await {
+            Ok(_) => Ok(()),
+            Err(e) if e.kind == LnErrorKind::AlreadyCanceled => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn lookup_hold_invoice(&self, hash: &PaymentHash) -> Result<HoldInvoiceState, LnError> {
+        let st = hold_state(&self.lookup(hash).await?);
+        self.watch(*hash, st);
+        Ok(st)
+    }
+
+    async fn next_event(&self) -> Result<NodeEvent, LnError> {
+        let mut rx = self.events_rx.lock().await;
+        rx.recv()
+            .await
+            .ok_or_else(|| LnError::new(LnErrorKind::Unreachable, "event channel closed"))
+    }
+
+    async fn pay(&self, req: &PayRequest) -> Result<PayOutcome, LnError> {
+        // One pay at a time: a concurrent duplicate must see the first one's payment.
+        let _guard = self.pay_lock.lock().await;
+        let d = decode_bolt11(&req.invoice)?;
+        if d.hash != req.hash {
+            return Err(LnError::new(
+                LnErrorKind::InvalidInvoice,
+                "hash does not match the invoice",
+            ));
+        }
+        if d.amount.is_some_and(|a| a != req.amount) {
+            return Err(LnError::new(
+                LnErrorKind::InvalidInvoice,
+                "amount does not match the invoice",
+            ));
+        }
+        if d.network != self.network().await? {
+            return Err(LnError::new(
+                LnErrorKind::WrongNetwork,
+                "invoice is for another network",
+            ));
+        }
+        match self.track(&req.hash).await? {
+            Some(PayOutcome::InFlight) => return Ok(PayOutcome::InFlight),
+            Some(s @ PayOutcome::Succeeded { .. }) => return Ok(s),
+            Some(PayOutcome::Failed { .. }) | None => {},
+        }
+        self.send(req, d.amount.is_none()).await
+    }
+
+    async fn decode_invoice(&self, bolt11: &str) -> Result<DecodedInvoice, LnError> {
+        let d = decode_bolt11(bolt11)?;
+        let net = self.network().await?;
+        if d.network != net {
+            return Err(LnError::new(
+                LnErrorKind::WrongNetwork,
+                format!(
+                    "invoice is for {}, the node is on {}",
+                    d.network.as_str(),
+                    net.as_str()
+                ),
+            ));
+        }
+        Ok(d)
+    }
+
+    async fn info(&self) -> Result<NodeInfo, LnError> {
+        let i = self.get_info().await?;
+        let network = network_from_info(&i)?;
+        *lock(&self.network) = Some(network);
+        Ok(NodeInfo {
+            network,
+            block_height: BlockHeight(i.block_height),
+            alias: i.alias,
+            pubkey: i.identity_pubkey,
+            version: i.version,
+        })
+    }
+}
