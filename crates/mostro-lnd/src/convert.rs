@@ -1,11 +1,8 @@
 //! Conversions between LND's proto types and mostro-core's types, and error mapping.
 
-use std::str::FromStr;
-
 use fedimint_tonic_lnd::lnrpc;
-use lightning_invoice::{Bolt11Invoice, Currency};
-use mostro_core::ports::{DecodedInvoice, HoldInvoiceState, LnError, LnErrorKind, Network};
-use mostro_core::types::{BlockHeight, PaymentHash, PubKey, Sats, Timestamp};
+use mostro_core::ports::{HoldInvoiceState, LnError, LnErrorKind, Network};
+use mostro_core::types::BlockHeight;
 use tonic_status::{Code, Status};
 
 /// Re-exported through fedimint-tonic-lnd (`Error` is `tonic::Status`).
@@ -110,40 +107,8 @@ pub(crate) fn network_from_info(info: &lnrpc::GetInfoResponse) -> Result<Network
     }
 }
 
-fn network_of(c: &Currency) -> Network {
-    match c {
-        Currency::Bitcoin => Network::Mainnet,
-        Currency::BitcoinTestnet => Network::Testnet,
-        Currency::Signet => Network::Signet,
-        Currency::Regtest | Currency::Simnet => Network::Regtest,
-    }
-}
-
 /// Decodes a BOLT11 invoice locally (signature checked).
-pub(crate) fn decode_bolt11(s: &str) -> Result<DecodedInvoice, LnError> {
-    let inv = Bolt11Invoice::from_str(s.trim()).map_err(|e| {
-        LnError::new(
-            LnErrorKind::InvalidInvoice,
-            format!("not a BOLT11 invoice: {e}"),
-        )
-    })?;
-    inv.check_signature().map_err(|e| {
-        LnError::new(
-            LnErrorKind::InvalidInvoice,
-            format!("bad invoice signature: {e}"),
-        )
-    })?;
-    let created = inv.duration_since_epoch().as_secs();
-    let payee = inv.recover_payee_pub_key();
-    Ok(DecodedInvoice {
-        hash: PaymentHash(*inv.payment_hash().as_ref()),
-        amount: inv.amount_milli_satoshis().map(|m| Sats(m / 1000)),
-        expires_at: Timestamp(created.saturating_add(inv.expiry_time().as_secs())),
-        network: network_of(&inv.currency()),
-        min_final_cltv: u32::try_from(inv.min_final_cltv_expiry_delta()).unwrap_or(u32::MAX),
-        payee: Some(PubKey(payee.x_only_public_key().0.serialize())),
-    })
-}
+pub(crate) use mostro_bolt11::decode as decode_bolt11;
 
 #[cfg(test)]
 mod tests {

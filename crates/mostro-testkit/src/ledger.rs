@@ -6,20 +6,17 @@
 //! Invoices are real signed BOLT11 strings (regtest by default).
 
 use std::collections::HashMap;
-use std::str::FromStr;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
 
 use bitcoin::hashes::{Hash as _, sha256};
 use bitcoin::secp256k1::{PublicKey, Secp256k1, SecretKey};
 use futures::channel::mpsc::{UnboundedReceiver, UnboundedSender, unbounded};
-use lightning_invoice::{Bolt11Invoice, Currency, InvoiceBuilder, PaymentSecret};
 use mostro_core::machine::PayOutcome;
 use mostro_core::ports::{
-    Clock, DecodedInvoice, HoldInvoiceRequest, HoldInvoiceState, LnError, LnErrorKind, Network,
-    NodeEvent, NodeInfo, PayRequest,
+    Clock, HoldInvoiceRequest, HoldInvoiceState, LnError, LnErrorKind, Network, NodeEvent,
+    NodeInfo, PayRequest,
 };
-use mostro_core::types::{BlockHeight, PaymentHash, Preimage, PubKey, Sats, Timestamp};
+use mostro_core::types::{BlockHeight, PaymentHash, Preimage, Sats, Timestamp};
 
 /// LND cancels an accepted hold invoice this many blocks before its HTLC expires.
 pub const HOLD_EXPIRY_DELTA: u32 = 12;
@@ -122,33 +119,18 @@ impl std::fmt::Debug for Ledger {
 /// The node's own wallet name in balances.
 pub const NODE: &str = "node";
 
-fn currency(n: Network) -> Currency {
-    match n {
-        Network::Mainnet => Currency::Bitcoin,
-        Network::Testnet => Currency::BitcoinTestnet,
-        Network::Signet => Currency::Signet,
-        Network::Regtest => Currency::Regtest,
-    }
-}
-
-fn network_of(c: &Currency) -> Network {
-    match c {
-        Currency::Bitcoin => Network::Mainnet,
-        Currency::BitcoinTestnet => Network::Testnet,
-        Currency::Signet => Network::Signet,
-        Currency::Regtest | Currency::Simnet => Network::Regtest,
-    }
-}
-
 fn err(kind: LnErrorKind, msg: impl Into<String>) -> LnError {
     LnError::new(kind, msg)
 }
 
-/// Builds a real signed BOLT11 invoice.
+/// Builds a real signed BOLT11 invoice (see [`mostro_bolt11::sign`]).
 ///
 /// # Errors
 /// When the invoice cannot be built (an impossible amount).
-#[allow(clippy::too_many_arguments, reason = "every BOLT11 field the simulators set")]
+#[allow(
+    clippy::too_many_arguments,
+    reason = "every BOLT11 field the simulators set"
+)]
 pub fn make_bolt11(
     key: &SecretKey,
     network: Network,
@@ -159,58 +141,19 @@ pub fn make_bolt11(
     expiry_secs: u64,
     cltv_delta: u32,
 ) -> Result<String, LnError> {
-    let secp = Secp256k1::new();
-    let hash = sha256::Hash::from_byte_array(hash.0);
-    let mut b = InvoiceBuilder::new(currency(network))
-        .description(memo.to_owned())
-        .payment_hash(hash)
-        .payment_secret(PaymentSecret([42u8; 32]))
-        .duration_since_epoch(Duration::from_secs(created_at.0))
-        .min_final_cltv_expiry_delta(u64::from(cltv_delta))
-        .expiry_time(Duration::from_secs(expiry_secs));
-    if let Some(a) = amount {
-        let msat = a
-            .to_msats()
-            .ok_or_else(|| err(LnErrorKind::Other, "amount overflow"))?;
-        b = b.amount_milli_satoshis(msat.0);
-    }
-    let inv = b
-        .build_signed(|m| secp.sign_ecdsa_recoverable(m, key))
-        .map_err(|e| err(LnErrorKind::Other, format!("cannot build invoice: {e:?}")))?;
-    Ok(inv.to_string())
+    let spec = mostro_bolt11::InvoiceSpec {
+        network,
+        hash,
+        amount,
+        memo,
+        created_at,
+        expiry_secs,
+        cltv_delta,
+    };
+    mostro_bolt11::sign(key, &spec)
 }
 
-/// Decodes and checks a BOLT11 invoice (signature included).
-///
-/// # Errors
-/// `InvalidInvoice` for anything that does not parse or verify.
-pub fn decode_bolt11(s: &str) -> Result<DecodedInvoice, LnError> {
-    let inv = Bolt11Invoice::from_str(s.trim()).map_err(|e| {
-        err(
-            LnErrorKind::InvalidInvoice,
-            format!("not a BOLT11 invoice: {e}"),
-        )
-    })?;
-    inv.check_signature().map_err(|e| {
-        err(
-            LnErrorKind::InvalidInvoice,
-            format!("bad invoice signature: {e}"),
-        )
-    })?;
-    let created = inv.duration_since_epoch().as_secs();
-    let expires_at = Timestamp(created.saturating_add(inv.expiry_time().as_secs()));
-    let amount = inv.amount_milli_satoshis().map(|m| Sats(m / 1000));
-    let payee = inv.recover_payee_pub_key();
-    let x_only = payee.x_only_public_key().0.serialize();
-    Ok(DecodedInvoice {
-        hash: PaymentHash(*inv.payment_hash().as_byte_array()),
-        amount,
-        expires_at,
-        network: network_of(&inv.currency()),
-        min_final_cltv: u32::try_from(inv.min_final_cltv_expiry_delta()).unwrap_or(u32::MAX),
-        payee: Some(PubKey(x_only)),
-    })
-}
+pub use mostro_bolt11::decode as decode_bolt11;
 
 impl Ledger {
     /// A new ledger on `network` at block height 100, reading time from `clock`.
@@ -310,11 +253,12 @@ impl Ledger {
             if let HoldInvoiceState::Accepted {
                 htlc_expiry: Some(e),
             } = rec.state
-                && h.saturating_add(HOLD_EXPIRY_DELTA) >= e.0 {
-                    rec.state = HoldInvoiceState::Canceled;
-                    rec.cancels = rec.cancels.saturating_add(1);
-                    canceled.push((*hash, rec.payer.clone(), rec.amount));
-                }
+                && h.saturating_add(HOLD_EXPIRY_DELTA) >= e.0
+            {
+                rec.state = HoldInvoiceState::Canceled;
+                rec.cancels = rec.cancels.saturating_add(1);
+                canceled.push((*hash, rec.payer.clone(), rec.amount));
+            }
         }
         for (hash, payer, amount) in canceled {
             if let Some(p) = payer {
@@ -453,10 +397,9 @@ impl Ledger {
                 rec.state = HoldInvoiceState::Canceled;
                 rec.cancels = rec.cancels.saturating_add(1);
                 let (payer, amount) = (rec.payer.clone(), rec.amount);
-                if refund
-                    && let Some(p) = payer {
-                        credit(&mut st, &p, amount);
-                    }
+                if refund && let Some(p) = payer {
+                    credit(&mut st, &p, amount);
+                }
             },
         }
         Self::emit(
@@ -608,12 +551,13 @@ impl Ledger {
             return Self::reply(&mut st, out);
         }
         if let Some(a) = d.amount
-            && a != req.amount {
-                return Err(err(
-                    LnErrorKind::InvalidInvoice,
-                    "amount does not match the invoice",
-                ));
-            }
+            && a != req.amount
+        {
+            return Err(err(
+                LnErrorKind::InvalidInvoice,
+                "amount does not match the invoice",
+            ));
+        }
         if now >= d.expires_at {
             return Err(err(LnErrorKind::Expired, "invoice expired"));
         }
