@@ -228,7 +228,12 @@ pub trait LightningNode: fmt::Debug + Send + Sync {
     /// within `req.timeout_secs`.
     async fn pay(&self, req: &PayRequest) -> Result<PayOutcome, LnError>;
 
-    /// Decodes and checks a BOLT11 invoice.
+    /// Decodes and checks a BOLT11 invoice (signature included).
+    ///
+    /// # Implementations
+    /// MUST report the invoice's own network, or refuse an invoice of another network than the
+    /// node's with [`LnErrorKind::WrongNetwork`]; the engine refuses both as `invalid_invoice`.
+    /// MUST refuse amounts that are not whole satoshis.
     async fn decode_invoice(&self, bolt11: &str) -> Result<DecodedInvoice, LnError>;
 
     /// Node facts.

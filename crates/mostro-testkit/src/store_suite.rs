@@ -1,1 +1,1133 @@
-//! Conformance suite for the `Store` port (written by the storage work).
+//! Conformance suite for the [`Store`] port: every store (the SQLite adapter, the in-memory
+//! fake) must pass it.
+//!
+//! Run everything with [`run_all`], giving a function that makes a fresh, empty store, or call
+//! the individual checks (each expects an empty store) from separate tests:
+//!
+//! ```ignore
+//! #[tokio::test]
+//! async fn conformance() {
+//!     mostro_testkit::store_suite::run_all(&|| Arc::new(MemStore::new())).await;
+//! }
+//! ```
+//!
+//! The checks use only the port, build their orders with [`order`] and friends, and never
+//! depend on what a store records beyond the port's contract (no timestamps, no tie orders).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "a test suite: failures are assertion panics"
+)]
+
+use std::collections::BTreeSet;
+use std::fmt::Debug;
+use std::sync::Arc;
+
+use mostro_core::machine::{Effect, Notice, Notify, UserUpdate};
+use mostro_core::order::{
+    Dispute, DisputeStatus, Hold, HoldState, Kind, Order, Party, Protocol, Role, Status,
+};
+use mostro_core::ports::{
+    Commit, EffectId, OrderWrite, Solver, Store, StoreError, StoreErrorKind, User,
+};
+use mostro_core::types::{
+    BlockHeight, EventId, OrderId, PaymentHash, Preimage, PubKey, Sats, Timestamp,
+};
+
+/// Every check, in order, each on a fresh store from `make`.
+pub async fn run_all<S: Store + ?Sized>(make: &dyn Fn() -> Arc<S>) {
+    order_insert_and_replace(&*make()).await;
+    order_roundtrip_keeps_every_field(&*make()).await;
+    commit_is_all_or_nothing(&*make()).await;
+    duplicate_insert_in_commit_applies_nothing(&*make()).await;
+    replay_guard(&*make()).await;
+    outbox_ids_and_pending_order(&*make()).await;
+    outbox_done_in_same_commit_as_new_effects(&*make()).await;
+    deadlines(&*make()).await;
+    htlc_expiring(&*make()).await;
+    lookup_by_hold_hash_and_dispute(&*make()).await;
+    open_orders(&*make()).await;
+    user_trade_index(&*make()).await;
+    user_ratings(&*make()).await;
+    solvers(&*make()).await;
+    concurrent_replaces_one_wins(&*make()).await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Builders
+
+/// A key whose 32 bytes are `tag` followed by `n` (big endian) and zeros.
+#[must_use]
+pub fn key(tag: u8, n: u16) -> PubKey {
+    let mut b = [0u8; 32];
+    b[0] = tag;
+    b[1..3].copy_from_slice(&n.to_be_bytes());
+    PubKey(b)
+}
+
+/// A well-known identity key for tests (`identity(1)`, `identity(2)`, ...).
+#[must_use]
+pub fn identity(n: u16) -> PubKey {
+    key(0x1d, n)
+}
+
+/// A deterministic order id.
+#[must_use]
+pub fn order_id(n: u16) -> OrderId {
+    let mut b = [0x5au8; 16];
+    b[0..2].copy_from_slice(&n.to_be_bytes());
+    OrderId::from_random_bytes(b)
+}
+
+/// A deterministic event id.
+#[must_use]
+pub fn event_id(n: u16) -> EventId {
+    let mut b = [0xe7u8; 32];
+    b[0..2].copy_from_slice(&n.to_be_bytes());
+    EventId(b)
+}
+
+/// A deterministic payment hash.
+#[must_use]
+pub fn hash(n: u16) -> PaymentHash {
+    let mut b = [0x4au8; 32];
+    b[0..2].copy_from_slice(&n.to_be_bytes());
+    PaymentHash(b)
+}
+
+/// A pending sell order `n` (version 0) made by `maker`, with its own trade key, no taker, no
+/// hold, no dispute and no deadline.
+#[must_use]
+pub fn order(n: u16, maker: PubKey) -> Order {
+    let created = Timestamp(1_700_000_000u64.saturating_add(u64::from(n)));
+    Order {
+        id: order_id(n),
+        version: 0,
+        kind: Kind::Sell,
+        status: Status::Pending,
+        fiat_code: "EUR".into(),
+        fiat_amount: 100,
+        min_amount: None,
+        max_amount: None,
+        amount: Sats(150_000),
+        premium: 0,
+        price_from_api: false,
+        payment_method: "SEPA,face to face".into(),
+        fee: Sats(150),
+        created_at: created,
+        expires_at: created.plus(86_400),
+        taken_at: None,
+        maker: Party {
+            trade_key: key(0x7a, n),
+            identity: maker,
+            trade_index: 3,
+            protocol: Protocol::V2,
+        },
+        taker: None,
+        buyer_invoice: None,
+        hold: None,
+        payout: None,
+        cancel_initiator: None,
+        dispute: None,
+        buyer_rated: false,
+        seller_rated: false,
+        next_trade: None,
+        range_parent: None,
+        deadline: None,
+    }
+}
+
+/// `o` taken by `taker` (with its own trade key), status `WaitingPayment`.
+#[must_use]
+pub fn taken(mut o: Order, taker: PubKey) -> Order {
+    let n = u16::from_be_bytes([o.id.0.as_bytes()[0], o.id.0.as_bytes()[1]]);
+    o.taker = Some(Party {
+        trade_key: key(0x7b, n),
+        identity: taker,
+        trade_index: 0,
+        protocol: Protocol::V1,
+    });
+    o.status = Status::WaitingPayment;
+    o.taken_at = Some(o.created_at.plus(60));
+    o
+}
+
+/// `o` with a hold invoice of hash `h` in `state`, HTLC expiring at `expiry`.
+#[must_use]
+pub fn with_hold(mut o: Order, h: PaymentHash, state: HoldState, expiry: Option<u32>) -> Order {
+    o.hold = Some(Hold {
+        hash: h,
+        preimage: Preimage([0x33; 32]),
+        amount: Sats(150_150),
+        bolt11: Some(format!("lnbcrt1500u1{}", h.to_hex())),
+        state,
+        htlc_expiry: expiry.map(BlockHeight),
+    });
+    o
+}
+
+/// `o` with an open dispute whose id is `id`.
+#[must_use]
+pub fn with_dispute(mut o: Order, id: OrderId) -> Order {
+    o.dispute = Some(Dispute {
+        id,
+        status: DisputeStatus::Initiated,
+        initiator: Role::Buyer,
+        previous_status: o.status,
+        solver: None,
+        solver_write: false,
+        taken_by_admin: false,
+        created_at: o.created_at.plus(600),
+        taken_at: None,
+    });
+    o.status = Status::Dispute;
+    o
+}
+
+/// The next version of `o` (what a transition stores).
+#[must_use]
+pub fn bumped(o: &Order) -> Order {
+    let mut n = o.clone();
+    n.version = o.version.saturating_add(1);
+    n
+}
+
+/// An effect distinguishable by `n`; even `n` gives an order effect, odd a notification
+/// without order.
+#[must_use]
+pub fn effect(n: u16) -> Effect {
+    if n.is_multiple_of(2) {
+        Effect::CreateHold {
+            order_id: order_id(n),
+            hash: hash(n),
+            amount: Sats(u64::from(n).saturating_add(1000)),
+            cltv_delta: 144,
+            expiry_secs: 900,
+            memo: format!("effect {n}"),
+        }
+    } else {
+        Effect::Notify(Notify {
+            to: key(0x70, n),
+            protocol: Protocol::V2,
+            request_id: Some(u64::from(n)),
+            order_id: None,
+            trade_index: None,
+            notice: Notice::RateReceived(u8::try_from(n % 5).unwrap_or(0).saturating_add(1)),
+        })
+    }
+}
+
+/// Insert of a new order.
+#[must_use]
+pub fn insert(o: &Order) -> OrderWrite {
+    OrderWrite {
+        order: o.clone(),
+        expected_version: None,
+    }
+}
+
+/// Replacement of the stored version `expected` by `o`.
+#[must_use]
+pub fn replace(o: &Order, expected: u64) -> OrderWrite {
+    OrderWrite {
+        order: o.clone(),
+        expected_version: Some(expected),
+    }
+}
+
+async fn commit<S: Store + ?Sized>(s: &S, c: Commit) -> Vec<EffectId> {
+    s.commit(c).await.expect("commit")
+}
+
+async fn write<S: Store + ?Sized>(s: &S, w: OrderWrite) {
+    commit(
+        s,
+        Commit {
+            orders: vec![w],
+            ..Commit::default()
+        },
+    )
+    .await;
+}
+
+fn expect_kind<T: Debug>(r: Result<T, StoreError>, kind: StoreErrorKind, what: &str) {
+    match r {
+        Err(e) => assert_eq!(e.kind, kind, "{what}: wrong error kind: {e}"),
+        Ok(v) => panic!("{what}: expected {kind:?}, got Ok({v:?})"),
+    }
+}
+
+async fn stored<S: Store + ?Sized>(s: &S, id: OrderId) -> Order {
+    s.order(id)
+        .await
+        .expect("order")
+        .unwrap_or_else(|| panic!("order {id} not stored"))
+}
+
+fn id_set(orders: &[Order]) -> BTreeSet<OrderId> {
+    orders.iter().map(|o| o.id).collect()
+}
+
+async fn pending<S: Store + ?Sized>(s: &S) -> Vec<(EffectId, Effect)> {
+    s.pending_effects(1000).await.expect("pending_effects")
+}
+
+// ---------------------------------------------------------------------------------------------
+// Checks
+
+/// Insert, replace with the version check, `Conflict` on a duplicate insert, a stale version and
+/// a replace of an unknown order; a refused write changes nothing.
+pub async fn order_insert_and_replace<S: Store + ?Sized>(s: &S) {
+    let o = order(1, identity(1));
+    assert_eq!(s.order(o.id).await.expect("order"), None, "empty store");
+    write(s, insert(&o)).await;
+    assert_eq!(stored(s, o.id).await, o);
+
+    let mut dup = o.clone();
+    dup.fiat_amount = 999;
+    expect_kind(
+        s.commit(Commit {
+            orders: vec![insert(&dup)],
+            ..Commit::default()
+        })
+        .await,
+        StoreErrorKind::Conflict,
+        "insert of an existing id",
+    );
+    assert_eq!(
+        stored(s, o.id).await,
+        o,
+        "a refused insert must not overwrite"
+    );
+
+    let v1 = taken(bumped(&o), identity(2));
+    write(s, replace(&v1, 0)).await;
+    assert_eq!(stored(s, o.id).await, v1);
+
+    let mut stale = bumped(&o);
+    stale.fiat_amount = 7;
+    expect_kind(
+        s.commit(Commit {
+            orders: vec![replace(&stale, 0)],
+            ..Commit::default()
+        })
+        .await,
+        StoreErrorKind::Conflict,
+        "replace with a stale version",
+    );
+    assert_eq!(stored(s, o.id).await, v1, "a stale replace must not apply");
+
+    let ghost = order(2, identity(1));
+    expect_kind(
+        s.commit(Commit {
+            orders: vec![replace(&ghost, 0)],
+            ..Commit::default()
+        })
+        .await,
+        StoreErrorKind::Conflict,
+        "replace of an unknown order",
+    );
+    assert_eq!(s.order(ghost.id).await.expect("order"), None);
+
+    let v2 = bumped(&v1);
+    write(s, replace(&v2, 1)).await;
+    assert_eq!(stored(s, o.id).await.version, 2);
+}
+
+/// A fully populated order (taker, hold, dispute, deadline) reads back equal.
+pub async fn order_roundtrip_keeps_every_field<S: Store + ?Sized>(s: &S) {
+    let mut o = with_dispute(
+        with_hold(
+            taken(order(5, identity(1)), identity(2)),
+            hash(5),
+            HoldState::Accepted,
+            Some(812),
+        ),
+        order_id(500),
+    );
+    o.deadline = Some(Timestamp(1_700_100_000));
+    o.min_amount = Some(10);
+    o.max_amount = Some(200);
+    o.range_parent = Some(order_id(4));
+    o.cancel_initiator = Some(Role::Seller);
+    o.buyer_rated = true;
+    write(s, insert(&o)).await;
+    assert_eq!(stored(s, o.id).await, o);
+}
+
+/// A commit whose second order write conflicts applies nothing: not the first write, not the
+/// event, effects, completions, users or solvers.
+pub async fn commit_is_all_or_nothing<S: Store + ?Sized>(s: &S) {
+    let a = order(1, identity(1));
+    let b = order(2, identity(1));
+    commit(
+        s,
+        Commit {
+            orders: vec![insert(&a), insert(&b)],
+            ..Commit::default()
+        },
+    )
+    .await;
+    let first = commit(
+        s,
+        Commit {
+            effects: vec![effect(1)],
+            ..Commit::default()
+        },
+    )
+    .await;
+
+    let a1 = taken(bumped(&a), identity(2));
+    let b_stale = bumped(&bumped(&b));
+    let bad = Commit {
+        event: Some(event_id(1)),
+        orders: vec![replace(&a1, 0), replace(&b_stale, 5)],
+        effects: vec![effect(2), effect(3)],
+        done: first.clone(),
+        users: vec![UserUpdate::TradeIndex {
+            identity: identity(9),
+            index: 4,
+        }],
+        solvers: vec![Solver {
+            identity: identity(8),
+            write: true,
+        }],
+    };
+    expect_kind(
+        s.commit(bad.clone()).await,
+        StoreErrorKind::Conflict,
+        "second write stale",
+    );
+    assert_eq!(
+        stored(s, a.id).await,
+        a,
+        "first write of a failed commit applied"
+    );
+    assert_eq!(stored(s, b.id).await, b);
+    assert_eq!(
+        pending(s).await,
+        vec![(first[0], effect(1))],
+        "effects or done of a failed commit applied"
+    );
+    assert!(
+        !s.seen_event(&event_id(1)).await.expect("seen"),
+        "event of a failed commit recorded"
+    );
+    assert_eq!(
+        s.user(&identity(9)).await.expect("user"),
+        None,
+        "user update of a failed commit"
+    );
+    assert_eq!(
+        s.solver(&identity(8)).await.expect("solver"),
+        None,
+        "solver of a failed commit"
+    );
+
+    // The same commit with the right version goes through entirely.
+    let mut good = bad;
+    good.orders[1] = replace(&bumped(&b), 0);
+    let ids = commit(s, good).await;
+    assert_eq!(ids.len(), 2);
+    assert_eq!(stored(s, a.id).await, a1);
+    assert_eq!(stored(s, b.id).await.version, 1);
+    assert_eq!(
+        pending(s).await,
+        vec![(ids[0], effect(2)), (ids[1], effect(3))]
+    );
+    assert!(s.seen_event(&event_id(1)).await.expect("seen"));
+    assert_eq!(
+        s.user(&identity(9))
+            .await
+            .expect("user")
+            .map(|u| u.last_trade_index),
+        Some(4)
+    );
+    assert_eq!(
+        s.solver(&identity(8)).await.expect("solver"),
+        Some(Solver {
+            identity: identity(8),
+            write: true
+        })
+    );
+}
+
+/// A commit that inserts a new order and an order that already exists applies neither.
+pub async fn duplicate_insert_in_commit_applies_nothing<S: Store + ?Sized>(s: &S) {
+    let a = order(1, identity(1));
+    write(s, insert(&a)).await;
+    let c = order(3, identity(1));
+    let mut a_again = a.clone();
+    a_again.fiat_amount = 5;
+    expect_kind(
+        s.commit(Commit {
+            orders: vec![insert(&c), insert(&a_again)],
+            effects: vec![effect(4)],
+            ..Commit::default()
+        })
+        .await,
+        StoreErrorKind::Conflict,
+        "duplicate insert",
+    );
+    assert_eq!(
+        s.order(c.id).await.expect("order"),
+        None,
+        "first insert of a failed commit applied"
+    );
+    assert_eq!(stored(s, a.id).await, a);
+    assert!(pending(s).await.is_empty());
+}
+
+/// A known event id fails the commit with `Duplicate` and nothing of it is applied.
+pub async fn replay_guard<S: Store + ?Sized>(s: &S) {
+    let o = order(1, identity(1));
+    assert!(!s.seen_event(&event_id(1)).await.expect("seen"));
+    let ids = commit(
+        s,
+        Commit {
+            event: Some(event_id(1)),
+            orders: vec![insert(&o)],
+            effects: vec![effect(1)],
+            ..Commit::default()
+        },
+    )
+    .await;
+    assert!(s.seen_event(&event_id(1)).await.expect("seen"));
+    assert!(
+        !s.seen_event(&event_id(2)).await.expect("seen"),
+        "another event is not seen"
+    );
+
+    let other = order(2, identity(1));
+    let replay = Commit {
+        event: Some(event_id(1)),
+        orders: vec![insert(&other), replace(&bumped(&o), 0)],
+        effects: vec![effect(2)],
+        done: ids.clone(),
+        users: vec![UserUpdate::TradeIndex {
+            identity: identity(3),
+            index: 1,
+        }],
+        solvers: vec![Solver {
+            identity: identity(4),
+            write: false,
+        }],
+    };
+    expect_kind(
+        s.commit(replay).await,
+        StoreErrorKind::Duplicate,
+        "replayed event",
+    );
+    assert_eq!(
+        s.order(other.id).await.expect("order"),
+        None,
+        "order of a replay applied"
+    );
+    assert_eq!(
+        stored(s, o.id).await.version,
+        0,
+        "replace of a replay applied"
+    );
+    assert_eq!(
+        pending(s).await,
+        vec![(ids[0], effect(1))],
+        "effects or done of a replay applied"
+    );
+    assert_eq!(s.user(&identity(3)).await.expect("user"), None);
+    assert_eq!(s.solver(&identity(4)).await.expect("solver"), None);
+
+    // Commits without an event are not deduplicated.
+    commit(
+        s,
+        Commit {
+            effects: vec![effect(3)],
+            ..Commit::default()
+        },
+    )
+    .await;
+    commit(
+        s,
+        Commit {
+            effects: vec![effect(3)],
+            ..Commit::default()
+        },
+    )
+    .await;
+    assert_eq!(pending(s).await.len(), 3);
+}
+
+/// Outbox ids increase in commit order and are never reused; pending effects come oldest first,
+/// limited; done effects leave the pending list.
+pub async fn outbox_ids_and_pending_order<S: Store + ?Sized>(s: &S) {
+    assert!(pending(s).await.is_empty());
+    let first = commit(
+        s,
+        Commit {
+            effects: vec![effect(1), effect(2)],
+            ..Commit::default()
+        },
+    )
+    .await;
+    let second = commit(
+        s,
+        Commit {
+            effects: vec![effect(3)],
+            ..Commit::default()
+        },
+    )
+    .await;
+    assert_eq!(first.len(), 2);
+    assert_eq!(second.len(), 1);
+    assert!(
+        first[0] < first[1] && first[1] < second[0],
+        "ids not increasing: {first:?} {second:?}"
+    );
+    let all = vec![
+        (first[0], effect(1)),
+        (first[1], effect(2)),
+        (second[0], effect(3)),
+    ];
+    assert_eq!(pending(s).await, all);
+    assert_eq!(
+        s.pending_effects(2).await.expect("pending"),
+        all[..2].to_vec(),
+        "limit"
+    );
+    assert!(
+        s.pending_effects(0).await.expect("pending").is_empty(),
+        "limit 0"
+    );
+
+    commit(
+        s,
+        Commit {
+            done: vec![first[1]],
+            ..Commit::default()
+        },
+    )
+    .await;
+    assert_eq!(pending(s).await, vec![all[0].clone(), all[2].clone()]);
+    assert_eq!(
+        s.pending_effects(1).await.expect("pending"),
+        vec![all[0].clone()]
+    );
+
+    commit(
+        s,
+        Commit {
+            done: vec![first[0], second[0]],
+            ..Commit::default()
+        },
+    )
+    .await;
+    assert!(pending(s).await.is_empty());
+    let third = commit(
+        s,
+        Commit {
+            effects: vec![effect(4)],
+            ..Commit::default()
+        },
+    )
+    .await;
+    assert!(
+        third[0] > second[0],
+        "outbox id reused: {third:?} after {second:?}"
+    );
+    assert_eq!(pending(s).await, vec![(third[0], effect(4))]);
+}
+
+/// Completing effects and adding new ones in one commit (what the engine does when an effect's
+/// result causes a transition).
+pub async fn outbox_done_in_same_commit_as_new_effects<S: Store + ?Sized>(s: &S) {
+    let o = order(1, identity(1));
+    let ids = commit(
+        s,
+        Commit {
+            orders: vec![insert(&o)],
+            effects: vec![effect(2)],
+            ..Commit::default()
+        },
+    )
+    .await;
+    let next = commit(
+        s,
+        Commit {
+            orders: vec![replace(&bumped(&o), 0)],
+            effects: vec![effect(4), effect(5)],
+            done: ids.clone(),
+            ..Commit::default()
+        },
+    )
+    .await;
+    assert_eq!(next.len(), 2);
+    assert!(next[0] > ids[0]);
+    assert_eq!(
+        pending(s).await,
+        vec![(next[0], effect(4)), (next[1], effect(5))]
+    );
+}
+
+/// `due` returns orders whose deadline is at or before now, earliest first, at most `limit`;
+/// `next_deadline` the earliest; orders without a deadline never appear.
+pub async fn deadlines<S: Store + ?Sized>(s: &S) {
+    assert_eq!(s.next_deadline().await.expect("next"), None, "empty store");
+    assert!(
+        s.due(Timestamp(u64::from(u32::MAX)), 10)
+            .await
+            .expect("due")
+            .is_empty()
+    );
+    let mut orders = Vec::new();
+    for (n, d) in [
+        (1u16, Some(300u64)),
+        (2, Some(100)),
+        (3, Some(200)),
+        (4, None),
+        (5, Some(400)),
+    ] {
+        let mut o = order(n, identity(1));
+        o.deadline = d.map(Timestamp);
+        orders.push(o.clone());
+        write(s, insert(&o)).await;
+    }
+    let id = |n: u16| order_id(n);
+    assert_eq!(s.next_deadline().await.expect("next"), Some(Timestamp(100)));
+    assert_eq!(
+        s.due(Timestamp(99), 10).await.expect("due"),
+        Vec::<OrderId>::new()
+    );
+    assert_eq!(
+        s.due(Timestamp(100), 10).await.expect("due"),
+        vec![id(2)],
+        "at the deadline"
+    );
+    assert_eq!(
+        s.due(Timestamp(250), 10).await.expect("due"),
+        vec![id(2), id(3)]
+    );
+    assert_eq!(
+        s.due(Timestamp(1000), 10).await.expect("due"),
+        vec![id(2), id(3), id(1), id(5)]
+    );
+    assert_eq!(
+        s.due(Timestamp(1000), 2).await.expect("due"),
+        vec![id(2), id(3)],
+        "limit"
+    );
+    assert!(
+        s.due(Timestamp(1000), 0).await.expect("due").is_empty(),
+        "limit 0"
+    );
+
+    // Clearing and moving deadlines.
+    let mut o2 = bumped(&orders[1]);
+    o2.deadline = None;
+    write(s, replace(&o2, 0)).await;
+    let mut o5 = bumped(&orders[4]);
+    o5.deadline = Some(Timestamp(50));
+    write(s, replace(&o5, 0)).await;
+    assert_eq!(s.next_deadline().await.expect("next"), Some(Timestamp(50)));
+    assert_eq!(
+        s.due(Timestamp(250), 10).await.expect("due"),
+        vec![id(5), id(3)]
+    );
+}
+
+/// Only orders whose hold is accepted with a known expiry at or below the height.
+pub async fn htlc_expiring<S: Store + ?Sized>(s: &S) {
+    let a = with_hold(
+        taken(order(1, identity(1)), identity(2)),
+        hash(1),
+        HoldState::Accepted,
+        Some(800),
+    );
+    let b = with_hold(
+        taken(order(2, identity(1)), identity(2)),
+        hash(2),
+        HoldState::Accepted,
+        Some(900),
+    );
+    let open = with_hold(
+        taken(order(3, identity(1)), identity(2)),
+        hash(3),
+        HoldState::Open,
+        Some(700),
+    );
+    let unknown = with_hold(
+        taken(order(4, identity(1)), identity(2)),
+        hash(4),
+        HoldState::Accepted,
+        None,
+    );
+    let none = order(5, identity(1));
+    for o in [&a, &b, &open, &unknown, &none] {
+        write(s, insert(o)).await;
+    }
+    let set = |v: Vec<OrderId>| v.into_iter().collect::<BTreeSet<_>>();
+    assert!(
+        s.htlc_expiring(BlockHeight(799))
+            .await
+            .expect("htlc")
+            .is_empty()
+    );
+    assert_eq!(
+        set(s.htlc_expiring(BlockHeight(800)).await.expect("htlc")),
+        set(vec![a.id])
+    );
+    assert_eq!(
+        set(s.htlc_expiring(BlockHeight(899)).await.expect("htlc")),
+        set(vec![a.id])
+    );
+    assert_eq!(
+        set(s.htlc_expiring(BlockHeight(5000)).await.expect("htlc")),
+        set(vec![a.id, b.id])
+    );
+
+    // Once the hold is settling it is no longer watched.
+    let mut a1 = bumped(&a);
+    if let Some(h) = a1.hold.as_mut() {
+        h.state = HoldState::Settling;
+    }
+    write(s, replace(&a1, 0)).await;
+    assert_eq!(
+        set(s.htlc_expiring(BlockHeight(5000)).await.expect("htlc")),
+        set(vec![b.id])
+    );
+}
+
+/// Lookups by the current hold hash and by dispute id.
+pub async fn lookup_by_hold_hash_and_dispute<S: Store + ?Sized>(s: &S) {
+    let a = with_hold(
+        taken(order(1, identity(1)), identity(2)),
+        hash(1),
+        HoldState::Open,
+        None,
+    );
+    let b = with_dispute(taken(order(2, identity(1)), identity(2)), order_id(200));
+    let c = order(3, identity(1));
+    for o in [&a, &b, &c] {
+        write(s, insert(o)).await;
+    }
+    assert_eq!(
+        s.order_by_hold_hash(&hash(1)).await.expect("by hash"),
+        Some(a.clone())
+    );
+    assert_eq!(s.order_by_hold_hash(&hash(9)).await.expect("by hash"), None);
+    assert_eq!(
+        s.order_by_dispute(order_id(200)).await.expect("by dispute"),
+        Some(b.clone())
+    );
+    assert_eq!(
+        s.order_by_dispute(b.id).await.expect("by dispute"),
+        None,
+        "order id is not a dispute id"
+    );
+    assert_eq!(
+        s.order_by_dispute(order_id(201)).await.expect("by dispute"),
+        None
+    );
+
+    // A new hold replaces the old one: only the current hash finds the order.
+    let a1 = with_hold(bumped(&a), hash(11), HoldState::Requested, None);
+    write(s, replace(&a1, 0)).await;
+    assert_eq!(
+        s.order_by_hold_hash(&hash(1)).await.expect("by hash"),
+        None,
+        "stale hash"
+    );
+    assert_eq!(
+        s.order_by_hold_hash(&hash(11)).await.expect("by hash"),
+        Some(a1)
+    );
+}
+
+/// `open_orders_of` finds non-terminal orders where the identity is maker or taker, and only
+/// those; `open_orders` every non-terminal order.
+pub async fn open_orders<S: Store + ?Sized>(s: &S) {
+    let (x, y, z) = (identity(1), identity(2), identity(3));
+    let o1 = order(1, x); // x maker, open
+    let o2 = taken(order(2, y), x); // x taker, y maker, open
+    let mut o3 = order(3, x); // x maker, terminal
+    o3.status = Status::Success;
+    let o4 = order(4, y); // y maker, open
+    let mut o5 = taken(order(5, z), y); // terminal, y taker
+    o5.status = Status::Canceled;
+    let o6 = taken(order(6, x), x); // x both sides (full-privacy re-use): must appear once
+    for o in [&o1, &o2, &o3, &o4, &o5, &o6] {
+        write(s, insert(o)).await;
+    }
+    let of = |v: Vec<Order>| {
+        let ids: Vec<OrderId> = v.iter().map(|o| o.id).collect();
+        let set = id_set(&v);
+        assert_eq!(ids.len(), set.len(), "an order listed twice: {ids:?}");
+        set
+    };
+    let ids = |v: &[&Order]| v.iter().map(|o| o.id).collect::<BTreeSet<_>>();
+    assert_eq!(
+        of(s.open_orders_of(&x).await.expect("open of")),
+        ids(&[&o1, &o2, &o6])
+    );
+    assert_eq!(
+        of(s.open_orders_of(&y).await.expect("open of")),
+        ids(&[&o2, &o4])
+    );
+    assert!(
+        s.open_orders_of(&z).await.expect("open of").is_empty(),
+        "z has only a terminal order"
+    );
+    assert!(
+        s.open_orders_of(&identity(4))
+            .await
+            .expect("open of")
+            .is_empty()
+    );
+    let trade_key = o1.maker.trade_key;
+    assert!(
+        s.open_orders_of(&trade_key)
+            .await
+            .expect("open of")
+            .is_empty(),
+        "a trade key is not an identity"
+    );
+    assert_eq!(
+        of(s.open_orders().await.expect("open")),
+        ids(&[&o1, &o2, &o4, &o6])
+    );
+    let listed = s.open_orders_of(&x).await.expect("open of");
+    assert!(listed.contains(&o2), "orders come back whole");
+
+    // Finishing an order removes it from both lists.
+    let mut o1c = bumped(&o1);
+    o1c.status = Status::Canceled;
+    write(s, replace(&o1c, 0)).await;
+    assert_eq!(
+        of(s.open_orders_of(&x).await.expect("open of")),
+        ids(&[&o2, &o6])
+    );
+    assert_eq!(
+        of(s.open_orders().await.expect("open")),
+        ids(&[&o2, &o4, &o6])
+    );
+}
+
+/// Trade index updates create the user and keep the maximum.
+pub async fn user_trade_index<S: Store + ?Sized>(s: &S) {
+    let x = identity(1);
+    assert_eq!(s.user(&x).await.expect("user"), None);
+    let ti = |index| UserUpdate::TradeIndex { identity: x, index };
+    commit(
+        s,
+        Commit {
+            users: vec![ti(5)],
+            ..Commit::default()
+        },
+    )
+    .await;
+    let u = s
+        .user(&x)
+        .await
+        .expect("user")
+        .expect("created by a trade index");
+    assert_eq!(
+        (u.identity, u.last_trade_index, u.reviews, u.rating_sum),
+        (x, 5, 0, 0)
+    );
+    commit(
+        s,
+        Commit {
+            users: vec![ti(3)],
+            ..Commit::default()
+        },
+    )
+    .await;
+    assert_eq!(
+        s.user(&x)
+            .await
+            .expect("user")
+            .expect("user")
+            .last_trade_index,
+        5,
+        "max, not last"
+    );
+    commit(
+        s,
+        Commit {
+            users: vec![ti(9), ti(7)],
+            ..Commit::default()
+        },
+    )
+    .await;
+    let after = s.user(&x).await.expect("user").expect("user");
+    assert_eq!(after.last_trade_index, 9);
+    assert_eq!(after.created_at, u.created_at, "creation time kept");
+    assert_eq!(
+        s.user(&identity(2)).await.expect("user"),
+        None,
+        "other identities untouched"
+    );
+}
+
+/// Ratings aggregate (count, sum, min, max, last); a rating creates an unknown identity.
+pub async fn user_ratings<S: Store + ?Sized>(s: &S) {
+    let y = identity(2);
+    let rate = |rating| UserUpdate::Rating {
+        identity: y,
+        rating,
+        at: Timestamp(1_700_000_000),
+    };
+    commit(
+        s,
+        Commit {
+            users: vec![rate(4), rate(2)],
+            ..Commit::default()
+        },
+    )
+    .await;
+    commit(
+        s,
+        Commit {
+            users: vec![rate(5)],
+            ..Commit::default()
+        },
+    )
+    .await;
+    let u = s
+        .user(&y)
+        .await
+        .expect("user")
+        .expect("created by a rating");
+    let mut want = User {
+        identity: y,
+        created_at: u.created_at,
+        ..User::default()
+    };
+    for r in [4, 2, 5] {
+        want.apply(&UserUpdate::Rating {
+            identity: y,
+            rating: r,
+            at: Timestamp(0),
+        });
+    }
+    assert_eq!(u, want);
+    assert_eq!(
+        (
+            u.reviews,
+            u.rating_sum,
+            u.min_rating,
+            u.max_rating,
+            u.last_rating
+        ),
+        (3, 11, 2, 5, 5)
+    );
+    assert_eq!(u.last_trade_index, 0);
+    // A trade index after ratings keeps them.
+    commit(
+        s,
+        Commit {
+            users: vec![UserUpdate::TradeIndex {
+                identity: y,
+                index: 2,
+            }],
+            ..Commit::default()
+        },
+    )
+    .await;
+    let v = s.user(&y).await.expect("user").expect("user");
+    assert_eq!((v.reviews, v.rating_sum, v.last_trade_index), (3, 11, 2));
+}
+
+/// Solver registration is an upsert.
+pub async fn solvers<S: Store + ?Sized>(s: &S) {
+    let a = identity(7);
+    assert_eq!(s.solver(&a).await.expect("solver"), None);
+    commit(
+        s,
+        Commit {
+            solvers: vec![Solver {
+                identity: a,
+                write: false,
+            }],
+            ..Commit::default()
+        },
+    )
+    .await;
+    assert_eq!(
+        s.solver(&a).await.expect("solver"),
+        Some(Solver {
+            identity: a,
+            write: false
+        })
+    );
+    commit(
+        s,
+        Commit {
+            solvers: vec![Solver {
+                identity: a,
+                write: true,
+            }],
+            ..Commit::default()
+        },
+    )
+    .await;
+    assert_eq!(
+        s.solver(&a).await.expect("solver"),
+        Some(Solver {
+            identity: a,
+            write: true
+        })
+    );
+    assert_eq!(s.solver(&identity(8)).await.expect("solver"), None);
+    assert_eq!(
+        s.user(&a).await.expect("user"),
+        None,
+        "a solver is not a user record"
+    );
+}
+
+/// Many commits racing to replace the same version: exactly one wins, the others get
+/// `Conflict`; racing commits on different orders all succeed.
+pub async fn concurrent_replaces_one_wins<S: Store + ?Sized>(s: &S) {
+    let o = order(1, identity(1));
+    let others: Vec<Order> = (10..30).map(|n| order(n, identity(2))).collect();
+    write(s, insert(&o)).await;
+    let racers = (0..16i64).map(|i| {
+        let mut next = bumped(&o);
+        next.fiat_amount = 1000 + i;
+        s.commit(Commit {
+            orders: vec![replace(&next, 0)],
+            effects: vec![effect(100)],
+            ..Commit::default()
+        })
+    });
+    let inserts = others.iter().map(|x| {
+        s.commit(Commit {
+            orders: vec![insert(x)],
+            ..Commit::default()
+        })
+    });
+    let (raced, inserted) = futures::future::join(
+        futures::future::join_all(racers),
+        futures::future::join_all(inserts),
+    )
+    .await;
+    let wins = raced.iter().filter(|r| r.is_ok()).count();
+    assert_eq!(wins, 1, "exactly one racer wins: {raced:?}");
+    for r in &raced {
+        if let Err(e) = r {
+            assert_eq!(e.kind, StoreErrorKind::Conflict, "{e}");
+        }
+    }
+    assert!(inserted.iter().all(Result::is_ok), "{inserted:?}");
+    let won = stored(s, o.id).await;
+    assert_eq!(won.version, 1);
+    assert!((1000..1016).contains(&won.fiat_amount));
+    assert_eq!(
+        pending(s).await.len(),
+        1,
+        "only the winner's effect is in the outbox"
+    );
+    for x in &others {
+        assert_eq!(stored(s, x.id).await, *x);
+    }
+}
