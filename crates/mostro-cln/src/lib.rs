@@ -1,0 +1,667 @@
+//! Core Lightning adapter: [`ClnNode`] implements [`LightningNode`] over lightningd's JSON-RPC
+//! unix socket (`lightning-rpc`) with `cln-rpc`, and a hold-invoice plugin (BoltzExchange
+//! `hold`, preferred, or daywalker90 `holdinvoice`).
+//!
+//! - Every call has a timeout; connections come from a small pool (one call per connection at a
+//!   time), and a stale pooled connection (node restarted) is replaced transparently.
+//! - Hold invoice state changes and new blocks are found by polling on a dedicated connection
+//!   (re-established after any drop) and reported through [`LightningNode::next_event`]. The
+//!   poller remembers the last state it reported per invoice, so a transition that happened
+//!   while the node was unreachable is reported once it is back.
+//! - `pay` is idempotent per payment hash: `listpays` and `listsendpays` are checked first and
+//!   `pay` is only called when no attempt is pending or complete.
+#![warn(missing_docs)]
+
+mod plugin;
+mod rpc;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use mostro_core::machine::PayOutcome;
+use mostro_core::ports::{
+    DecodedInvoice, HoldInvoiceRequest, HoldInvoiceState, LightningNode, LnError, LnErrorKind,
+    Network, NodeEvent, NodeInfo, PayRequest,
+};
+use mostro_core::types::{BlockHeight, PaymentHash, Preimage, Sats};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
+use tokio::task::JoinHandle;
+
+pub use plugin::HoldPlugin;
+use rpc::{CallError, Rpc};
+
+/// How to reach the node.
+#[derive(Clone, Debug)]
+pub struct ClnConfig {
+    /// Path of lightningd's RPC socket (`<lightning-dir>/<network>/lightning-rpc`).
+    pub socket: PathBuf,
+    /// The network the node must be on.
+    pub network: Network,
+    /// Bound on every call (except `pay`, bounded by its own timeout plus `pay_grace`).
+    pub call_timeout: Duration,
+    /// Interval of the invoice-state and block-height polls.
+    pub poll_interval: Duration,
+    /// Extra time given to `pay` beyond `PayRequest::timeout_secs`.
+    pub pay_grace: Duration,
+}
+
+impl ClnConfig {
+    /// Defaults: 30 s per call, a 1 s poll, 5 s pay grace.
+    pub fn new(socket: impl Into<PathBuf>, network: Network) -> Self {
+        ClnConfig {
+            socket: socket.into(),
+            network,
+            call_timeout: Duration::from_secs(30),
+            poll_interval: Duration::from_secs(1),
+            pay_grace: Duration::from_secs(5),
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    match m.lock() {
+        Ok(g) => g,
+        Err(p) => p.into_inner(),
+    }
+}
+
+/// Invoices the poller watches, with the last state reported (`None`: report the next one
+/// seen).
+type Watch = Arc<Mutex<HashMap<PaymentHash, Option<HoldInvoiceState>>>>;
+
+/// The CLN node behind the [`LightningNode`] port.
+pub struct ClnNode {
+    rpc: Arc<Rpc>,
+    plugin: HoldPlugin,
+    network: Network,
+    pay_grace: Duration,
+    watch: Watch,
+    /// One `pay` at a time per payment hash (so two concurrent calls cannot both send).
+    pay_locks: Mutex<HashMap<PaymentHash, Arc<tokio::sync::Mutex<()>>>>,
+    events: tokio::sync::Mutex<UnboundedReceiver<NodeEvent>>,
+    poller: JoinHandle<()>,
+}
+
+impl std::fmt::Debug for ClnNode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClnNode")
+            .field("rpc", &self.rpc)
+            .field("plugin", &self.plugin)
+            .field("network", &self.network)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for ClnNode {
+    fn drop(&mut self) {
+        self.poller.abort();
+    }
+}
+
+fn cln_network(name: &str) -> Result<Network, LnError> {
+    match name {
+        "bitcoin" => Ok(Network::Mainnet),
+        "testnet" | "testnet4" => Ok(Network::Testnet),
+        "signet" => Ok(Network::Signet),
+        "regtest" => Ok(Network::Regtest),
+        other => Err(LnError::new(
+            LnErrorKind::WrongNetwork,
+            format!("unsupported network {other:?}"),
+        )),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct GetInfo {
+    id: String,
+    #[serde(default)]
+    alias: String,
+    blockheight: u32,
+    network: String,
+    #[serde(default)]
+    version: String,
+}
+
+async fn get_info(rpc: &Rpc) -> Result<GetInfo, LnError> {
+    let v = rpc
+        .call("getinfo", json!({}))
+        .await
+        .map_err(|e| e.into_ln("getinfo"))?;
+    serde_json::from_value(v).map_err(|e| {
+        LnError::new(
+            LnErrorKind::Other,
+            format!("getinfo: unexpected result: {e}"),
+        )
+    })
+}
+
+impl ClnNode {
+    /// Connects: checks the network with `getinfo`, finds the hold-invoice plugin with `help`
+    /// and starts the event poller (owned by the node; stopped when it is dropped).
+    ///
+    /// # Errors
+    /// `Unreachable` when the socket is missing or refuses, `WrongNetwork` when the node is on
+    /// another network, `Other` naming the plugins to install when neither is loaded.
+    pub async fn connect(cfg: ClnConfig) -> Result<Self, LnError> {
+        let rpc = Arc::new(Rpc::new(&cfg.socket, cfg.call_timeout));
+        let info = get_info(&rpc).await?;
+        let network = cln_network(&info.network)?;
+        if network != cfg.network {
+            return Err(LnError::new(
+                LnErrorKind::WrongNetwork,
+                format!(
+                    "the CLN node is on {}, expected {}",
+                    network.as_str(),
+                    cfg.network.as_str()
+                ),
+            ));
+        }
+        let help = rpc
+            .call("help", json!({}))
+            .await
+            .map_err(|e| e.into_ln("help"))?;
+        let Some(plugin) = plugin::detect(&help) else {
+            return Err(LnError::new(
+                LnErrorKind::Other,
+                plugin::missing_plugin_message(&cfg.socket.display().to_string()),
+            ));
+        };
+        if plugin == HoldPlugin::Daywalker {
+            tracing::warn!(
+                "cln: daywalker90 holdinvoice found: it cannot create hold invoices for a \
+                 caller-chosen payment hash; prefer BoltzExchange hold"
+            );
+        }
+        tracing::info!(?plugin, network = network.as_str(), "cln: connected");
+        let watch: Watch = Arc::new(Mutex::new(HashMap::new()));
+        let (tx, rx) = unbounded_channel();
+        // The poller has its own connection, never shared with port calls.
+        let poll_rpc = Rpc::new(&cfg.socket, cfg.call_timeout);
+        let poller = tokio::spawn(poll_loop(
+            poll_rpc,
+            plugin,
+            watch.clone(),
+            tx,
+            cfg.poll_interval,
+        ));
+        Ok(ClnNode {
+            rpc,
+            plugin,
+            network,
+            pay_grace: cfg.pay_grace,
+            watch,
+            pay_locks: Mutex::new(HashMap::new()),
+            events: tokio::sync::Mutex::new(rx),
+            poller,
+        })
+    }
+
+    /// The plugin in use.
+    pub fn hold_plugin(&self) -> HoldPlugin {
+        self.plugin
+    }
+
+    /// Whether the node can create hold invoices for a payment hash chosen by the caller
+    /// (what Mostro's escrow needs).
+    pub fn supports_hold_by_hash(&self) -> bool {
+        self.plugin == HoldPlugin::Boltz
+    }
+
+    fn watch_new(&self, hash: PaymentHash, state: Option<HoldInvoiceState>) {
+        lock(&self.watch).entry(hash).or_insert(state);
+    }
+
+    /// Interprets a failed settle/cancel from the invoice's current state, so both plugins'
+    /// error texts map to the same kinds.
+    async fn after_failure(
+        &self,
+        hash: &PaymentHash,
+        err: CallError,
+        what: &str,
+        ok_when: HoldInvoiceState,
+    ) -> Result<(), LnError> {
+        if !matches!(err, CallError::Rpc { .. }) {
+            return Err(err.into_ln(what));
+        }
+        match plugin::lookup(&self.rpc, self.plugin, hash).await? {
+            s if s == ok_when => Ok(()),
+            HoldInvoiceState::Settled => Err(LnError::new(
+                LnErrorKind::AlreadySettled,
+                "invoice already settled",
+            )),
+            HoldInvoiceState::Canceled => Err(LnError::new(
+                LnErrorKind::AlreadyCanceled,
+                "invoice already canceled",
+            )),
+            _ => Err(err.into_ln(what)),
+        }
+    }
+
+    async fn pay_status(&self, hash: &PaymentHash) -> Result<Option<PayOutcome>, LnError> {
+        let mut failed = None;
+        for (method, key) in [("listpays", "pays"), ("listsendpays", "payments")] {
+            let v = self
+                .rpc
+                .call(method, json!({ "payment_hash": hash.to_hex() }))
+                .await
+                .map_err(|e| e.into_ln(method))?;
+            let rows: Vec<PayRow> = v
+                .get(key)
+                .cloned()
+                .map(serde_json::from_value)
+                .transpose()
+                .map_err(|e| {
+                    LnError::new(
+                        LnErrorKind::Other,
+                        format!("{method}: unexpected result: {e}"),
+                    )
+                })?
+                .unwrap_or_default();
+            if let Some(done) = rows.iter().find(|r| r.status == "complete") {
+                return Ok(Some(PayOutcome::Succeeded { fee: done.fee() }));
+            }
+            if rows.iter().any(|r| r.status == "pending") {
+                return Ok(Some(PayOutcome::InFlight));
+            }
+            if !rows.is_empty() {
+                failed = Some(PayOutcome::Failed {
+                    reason: "every earlier attempt failed".to_owned(),
+                });
+            }
+        }
+        Ok(failed)
+    }
+
+    fn check_invoice(&self, bolt11: &str) -> Result<DecodedInvoice, LnError> {
+        let d = decode_bolt11(bolt11)?;
+        if d.network != self.network {
+            return Err(LnError::new(
+                LnErrorKind::WrongNetwork,
+                format!(
+                    "invoice is for {}, the node is on {}",
+                    d.network.as_str(),
+                    self.network.as_str()
+                ),
+            ));
+        }
+        Ok(d)
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct PayRow {
+    status: String,
+    #[serde(default)]
+    amount_msat: Option<u64>,
+    #[serde(default)]
+    amount_sent_msat: Option<u64>,
+}
+
+fn fee_of(amount_msat: Option<u64>, sent_msat: Option<u64>) -> Sats {
+    match (amount_msat, sent_msat) {
+        (Some(a), Some(s)) => Sats(s.saturating_sub(a).div_ceil(1000)),
+        _ => Sats::ZERO,
+    }
+}
+
+impl PayRow {
+    fn fee(&self) -> Sats {
+        fee_of(self.amount_msat, self.amount_sent_msat)
+    }
+}
+
+fn msat(s: Sats) -> Result<u64, LnError> {
+    s.to_msats()
+        .map(|m| m.0)
+        .ok_or_else(|| LnError::new(LnErrorKind::Other, "amount overflow"))
+}
+
+/// Decodes a BOLT11 invoice locally with the shared decoder (signature checked, whole
+/// satoshis only).
+///
+/// # Errors
+/// `InvalidInvoice` when it does not parse, verify or fit.
+pub fn decode_bolt11(s: &str) -> Result<DecodedInvoice, LnError> {
+    mostro_bolt11::decode(s)
+}
+
+const DAYWALKER_CREATE: &str = "daywalker90's holdinvoice plugin cannot create a hold invoice \
+    for a payment hash chosen by Mostro (it wraps CLN's `invoice`, which takes the preimage); \
+    install BoltzExchange hold (https://github.com/BoltzExchange/hold)";
+
+#[async_trait]
+impl LightningNode for ClnNode {
+    async fn create_hold_invoice(&self, req: &HoldInvoiceRequest) -> Result<String, LnError> {
+        if self.plugin == HoldPlugin::Daywalker {
+            return Err(LnError::new(LnErrorKind::Other, DAYWALKER_CREATE));
+        }
+        let existing = |entry: plugin::BoltzEntry| -> Result<String, LnError> {
+            let d = decode_bolt11(&entry.invoice)?;
+            if d.amount == Some(req.amount) {
+                Ok(entry.invoice)
+            } else {
+                Err(LnError::new(
+                    LnErrorKind::Conflict,
+                    "a hold invoice with this hash exists with another amount",
+                ))
+            }
+        };
+        if let Some(entry) = plugin::boltz_entry(&self.rpc, &req.hash).await? {
+            self.watch_new(req.hash, Some(entry.state()?));
+            return existing(entry);
+        }
+        // `amount` is in msat. The extra named fields are honoured by plugin versions that
+        // know them and ignored by older ones (serde skips unknown fields).
+        let params = json!({
+            "payment_hash": req.hash.to_hex(),
+            "amount": msat(req.amount)?,
+            "description": req.memo,
+            "expiry": req.expiry_secs,
+            "min_final_cltv_expiry": req.cltv_delta,
+        });
+        match self.rpc.call("holdinvoice", params).await {
+            Ok(v) => {
+                let bolt11 = v
+                    .get("bolt11")
+                    .or_else(|| v.get("invoice"))
+                    .and_then(Value::as_str)
+                    .ok_or_else(|| {
+                        LnError::new(LnErrorKind::Other, "holdinvoice: no bolt11 in the result")
+                    })?
+                    .to_owned();
+                self.watch_new(req.hash, Some(HoldInvoiceState::Open));
+                Ok(bolt11)
+            },
+            // A concurrent or earlier create may have won: the existing entry decides.
+            Err(e @ CallError::Rpc { .. }) => {
+                match plugin::boltz_entry(&self.rpc, &req.hash).await? {
+                    Some(entry) => {
+                        self.watch_new(req.hash, Some(entry.state()?));
+                        existing(entry)
+                    },
+                    None => Err(e.into_ln("holdinvoice")),
+                }
+            },
+            Err(e) => Err(e.into_ln("holdinvoice")),
+        }
+    }
+
+    async fn settle_hold_invoice(&self, preimage: &Preimage) -> Result<(), LnError> {
+        let hash = preimage.hash();
+        let r = match self.plugin {
+            HoldPlugin::Boltz => {
+                self.rpc
+                    .call(
+                        "settleholdinvoice",
+                        json!({ "preimage": preimage.to_hex() }),
+                    )
+                    .await
+            },
+            HoldPlugin::Daywalker => {
+                self.rpc
+                    .call(
+                        "holdinvoicesettle",
+                        json!({ "payment_hash": hash.to_hex() }),
+                    )
+                    .await
+            },
+        };
+        match r {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                self.after_failure(&hash, e, "settle", HoldInvoiceState::Settled)
+                    .await
+            },
+        }
+    }
+
+    async fn cancel_hold_invoice(&self, hash: &PaymentHash) -> Result<(), LnError> {
+        let method = match self.plugin {
+            HoldPlugin::Boltz => "cancelholdinvoice",
+            HoldPlugin::Daywalker => "holdinvoicecancel",
+        };
+        match self
+            .rpc
+            .call(method, json!({ "payment_hash": hash.to_hex() }))
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                self.after_failure(hash, e, "cancel", HoldInvoiceState::Canceled)
+                    .await
+            },
+        }
+    }
+
+    async fn lookup_hold_invoice(&self, hash: &PaymentHash) -> Result<HoldInvoiceState, LnError> {
+        let st = plugin::lookup(&self.rpc, self.plugin, hash).await?;
+        if !matches!(st, HoldInvoiceState::Settled | HoldInvoiceState::Canceled) {
+            // Watch it from now on (after a restart the engine looks up its open holds).
+            self.watch_new(*hash, None);
+        }
+        Ok(st)
+    }
+
+    async fn next_event(&self) -> Result<NodeEvent, LnError> {
+        self.events
+            .lock()
+            .await
+            .recv()
+            .await
+            .ok_or_else(|| LnError::new(LnErrorKind::Unreachable, "event poller stopped"))
+    }
+
+    async fn pay(&self, req: &PayRequest) -> Result<PayOutcome, LnError> {
+        let gate = lock(&self.pay_locks).entry(req.hash).or_default().clone();
+        let out = {
+            let _one = gate.lock().await;
+            self.pay_once(req).await
+        };
+        drop(gate);
+        let mut locks = lock(&self.pay_locks);
+        if locks
+            .get(&req.hash)
+            .is_some_and(|g| Arc::strong_count(g) == 1)
+        {
+            locks.remove(&req.hash);
+        }
+        out
+    }
+
+    async fn decode_invoice(&self, bolt11: &str) -> Result<DecodedInvoice, LnError> {
+        self.check_invoice(bolt11)
+    }
+
+    async fn info(&self) -> Result<NodeInfo, LnError> {
+        let i = get_info(&self.rpc).await?;
+        Ok(NodeInfo {
+            network: cln_network(&i.network)?,
+            block_height: BlockHeight(i.blockheight),
+            alias: i.alias,
+            pubkey: i.id,
+            version: i.version,
+        })
+    }
+}
+
+impl ClnNode {
+    async fn pay_once(&self, req: &PayRequest) -> Result<PayOutcome, LnError> {
+        let d = self.check_invoice(&req.invoice)?;
+        if d.hash != req.hash {
+            return Err(LnError::new(
+                LnErrorKind::InvalidInvoice,
+                "hash does not match the invoice",
+            ));
+        }
+        if let Some(a) = d.amount
+            && a != req.amount
+        {
+            return Err(LnError::new(
+                LnErrorKind::InvalidInvoice,
+                "amount does not match the invoice",
+            ));
+        }
+        // Never pay twice: a pending or complete attempt answers for itself.
+        match self.pay_status(&req.hash).await? {
+            Some(o @ (PayOutcome::InFlight | PayOutcome::Succeeded { .. })) => return Ok(o),
+            Some(PayOutcome::Failed { .. }) | None => {},
+        }
+        let mut params = json!({
+            "bolt11": req.invoice,
+            "maxfee": msat(req.fee_limit)?,
+            "retry_for": req.timeout_secs,
+        });
+        if d.amount.is_none() {
+            params["amount_msat"] = json!(msat(req.amount)?);
+        }
+        let limit = Duration::from_secs(u64::from(req.timeout_secs)).saturating_add(self.pay_grace);
+        match self.rpc.call_within("pay", params, limit, false).await {
+            Ok(v) => {
+                let row: PayRow = serde_json::from_value(v).map_err(|e| {
+                    LnError::new(LnErrorKind::Other, format!("pay: unexpected result: {e}"))
+                })?;
+                Ok(match row.status.as_str() {
+                    "complete" => PayOutcome::Succeeded { fee: row.fee() },
+                    "pending" => PayOutcome::InFlight,
+                    _ => PayOutcome::Failed {
+                        reason: "payment failed".to_owned(),
+                    },
+                })
+            },
+            Err(CallError::Rpc { code, message }) => match code {
+                200 => Ok(PayOutcome::InFlight),
+                207 => Err(LnError::new(LnErrorKind::Expired, message)),
+                -32602 => Err(LnError::new(LnErrorKind::InvalidInvoice, message)),
+                201..=299 => Ok(PayOutcome::Failed { reason: message }),
+                _ => Err(LnError::new(
+                    LnErrorKind::Other,
+                    format!("pay: error {code}: {message}"),
+                )),
+            },
+            // Not finished in time (or the answer was lost): ask the node what it knows.
+            Err(e) => match self.pay_status(&req.hash).await {
+                Ok(Some(o)) => Ok(o),
+                Ok(None) | Err(_) => Err(e.into_ln("pay")),
+            },
+        }
+    }
+}
+
+/// Polls block height and watched invoices on its own connection; reports changes.
+async fn poll_loop(
+    rpc: Rpc,
+    plugin: HoldPlugin,
+    watch: Watch,
+    tx: UnboundedSender<NodeEvent>,
+    interval: Duration,
+) {
+    let mut height: Option<u32> = None;
+    let mut down = false;
+    loop {
+        tokio::time::sleep(interval).await;
+        match get_info(&rpc).await {
+            Ok(i) => {
+                if down {
+                    tracing::info!("cln: node reachable again");
+                    down = false;
+                }
+                if height != Some(i.blockheight) {
+                    height = Some(i.blockheight);
+                    if tx
+                        .send(NodeEvent::Block(BlockHeight(i.blockheight)))
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+            },
+            Err(e) => {
+                if !down {
+                    tracing::warn!(error = %e, "cln: poll failed, retrying");
+                    down = true;
+                }
+                continue;
+            },
+        }
+        let watched: Vec<(PaymentHash, Option<HoldInvoiceState>)> =
+            lock(&watch).iter().map(|(h, s)| (*h, *s)).collect();
+        for (hash, last) in watched {
+            match plugin::lookup(&rpc, plugin, &hash).await {
+                Ok(st) => {
+                    if last == Some(st) {
+                        continue;
+                    }
+                    {
+                        let mut w = lock(&watch);
+                        if matches!(st, HoldInvoiceState::Settled | HoldInvoiceState::Canceled) {
+                            w.remove(&hash);
+                        } else {
+                            w.insert(hash, Some(st));
+                        }
+                    }
+                    if tx.send(NodeEvent::Hold { hash, state: st }).is_err() {
+                        return;
+                    }
+                },
+                Err(e) if e.kind == LnErrorKind::NotFound => {
+                    lock(&watch).remove(&hash);
+                },
+                Err(e) => {
+                    tracing::debug!(error = %e, "cln: invoice poll failed");
+                    break;
+                },
+            }
+        }
+    }
+}
+
+/// The default socket path of a node: `<lightning_dir>/<network>/lightning-rpc`.
+pub fn default_socket(lightning_dir: &Path, network: Network) -> PathBuf {
+    let sub = match network {
+        Network::Mainnet => "bitcoin",
+        Network::Testnet => "testnet",
+        Network::Signet => "signet",
+        Network::Regtest => "regtest",
+    };
+    lightning_dir.join(sub).join("lightning-rpc")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fees_round_up_to_whole_sats() {
+        assert_eq!(fee_of(Some(700_000), Some(701_000)), Sats(1));
+        assert_eq!(fee_of(Some(700_000), Some(700_001)), Sats(1));
+        assert_eq!(fee_of(Some(700_000), Some(700_000)), Sats(0));
+        assert_eq!(fee_of(None, Some(1)), Sats(0));
+    }
+
+    #[test]
+    fn networks() {
+        assert_eq!(cln_network("bitcoin").unwrap(), Network::Mainnet);
+        assert_eq!(cln_network("regtest").unwrap(), Network::Regtest);
+        assert_eq!(
+            cln_network("liquid").unwrap_err().kind,
+            LnErrorKind::WrongNetwork
+        );
+    }
+
+    #[test]
+    fn decode_rejects_garbage() {
+        assert_eq!(
+            decode_bolt11("").unwrap_err().kind,
+            LnErrorKind::InvalidInvoice
+        );
+        assert_eq!(
+            decode_bolt11("lnbcrt1notaninvoice").unwrap_err().kind,
+            LnErrorKind::InvalidInvoice
+        );
+    }
+}
