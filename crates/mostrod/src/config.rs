@@ -707,8 +707,10 @@ mod tests {
     #[test]
     fn template_is_the_defaults() {
         let cfg = Config::parse(TEMPLATE, &[]).unwrap();
-        let mut def = Config::default();
-        def.base_dir = PathBuf::new();
+        let def = Config {
+            base_dir: PathBuf::new(),
+            ..Config::default()
+        };
         assert_eq!(cfg, def);
         assert_eq!(cfg.policy().fee_ppm, 6000);
         assert_eq!(cfg.policy(), Policy::default());

@@ -2,7 +2,9 @@
 
 mod config;
 mod daemon;
+mod demo;
 mod http;
+mod node;
 mod support;
 
 use std::path::{Path, PathBuf};
@@ -34,6 +36,28 @@ enum Cmd {
         /// Config file.
         #[arg(long, env = "MOSTRO_CONFIG", default_value = "mostrod.toml")]
         config: PathBuf,
+    },
+    /// Run the node.
+    Run {
+        /// Config file.
+        #[arg(long, env = "MOSTRO_CONFIG", default_value = "mostrod.toml")]
+        config: PathBuf,
+    },
+    /// Everything local, nothing external: an in-process relay, a Lightning simulator behind the
+    /// real adapter, SQLite in a directory.
+    Demo {
+        /// Data directory.
+        #[arg(long, default_value = "mostro-demo")]
+        dir: PathBuf,
+        /// Run a scripted trade between two built-in clients, then exit.
+        #[arg(long)]
+        trade: bool,
+        /// Lightning backend to simulate: lnd or cln.
+        #[arg(long, default_value = "lnd")]
+        backend: String,
+        /// Relay port (0 = any free port).
+        #[arg(long, default_value_t = 0)]
+        relay_port: u16,
     },
     /// Local administration through the daemon's loopback endpoint.
     Admin {
@@ -122,8 +146,42 @@ async fn admin(config: &Path, what: AdminCmd) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// SIGINT or SIGTERM.
+async fn shutdown_signal() -> anyhow::Result<()> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate())?;
+        tokio::select! {
+            r = tokio::signal::ctrl_c() => r?,
+            _ = term.recv() => {},
+        }
+        Ok(())
+    }
+    #[cfg(not(unix))]
+    {
+        tokio::signal::ctrl_c().await?;
+        Ok(())
+    }
+}
+
+fn init_tracing(default: &str) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("MOSTRO_LOG").unwrap_or_else(|_| EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // The demo prints its own steps; logs stay quiet there unless MOSTRO_LOG asks for them.
+    init_tracing(if matches!(cli.cmd, Cmd::Demo { .. }) {
+        "warn"
+    } else {
+        "info"
+    });
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -147,6 +205,32 @@ fn main() -> ExitCode {
                 ));
             }),
             Cmd::Admin { config, what } => admin(&config, what).await,
+            Cmd::Run { config } => {
+                let cfg = load(&config)?;
+                node::run(cfg, async {
+                    let _ = shutdown_signal().await;
+                })
+                .await
+            },
+            Cmd::Demo {
+                dir,
+                trade,
+                backend,
+                relay_port,
+            } => {
+                let backend = match backend.as_str() {
+                    "lnd" => config::Backend::Lnd,
+                    "cln" => config::Backend::Cln,
+                    other => anyhow::bail!("--backend takes lnd or cln, not {other}"),
+                };
+                demo::run(demo::DemoOptions {
+                    dir,
+                    trade,
+                    backend,
+                    relay_port,
+                })
+                .await
+            },
         }
     });
     match r {

@@ -448,12 +448,14 @@ pub fn to_message(n: &Notify) -> Message {
 /// `orders`, `restore-session`, `last-trade-index`, `user-info` and the
 /// `admin-add-solver` ack; the dispute id on `admin-took-dispute` to the
 /// solver; the party's trade index on `pay-invoice` and `add-invoice` when
-/// the notification carries none).
+/// the notification carries none). A trade index of 0 (a full-privacy
+/// party) is written as `null`.
 #[must_use]
 pub fn to_message_at(n: &Notify, now: Timestamp) -> Message {
     use Payload as P;
     let order_id = n.order_id.map(|o| o.0);
-    let trade_index = n.trade_index.map(i64::from);
+    // Index 0 is the identity key: a full-privacy party has no trade index.
+    let trade_index = n.trade_index.filter(|i| *i > 0).map(i64::from);
     let mut id = order_id;
     let mut ti = trade_index;
     let (wrapper, action, payload): (fn(MessageKind) -> Message, WireAction, Option<Payload>) =

@@ -1,0 +1,477 @@
+//! The inbound driver: subscriptions on every relay, relay supervision, the
+//! intake pipeline, mapping, and hand-over to the engine.
+//!
+//! * One subscription per protocol on every relay, both at once:
+//!   `{kinds:[14], #p:[node], since}` and `{kinds:[1059], #p:[node], since}`.
+//!   Gift wraps carry a `created_at` pushed up to two days into the past, so
+//!   their `since` is two days earlier than the kind-14 one.
+//! * Supervision: nostr-sdk reconnects dropped relays; each time a relay is
+//!   connected again, and each time it closes one of our subscriptions
+//!   (after a backoff doubling from one second), the subscriptions are sent
+//!   again with `since` = the newest processed message time minus a margin,
+//!   so what was published while we were away is fetched. Events are
+//!   deduplicated by id (the intake's replay guard, then the store's).
+//! * Every accepted request goes to a per-sender worker: one sender's
+//!   requests are handled in arrival order, different senders in parallel,
+//!   so a slow order never stalls the others.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex as StdMutex};
+use std::time::Duration;
+use std::time::Instant;
+
+use async_trait::async_trait;
+use mostro_core::engine::{Engine, Outcome, Request};
+use mostro_core::ports::TransportError;
+use mostro_core::types::PubKey;
+use mostro_core::wire::map::to_request;
+use nostr_sdk::pool::RelayNotification;
+use nostr_sdk::{
+    Event, Filter, Kind, PublicKey, Relay, RelayMessage, RelayPoolNotification, RelayStatus,
+    RelayUrl, SubscriptionId, Timestamp,
+};
+use tokio::sync::{broadcast, mpsc};
+use tokio::task::JoinSet;
+use tracing::{debug, info, warn};
+
+use crate::transport::NostrTransport;
+use crate::{KIND_GIFT_WRAP, KIND_V2, v1};
+
+/// Subscription id of the kind-14 subscription.
+const SUB_V2: &str = "mostro-v2";
+/// Subscription id of the gift-wrap subscription.
+const SUB_V1: &str = "mostro-v1";
+/// A per-sender worker exits after this long without requests.
+const WORKER_IDLE: Duration = Duration::from_secs(30);
+/// How long a catch-up waits for the relay's end of stored events.
+const EOSE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long shutdown waits for in-flight requests.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Where accepted requests go.
+#[async_trait]
+pub trait RequestHandler: Send + Sync + 'static {
+    /// Handles one request. Returns `false` when it failed for a reason that
+    /// is not the request's fault (the event may then be processed again if
+    /// a relay delivers it again).
+    async fn deliver(&self, req: Request) -> bool;
+}
+
+#[async_trait]
+impl RequestHandler for Engine {
+    async fn deliver(&self, req: Request) -> bool {
+        match self.handle(req).await {
+            Ok(Outcome::Applied(id)) => {
+                debug!(order_id = ?id, "request applied");
+                true
+            },
+            Ok(Outcome::Refused(reason)) => {
+                debug!(%reason, "request refused");
+                true
+            },
+            Ok(Outcome::Duplicate) => {
+                debug!("duplicate request");
+                true
+            },
+            Err(e) => {
+                warn!(error = %e, "engine failed on a request");
+                false
+            },
+        }
+    }
+}
+
+/// Runs the inbound side for the engine until `shutdown` completes.
+///
+/// # Errors
+///
+/// [`TransportError`] if the relays cannot be set up.
+pub async fn run_inbound<F>(
+    transport: Arc<NostrTransport>,
+    engine: Arc<Engine>,
+    shutdown: F,
+) -> Result<(), TransportError>
+where
+    F: Future<Output = ()> + Send,
+{
+    run_inbound_with(transport, engine, shutdown).await
+}
+
+/// Shared state of the driver and the relay watchers.
+struct Shared {
+    transport: Arc<NostrTransport>,
+    node: PublicKey,
+    /// Newest processed sender timestamp (never ahead of our clock).
+    watermark: AtomicU64,
+    /// Subscriptions replaying stored events (until their EOSE): their
+    /// events are buffered and handled oldest first, because relays return
+    /// stored events newest first.
+    catching_up: StdMutex<HashMap<(RelayUrl, &'static str), Instant>>,
+}
+
+impl Shared {
+    fn filters(&self) -> (Filter, Filter) {
+        let margin = self.transport.config().catch_up_margin_secs;
+        let since = self
+            .watermark
+            .load(Ordering::Relaxed)
+            .saturating_sub(margin);
+        let v2 = Filter::new()
+            .kind(Kind::from(KIND_V2))
+            .pubkey(self.node)
+            .since(Timestamp::from_secs(since));
+        let v1 = Filter::new()
+            .kind(Kind::from(KIND_GIFT_WRAP))
+            .pubkey(self.node)
+            .since(Timestamp::from_secs(since.saturating_sub(v1::TWEAK_SECS)));
+        (v2, v1)
+    }
+
+    fn lock_catch_up(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<(RelayUrl, &'static str), Instant>> {
+        match self.catching_up.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        }
+    }
+
+    /// Marks both subscriptions of a relay as replaying stored events.
+    fn start_catch_up(&self, url: &RelayUrl) {
+        let mut c = self.lock_catch_up();
+        for id in [SUB_V2, SUB_V1] {
+            c.insert((url.clone(), id), Instant::now());
+        }
+    }
+
+    fn is_catching_up(&self, url: &RelayUrl, id: &'static str) -> bool {
+        self.lock_catch_up().contains_key(&(url.clone(), id))
+    }
+
+    /// Ends a catch-up (EOSE received); `true` if one was running.
+    fn end_catch_up(&self, url: &RelayUrl, id: &'static str) -> bool {
+        self.lock_catch_up().remove(&(url.clone(), id)).is_some()
+    }
+
+    /// Ends the catch-ups that waited too long for their EOSE.
+    fn overdue_catch_ups(&self) -> Vec<(RelayUrl, &'static str)> {
+        let mut c = self.lock_catch_up();
+        let overdue: Vec<_> = c
+            .iter()
+            .filter(|(_, t)| t.elapsed() > EOSE_TIMEOUT)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in &overdue {
+            c.remove(k);
+        }
+        overdue
+    }
+
+    async fn subscribe(&self, url: &RelayUrl) {
+        self.start_catch_up(url);
+        let (f2, f1) = self.filters();
+        let client = self.transport.client();
+        for (id, filter) in [(SUB_V2, f2), (SUB_V1, f1)] {
+            let sub = SubscriptionId::new(id);
+            match client
+                .subscribe_with_id_to([url.clone()], sub, filter, None)
+                .await
+            {
+                Ok(out) if out.failed.is_empty() => debug!(relay = %url, sub = id, "subscribed"),
+                Ok(out) => {
+                    debug!(relay = %url, sub = id, failed = ?out.failed, "subscription queued")
+                },
+                Err(e) => warn!(relay = %url, sub = id, error = %e, "subscribe failed"),
+            }
+        }
+    }
+
+    fn advance(&self, created_at: u64) {
+        let now = self.transport.now();
+        self.watermark
+            .fetch_max(created_at.min(now), Ordering::Relaxed);
+    }
+}
+
+/// Runs the inbound side with any [`RequestHandler`] until `shutdown`
+/// completes.
+///
+/// # Errors
+///
+/// [`TransportError`] if the relays cannot be set up.
+pub async fn run_inbound_with<H, F>(
+    transport: Arc<NostrTransport>,
+    handler: Arc<H>,
+    shutdown: F,
+) -> Result<(), TransportError>
+where
+    H: RequestHandler + ?Sized,
+    F: Future<Output = ()> + Send,
+{
+    let client = transport.client().clone();
+    let mut notifications = client.notifications();
+    let start = transport.now();
+    let window = transport.config().intake.freshness_secs.unwrap_or(0);
+    let shared = Arc::new(Shared {
+        node: transport.keys().public_key(),
+        watermark: AtomicU64::new(start.saturating_sub(window)),
+        transport: transport.clone(),
+        catching_up: StdMutex::new(HashMap::new()),
+    });
+    let mut watchers = JoinSet::new();
+    for (url, relay) in client.relays().await {
+        shared.subscribe(&url).await;
+        watchers.spawn(watch_relay(shared.clone(), url, relay));
+    }
+    info!(relays = watchers.len(), node = %shared.node, "inbound started");
+    let mut workers: HashMap<PubKey, mpsc::UnboundedSender<Request>> = HashMap::new();
+    let mut running = JoinSet::new();
+    let mut buffers: HashMap<(RelayUrl, &'static str), Vec<(u64, Request)>> = HashMap::new();
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tokio::pin!(shutdown);
+    loop {
+        let n = tokio::select! {
+            () = &mut shutdown => break,
+            _ = tick.tick() => {
+                for key in shared.overdue_catch_ups() {
+                    warn!(relay = %key.0, sub = key.1, "no end of stored events; handling what arrived");
+                    for req in drain_sorted(&mut buffers, &key) {
+                        dispatch(req, &handler, &transport, &mut workers, &mut running);
+                    }
+                }
+                continue;
+            },
+            n = notifications.recv() => n,
+        };
+        match n {
+            Ok(RelayPoolNotification::Message {
+                relay_url,
+                message:
+                    RelayMessage::Event {
+                        subscription_id,
+                        event,
+                    },
+            }) => {
+                let Some(sub) = our_sub(subscription_id.as_str()) else {
+                    continue;
+                };
+                let stats = &transport.stats;
+                stats.events.fetch_add(1, Ordering::Relaxed);
+                let Some((created_at, req)) = intake(&shared, &event) else {
+                    stats.dropped.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                };
+                stats.requests.fetch_add(1, Ordering::Relaxed);
+                if shared.is_catching_up(&relay_url, sub) {
+                    stats.caught_up.fetch_add(1, Ordering::Relaxed);
+                    buffers
+                        .entry((relay_url, sub))
+                        .or_default()
+                        .push((created_at, req));
+                } else {
+                    dispatch(req, &handler, &transport, &mut workers, &mut running);
+                }
+            },
+            Ok(RelayPoolNotification::Message {
+                relay_url,
+                message: RelayMessage::EndOfStoredEvents(subscription_id),
+            }) => {
+                let Some(sub) = our_sub(subscription_id.as_str()) else {
+                    continue;
+                };
+                if shared.end_catch_up(&relay_url, sub) {
+                    for req in drain_sorted(&mut buffers, &(relay_url, sub)) {
+                        dispatch(req, &handler, &transport, &mut workers, &mut running);
+                    }
+                }
+            },
+            Ok(RelayPoolNotification::Shutdown) => break,
+            Ok(_) => {},
+            Err(broadcast::error::RecvError::Lagged(n)) => {
+                warn!(missed = n, "inbound lagged; re-subscribing to catch up");
+                for (url, _) in client.relays().await {
+                    if let Ok(relay) = client.relay(&url).await
+                        && relay.is_connected()
+                    {
+                        shared.subscribe(&url).await;
+                    }
+                }
+            },
+            Err(broadcast::error::RecvError::Closed) => break,
+        }
+        while running.try_join_next().is_some() {}
+    }
+    watchers.abort_all();
+    workers.clear();
+    let drained = tokio::time::timeout(DRAIN_TIMEOUT, async {
+        while running.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        warn!("shutdown: requests still running were abandoned");
+    }
+    info!("inbound stopped");
+    Ok(())
+}
+
+/// Our subscription id as a static string.
+fn our_sub(id: &str) -> Option<&'static str> {
+    match id {
+        SUB_V2 => Some(SUB_V2),
+        SUB_V1 => Some(SUB_V1),
+        _ => None,
+    }
+}
+
+/// The buffered requests of a catch-up, oldest sender timestamp first
+/// (stable: ties keep their arrival order).
+fn drain_sorted(
+    buffers: &mut HashMap<(RelayUrl, &'static str), Vec<(u64, Request)>>,
+    key: &(RelayUrl, &'static str),
+) -> Vec<Request> {
+    let mut batch = buffers.remove(key).unwrap_or_default();
+    batch.sort_by_key(|(t, _)| *t);
+    batch.into_iter().map(|(_, r)| r).collect()
+}
+
+/// The intake pipeline and the mapping: the sender timestamp and the
+/// request, or `None` when the event is dropped.
+fn intake(shared: &Shared, event: &Event) -> Option<(u64, Request)> {
+    let t = &shared.transport;
+    let now = t.now();
+    let opened = {
+        let mut intake = match t.intake.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        intake.accept(event, t.keys(), now)
+    };
+    let opened = match opened {
+        Ok(o) => o,
+        Err(drop) => {
+            debug!(id = %event.id, reason = drop.as_str(), "event dropped");
+            return None;
+        },
+    };
+    shared.advance(opened.created_at);
+    match to_request(&opened.message, &opened.inbound()) {
+        Ok(req) => Some((opened.created_at, req)),
+        Err(d) => {
+            debug!(id = %event.id, reason = d.reason.as_str(), action = %d.action, "message dropped");
+            None
+        },
+    }
+}
+
+/// Queues a request on its sender's worker, starting one if needed.
+fn dispatch<H: RequestHandler + ?Sized>(
+    req: Request,
+    handler: &Arc<H>,
+    transport: &Arc<NostrTransport>,
+    workers: &mut HashMap<PubKey, mpsc::UnboundedSender<Request>>,
+    running: &mut JoinSet<()>,
+) {
+    let sender = req.sender;
+    let req = match workers.get(&sender) {
+        Some(tx) => match tx.send(req) {
+            Ok(()) => return,
+            Err(mpsc::error::SendError(req)) => req,
+        },
+        None => req,
+    };
+    if workers.len() > 1024 {
+        workers.retain(|_, tx| !tx.is_closed());
+    }
+    let (tx, rx) = mpsc::unbounded_channel();
+    if tx.send(req).is_err() {
+        return;
+    }
+    workers.insert(sender, tx);
+    running.spawn(worker(handler.clone(), transport.clone(), rx));
+}
+
+/// Handles one sender's requests in order; exits when idle, after closing
+/// its queue and draining what was queued meanwhile.
+async fn worker<H: RequestHandler + ?Sized>(
+    handler: Arc<H>,
+    transport: Arc<NostrTransport>,
+    mut rx: mpsc::UnboundedReceiver<Request>,
+) {
+    loop {
+        match tokio::time::timeout(WORKER_IDLE, rx.recv()).await {
+            Ok(Some(req)) => run_one(&*handler, &transport, req).await,
+            Ok(None) => return,
+            Err(_) => {
+                rx.close();
+                while let Some(req) = rx.recv().await {
+                    run_one(&*handler, &transport, req).await;
+                }
+                return;
+            },
+        }
+    }
+}
+
+async fn run_one<H: RequestHandler + ?Sized>(
+    handler: &H,
+    transport: &NostrTransport,
+    req: Request,
+) {
+    let id = req.event_id;
+    if !handler.deliver(req).await
+        && let Some(id) = id
+    {
+        let mut intake = match transport.intake.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        intake.forget(&nostr_sdk::EventId::from_byte_array(id.0));
+    }
+}
+
+/// Watches one relay: re-subscribes with a catch-up `since` whenever it
+/// (re)connects, and after a backoff when it closes a subscription.
+async fn watch_relay(shared: Arc<Shared>, url: RelayUrl, relay: Relay) {
+    let mut notes = relay.notifications();
+    let max = shared.transport.config().max_resubscribe_backoff;
+    let mut backoff = Duration::from_secs(1);
+    loop {
+        match notes.recv().await {
+            Ok(RelayNotification::RelayStatus {
+                status: RelayStatus::Connected,
+            }) => {
+                info!(relay = %url, "relay connected; subscribing");
+                backoff = Duration::from_secs(1);
+                shared.subscribe(&url).await;
+            },
+            Ok(RelayNotification::RelayStatus { status }) => {
+                debug!(relay = %url, %status, "relay status");
+                if matches!(status, RelayStatus::Disconnected | RelayStatus::Terminated) {
+                    // The pool re-sends our subscriptions as soon as it is
+                    // back: buffer what it replays until the end of stored
+                    // events.
+                    shared.start_catch_up(&url);
+                }
+            },
+            Ok(RelayNotification::Message {
+                message:
+                    RelayMessage::Closed {
+                        subscription_id,
+                        message,
+                    },
+            }) if matches!(subscription_id.as_str(), SUB_V2 | SUB_V1) => {
+                warn!(relay = %url, sub = %subscription_id, reason = %message, wait = ?backoff, "subscription closed by relay");
+                shared.start_catch_up(&url);
+                tokio::time::sleep(backoff).await;
+                backoff = backoff.saturating_mul(2).min(max);
+                if relay.is_connected() {
+                    shared.subscribe(&url).await;
+                }
+            },
+            Ok(RelayNotification::Shutdown) | Err(broadcast::error::RecvError::Closed) => return,
+            Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {},
+        }
+    }
+}

@@ -1,0 +1,272 @@
+//! The intake pipeline: what runs on an inbound event before the engine sees
+//! it. The clock is an argument (`now`, unix seconds).
+//!
+//! Order (cheap checks first, as the reference §3.5):
+//! 1. kind must be 14 or 1059;
+//! 2. maximum serialized size;
+//! 3. NIP-13 proof of work on the outer event id (when configured);
+//! 4. in-memory replay guard of recent event ids (in front of the store's
+//!    persistent one);
+//! 5. v2: per-sender token bucket keyed by the outer (trade) key;
+//! 6. unwrap (signature, decryption, tuple, trade signature, identity
+//!    proof); the event id is recorded in the replay guard only after this
+//!    authenticated it;
+//! 7. v1: the same token bucket keyed by the rumor author (the outer key of a
+//!    gift wrap is throwaway);
+//! 8. a message the node itself sent, coming back (the admin may use the node
+//!    key as trade key), is dropped when unsigned, so a node reply can never
+//!    loop;
+//! 9. freshness: the sender's timestamp (v2 event, v1 rumor) must not be older
+//!    than the window (no future bound, as the reference).
+
+use std::collections::{HashMap, VecDeque};
+
+use nostr_sdk::{Event, EventId, JsonUtil, Keys, PublicKey};
+
+use crate::error::UnwrapError;
+use crate::{KIND_GIFT_WRAP, KIND_V2, Unwrapped, v1, v2};
+
+/// Intake settings.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IntakeConfig {
+    /// NIP-13 leading zero bits required on the outer event id (0 = off).
+    pub pow: u8,
+    /// Largest accepted event, serialized, in bytes.
+    pub max_event_bytes: usize,
+    /// Token bucket size per sender.
+    pub rate_burst: u32,
+    /// Tokens refilled per minute per sender (0 disables the limit).
+    pub rate_per_minute: u32,
+    /// How long an accepted event id is remembered, in seconds.
+    pub replay_window_secs: u64,
+    /// At most this many ids are remembered.
+    pub replay_capacity: usize,
+    /// Drop messages whose sender timestamp is older than this, in seconds
+    /// (`None` disables the check).
+    pub freshness_secs: Option<u64>,
+}
+
+impl Default for IntakeConfig {
+    fn default() -> Self {
+        IntakeConfig {
+            pow: 0,
+            max_event_bytes: 64 * 1024,
+            rate_burst: 30,
+            rate_per_minute: 120,
+            replay_window_secs: 3600,
+            replay_capacity: 100_000,
+            freshness_secs: Some(10),
+        }
+    }
+}
+
+/// Why the intake dropped an event (never answered).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum IntakeDrop {
+    /// Neither kind 14 nor 1059.
+    #[error("kind {0} is not a protocol message")]
+    Kind(u16),
+    /// Larger than [`IntakeConfig::max_event_bytes`].
+    #[error("event of {0} bytes is too large")]
+    TooLarge(usize),
+    /// Not enough proof of work.
+    #[error("insufficient proof of work")]
+    Pow,
+    /// Seen recently.
+    #[error("replayed event")]
+    Replay,
+    /// The sender exceeded its rate.
+    #[error("rate limited")]
+    RateLimited,
+    /// Unwrap failed.
+    #[error(transparent)]
+    Unwrap(#[from] UnwrapError),
+    /// An unsigned message authored by the node key: one of our own replies.
+    #[error("own reply")]
+    OwnReply,
+    /// Older than the freshness window.
+    #[error("stale message")]
+    Stale,
+}
+
+impl IntakeDrop {
+    /// Stable snake_case label for logs and metrics.
+    #[must_use]
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            IntakeDrop::Kind(_) => "kind",
+            IntakeDrop::TooLarge(_) => "too_large",
+            IntakeDrop::Pow => "pow",
+            IntakeDrop::Replay => "replay",
+            IntakeDrop::RateLimited => "rate_limited",
+            IntakeDrop::Unwrap(e) => e.as_str(),
+            IntakeDrop::OwnReply => "own_reply",
+            IntakeDrop::Stale => "stale",
+        }
+    }
+}
+
+/// Token bucket in thousandths of a token.
+#[derive(Clone, Copy, Debug)]
+struct Bucket {
+    milli: u64,
+    at: u64,
+}
+
+/// Keep at most this many buckets; full ones are evicted first.
+const MAX_BUCKETS: usize = 100_000;
+
+/// The intake state: rate buckets and the replay guard.
+#[derive(Debug)]
+pub struct Intake {
+    config: IntakeConfig,
+    buckets: HashMap<PublicKey, Bucket>,
+    seen: HashMap<EventId, u64>,
+    order: VecDeque<(u64, EventId)>,
+}
+
+impl Intake {
+    /// An empty intake.
+    #[must_use]
+    pub fn new(config: IntakeConfig) -> Self {
+        Intake {
+            config,
+            buckets: HashMap::new(),
+            seen: HashMap::new(),
+            order: VecDeque::new(),
+        }
+    }
+
+    /// The settings.
+    #[must_use]
+    pub fn config(&self) -> &IntakeConfig {
+        &self.config
+    }
+
+    /// Runs the whole pipeline on one event for the node `node` at `now`.
+    ///
+    /// # Errors
+    ///
+    /// [`IntakeDrop`] with the first check that failed.
+    pub fn accept(
+        &mut self,
+        event: &Event,
+        node: &Keys,
+        now: u64,
+    ) -> Result<Unwrapped, IntakeDrop> {
+        let kind = event.kind.as_u16();
+        if kind != KIND_V2 && kind != KIND_GIFT_WRAP {
+            return Err(IntakeDrop::Kind(kind));
+        }
+        let size = event.as_json().len();
+        if size > self.config.max_event_bytes {
+            return Err(IntakeDrop::TooLarge(size));
+        }
+        if self.config.pow > 0 && !event.id.check_pow(self.config.pow) {
+            return Err(IntakeDrop::Pow);
+        }
+        self.expire(now);
+        if self.seen.contains_key(&event.id) {
+            return Err(IntakeDrop::Replay);
+        }
+        if kind == KIND_V2 {
+            self.take_token(&event.pubkey, now)?;
+        }
+        let opened = if kind == KIND_V2 {
+            v2::unwrap(event, node)?
+        } else {
+            v1::unwrap(event, node)?
+        };
+        self.remember(event.id, now);
+        if kind == KIND_GIFT_WRAP {
+            self.take_token(&opened.sender, now)?;
+        }
+        if opened.sender == node.public_key() && !opened.signed {
+            return Err(IntakeDrop::OwnReply);
+        }
+        if let Some(window) = self.config.freshness_secs
+            && opened.created_at < now.saturating_sub(window)
+        {
+            return Err(IntakeDrop::Stale);
+        }
+        Ok(opened)
+    }
+
+    /// Forgets an event id (so that a later delivery is processed again,
+    /// for example after the engine failed on it).
+    pub fn forget(&mut self, id: &EventId) {
+        self.seen.remove(id);
+    }
+
+    /// Whether an id is in the replay guard.
+    #[must_use]
+    pub fn has_seen(&self, id: &EventId) -> bool {
+        self.seen.contains_key(id)
+    }
+
+    fn remember(&mut self, id: EventId, now: u64) {
+        if self.seen.insert(id, now).is_none() {
+            self.order.push_back((now, id));
+        }
+        while self.order.len() > self.config.replay_capacity {
+            if let Some((_, old)) = self.order.pop_front() {
+                self.seen.remove(&old);
+            }
+        }
+    }
+
+    fn expire(&mut self, now: u64) {
+        let horizon = now.saturating_sub(self.config.replay_window_secs);
+        while let Some((at, id)) = self.order.front().copied() {
+            if at >= horizon {
+                break;
+            }
+            self.order.pop_front();
+            if self.seen.get(&id).is_some_and(|t| *t == at) {
+                self.seen.remove(&id);
+            }
+        }
+    }
+
+    fn take_token(&mut self, key: &PublicKey, now: u64) -> Result<(), IntakeDrop> {
+        let per_minute = u64::from(self.config.rate_per_minute);
+        if per_minute == 0 {
+            return Ok(());
+        }
+        let cap = u64::from(self.config.rate_burst).saturating_mul(1000);
+        if self.buckets.len() >= MAX_BUCKETS && !self.buckets.contains_key(key) {
+            self.evict_full(now, cap, per_minute);
+        }
+        let b = self.buckets.entry(*key).or_insert(Bucket {
+            milli: cap,
+            at: now,
+        });
+        let refill = now
+            .saturating_sub(b.at)
+            .saturating_mul(per_minute)
+            .saturating_mul(1000)
+            / 60;
+        b.milli = b.milli.saturating_add(refill).min(cap);
+        b.at = now;
+        if b.milli < 1000 {
+            return Err(IntakeDrop::RateLimited);
+        }
+        b.milli = b.milli.saturating_sub(1000);
+        Ok(())
+    }
+
+    /// Drops the buckets that would be full by now (idle senders).
+    fn evict_full(&mut self, now: u64, cap: u64, per_minute: u64) {
+        self.buckets.retain(|_, b| {
+            let refill = now
+                .saturating_sub(b.at)
+                .saturating_mul(per_minute)
+                .saturating_mul(1000)
+                / 60;
+            b.milli.saturating_add(refill) < cap
+        });
+        if self.buckets.len() >= MAX_BUCKETS {
+            self.buckets.clear();
+        }
+    }
+}

@@ -1,0 +1,374 @@
+//! [`NostrTransport`]: the engine's outbound port over a nostr-sdk relay
+//! pool, plus the public events the daemon publishes on its own schedule.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use mostro_core::machine::Notify;
+use mostro_core::order::{Order, Protocol};
+use mostro_core::ports::{Clock, Store, Transport, TransportError, User};
+use mostro_core::wire::map::to_message_at;
+use nostr_sdk::{Client, Event, Keys, RelayOptions, Timestamp};
+use tracing::{debug, warn};
+
+use crate::events::{self, NodeInfo, PublishConfig, RatingSummary, Reputation};
+use crate::intake::{Intake, IntakeConfig};
+use crate::{to_nostr_key, v1, v2};
+
+/// Settings of the transport.
+#[derive(Clone, Debug)]
+pub struct TransportConfig {
+    /// Relay URLs (`ws://` or `wss://`).
+    pub relays: Vec<String>,
+    /// Public event settings (node key, relays, networks, name, retention).
+    pub publish: PublishConfig,
+    /// NIP-40 lifetime of the node's kind-14 replies, in seconds (30 days).
+    pub dm_expiration_secs: u64,
+    /// Inbound checks.
+    pub intake: IntakeConfig,
+    /// Publish attempts per event before the send fails (the engine then
+    /// keeps the message pending and retries it later).
+    pub publish_attempts: u32,
+    /// Delay before the second attempt; doubled for each further one.
+    pub publish_backoff: Duration,
+    /// Delay between reconnection attempts to a relay.
+    pub relay_retry_interval: Duration,
+    /// Catch-up margin, in seconds: after a reconnection the subscription asks
+    /// for events since the last processed one minus this.
+    pub catch_up_margin_secs: u64,
+    /// Longest wait before re-subscribing after a relay closed a
+    /// subscription (the wait doubles from one second up to this).
+    pub max_resubscribe_backoff: Duration,
+}
+
+impl TransportConfig {
+    /// Defaults for a node key and relays.
+    #[must_use]
+    pub fn new(node: &Keys, relays: Vec<String>) -> Self {
+        TransportConfig {
+            publish: PublishConfig::new(node.public_key().to_hex(), relays.clone()),
+            relays,
+            dm_expiration_secs: 30 * 86_400,
+            intake: IntakeConfig::default(),
+            publish_attempts: 4,
+            publish_backoff: Duration::from_millis(500),
+            relay_retry_interval: Duration::from_secs(5),
+            catch_up_margin_secs: 60,
+            max_resubscribe_backoff: Duration::from_secs(60),
+        }
+    }
+}
+
+/// The Nostr side of the node: sends the engine's messages in each
+/// recipient's protocol, publishes the public events, and (with
+/// [`crate::run_inbound`]) receives requests.
+pub struct NostrTransport {
+    client: Client,
+    keys: Keys,
+    config: TransportConfig,
+    clock: Arc<dyn Clock>,
+    store: Option<Arc<dyn Store>>,
+    /// Last `created_at` used per (kind, `d`), to keep addressable events
+    /// strictly increasing.
+    stamps: Mutex<HashMap<(u16, String), u64>>,
+    pub(crate) intake: Mutex<Intake>,
+    pub(crate) stats: Counters,
+}
+
+/// Inbound counters (monotonic since start).
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub(crate) events: AtomicU64,
+    pub(crate) dropped: AtomicU64,
+    pub(crate) requests: AtomicU64,
+    pub(crate) caught_up: AtomicU64,
+}
+
+/// A snapshot of the inbound counters, for logs and metrics.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct InboundStats {
+    /// Protocol events received from relays (every copy, every relay).
+    pub events: u64,
+    /// Events dropped by the intake or the mapping (replays included).
+    pub dropped: u64,
+    /// Requests handed to the engine.
+    pub requests: u64,
+    /// Of those, requests that arrived while a subscription was replaying
+    /// stored events (catch-up after a (re)connection).
+    pub caught_up: u64,
+}
+
+impl std::fmt::Debug for NostrTransport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NostrTransport")
+            .field("node", &self.keys.public_key().to_hex())
+            .field("relays", &self.config.relays)
+            .finish_non_exhaustive()
+    }
+}
+
+impl NostrTransport {
+    /// A transport for the node key `keys`. `clock` stamps events and checks
+    /// freshness; `store` (optional) supplies the maker's reputation for the
+    /// `rating` tag of pending orders.
+    #[must_use]
+    pub fn new(
+        keys: Keys,
+        config: TransportConfig,
+        clock: Arc<dyn Clock>,
+        store: Option<Arc<dyn Store>>,
+    ) -> Self {
+        let client = Client::builder().signer(keys.clone()).build();
+        let intake = Mutex::new(Intake::new(config.intake.clone()));
+        NostrTransport {
+            client,
+            keys,
+            config,
+            clock,
+            store,
+            stamps: Mutex::new(HashMap::new()),
+            intake,
+            stats: Counters::default(),
+        }
+    }
+
+    /// Adds the configured relays and starts connecting (in the
+    /// background; nostr-sdk reconnects dropped relays by itself).
+    ///
+    /// # Errors
+    ///
+    /// [`TransportError`] if a relay URL is invalid.
+    pub async fn connect(&self) -> Result<(), TransportError> {
+        let opts = RelayOptions::new()
+            .retry_interval(self.config.relay_retry_interval)
+            .adjust_retry_interval(false);
+        for url in &self.config.relays {
+            self.client
+                .pool()
+                .add_relay(url.as_str(), opts.clone())
+                .await
+                .map_err(|e| TransportError(format!("relay {url}: {e}")))?;
+        }
+        self.client.connect().await;
+        Ok(())
+    }
+
+    /// Waits until at least one relay is connected or `timeout` passed.
+    pub async fn wait_for_connection(&self, timeout: Duration) {
+        self.client.wait_for_connection(timeout).await;
+    }
+
+    /// Disconnects from every relay.
+    pub async fn shutdown(&self) {
+        self.client.shutdown().await;
+    }
+
+    /// The node key.
+    #[must_use]
+    pub fn keys(&self) -> &Keys {
+        &self.keys
+    }
+
+    /// The settings.
+    #[must_use]
+    pub fn config(&self) -> &TransportConfig {
+        &self.config
+    }
+
+    /// The underlying nostr-sdk client.
+    #[must_use]
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// The inbound counters.
+    #[must_use]
+    pub fn inbound_stats(&self) -> InboundStats {
+        let c = &self.stats;
+        InboundStats {
+            events: c.events.load(Ordering::Relaxed),
+            dropped: c.dropped.load(Ordering::Relaxed),
+            requests: c.requests.load(Ordering::Relaxed),
+            caught_up: c.caught_up.load(Ordering::Relaxed),
+        }
+    }
+
+    /// The clock.
+    pub(crate) fn now(&self) -> u64 {
+        self.clock.now().0
+    }
+
+    /// The wire event for a notification, in the recipient's protocol.
+    ///
+    /// # Errors
+    ///
+    /// [`TransportError`] if the recipient key is invalid or wrapping fails.
+    pub fn build_reply(&self, n: &Notify) -> Result<Event, TransportError> {
+        let now = self.clock.now();
+        let msg = to_message_at(n, now);
+        let to =
+            to_nostr_key(&n.to).ok_or_else(|| TransportError("invalid recipient key".into()))?;
+        let created_at = Timestamp::from_secs(now.0);
+        let event = match n.protocol {
+            Protocol::V2 => {
+                let exp =
+                    Timestamp::from_secs(now.0.saturating_add(self.config.dm_expiration_secs));
+                v2::wrap_reply(&msg, &self.keys, &to, created_at, Some(exp))
+            },
+            Protocol::V1 => v1::wrap_reply(&msg, &self.keys, &to, created_at),
+        };
+        event.map_err(|e| TransportError(e.to_string()))
+    }
+
+    /// Publishes an event to every relay, retrying with backoff until at
+    /// least one relay accepted it.
+    ///
+    /// # Errors
+    ///
+    /// [`TransportError`] when every attempt failed on every relay.
+    pub async fn publish(&self, event: &Event) -> Result<(), TransportError> {
+        let mut delay = self.config.publish_backoff;
+        let mut last = String::from("no relay");
+        for attempt in 0..self.config.publish_attempts.max(1) {
+            if attempt > 0 {
+                tokio::time::sleep(delay).await;
+                delay = delay.saturating_mul(2);
+            }
+            match self.client.send_event(event).await {
+                Ok(out) if !out.success.is_empty() => {
+                    debug!(id = %event.id, kind = event.kind.as_u16(), relays = out.success.len(), "published");
+                    return Ok(());
+                },
+                Ok(out) => {
+                    last = out
+                        .failed
+                        .iter()
+                        .map(|(url, e)| format!("{url}: {e}"))
+                        .collect::<Vec<_>>()
+                        .join("; ");
+                },
+                Err(e) => last = e.to_string(),
+            }
+        }
+        warn!(id = %event.id, error = %last, "publish failed");
+        Err(TransportError(format!("publish {}: {last}", event.id)))
+    }
+
+    /// A strictly increasing `created_at` per (kind, `d`): NIP-01 breaks
+    /// same-second ties of addressable events by the lowest id.
+    fn stamp(&self, kind: u16, d: &str) -> u64 {
+        let now = self.now();
+        let mut stamps = match self.stamps.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        let last = stamps.entry((kind, d.to_owned())).or_insert(0);
+        let at = if now > *last {
+            now
+        } else {
+            last.saturating_add(1)
+        };
+        *last = at;
+        at
+    }
+
+    async fn publish_tags(&self, kind: u16, tags: Vec<Vec<String>>) -> Result<(), TransportError> {
+        let d = tags
+            .first()
+            .and_then(|t| t.get(1))
+            .cloned()
+            .unwrap_or_default();
+        let at = self.stamp(kind, &d);
+        let event =
+            events::sign(&self.keys, kind, tags, at).map_err(|e| TransportError(e.to_string()))?;
+        self.publish(&event).await
+    }
+
+    /// The maker's reputation for the `rating` tag (reputation mode only).
+    async fn maker_reputation(&self, order: &Order) -> Option<Reputation> {
+        if order.maker.is_full_privacy() {
+            return None;
+        }
+        let user = match &self.store {
+            Some(store) => match store.user(&order.maker.identity).await {
+                Ok(u) => u.unwrap_or_default(),
+                Err(e) => {
+                    warn!(order_id = %order.id, error = %e, "maker reputation unavailable");
+                    User::default()
+                },
+            },
+            None => User::default(),
+        };
+        Some(Reputation::of(&user, self.now()))
+    }
+
+    /// Publishes the node info event (kind 38385).
+    ///
+    /// # Errors
+    ///
+    /// [`TransportError`] if publishing failed.
+    pub async fn publish_info(&self, info: &NodeInfo) -> Result<(), TransportError> {
+        self.publish_tags(
+            events::KIND_INFO,
+            events::info_tags(info, &self.config.publish),
+        )
+        .await
+    }
+
+    /// Publishes a rating event (kind 38384) for a rated user, `d` = a trade
+    /// key in hex.
+    ///
+    /// # Errors
+    ///
+    /// [`TransportError`] if publishing failed.
+    pub async fn publish_rating(&self, d: &str, user: &User) -> Result<(), TransportError> {
+        let now = self.now();
+        let tags = events::rating_tags(d, &RatingSummary::of(user, now), &self.config.publish, now);
+        self.publish_tags(events::KIND_RATING, tags).await
+    }
+
+    /// Publishes the NIP-65 relay list (kind 10002).
+    ///
+    /// # Errors
+    ///
+    /// [`TransportError`] if publishing failed.
+    pub async fn publish_relay_list(&self) -> Result<(), TransportError> {
+        let tags = events::relay_list_tags(&self.config.relays);
+        let event = events::sign(&self.keys, events::KIND_RELAY_LIST, tags, self.now())
+            .map_err(|e| TransportError(e.to_string()))?;
+        self.publish(&event).await
+    }
+}
+
+#[async_trait]
+impl Transport for NostrTransport {
+    async fn send(&self, msg: &Notify) -> Result<(), TransportError> {
+        let event = self.build_reply(msg)?;
+        self.publish(&event).await
+    }
+
+    async fn publish_order(&self, order: &Order) -> Result<(), TransportError> {
+        let pending = order.status.published_bucket(order.kind) == Some("pending");
+        let rating = if pending {
+            self.maker_reputation(order).await
+        } else {
+            None
+        };
+        let now = self.now();
+        match events::order_tags(order, &self.config.publish, rating.as_ref(), now) {
+            Some(tags) => self.publish_tags(events::KIND_ORDER, tags).await,
+            None => Ok(()),
+        }
+    }
+
+    async fn publish_dispute(&self, order: &Order) -> Result<(), TransportError> {
+        let Some(d) = &order.dispute else {
+            return Ok(());
+        };
+        let tags = events::dispute_tags(d, &self.config.publish, self.now());
+        self.publish_tags(events::KIND_DISPUTE, tags).await
+    }
+}

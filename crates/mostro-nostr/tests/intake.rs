@@ -1,0 +1,265 @@
+//! The intake pipeline with an injected clock.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+mod common;
+
+use common::keys;
+use mostro_core::wire::Message;
+use mostro_nostr::client::{ClientKeys, WrapOptions, wrap_v1, wrap_v2};
+use mostro_nostr::intake::{Intake, IntakeConfig, IntakeDrop};
+use mostro_nostr::{UnwrapError, v1, v2};
+use nostr_sdk::{EventBuilder, Keys, Kind, Timestamp};
+
+const T: u64 = 1_800_000_000;
+
+fn msg(request_id: u64) -> Message {
+    Message::from_json(&format!(
+        r#"{{"order":{{"version":2,"request_id":{request_id},"trade_index":null,"id":"308e1272-d5f4-47e6-bd97-3504baea9c23","action":"fiat-sent","payload":null}}}}"#
+    ))
+    .unwrap()
+}
+
+fn opts(at: u64) -> WrapOptions {
+    WrapOptions {
+        created_at: Some(Timestamp::from_secs(at)),
+        ..WrapOptions::default()
+    }
+}
+
+fn client() -> ClientKeys {
+    ClientKeys::reputation(keys("client_trade"), keys("client_identity"))
+}
+
+fn node() -> Keys {
+    keys("mostro")
+}
+
+fn cfg() -> IntakeConfig {
+    IntakeConfig::default()
+}
+
+#[test]
+fn freshness_v2_uses_the_event_time() {
+    let e = wrap_v2(&msg(1), &client(), &node().public_key(), opts(T)).unwrap();
+    assert!(Intake::new(cfg()).accept(&e, &node(), T + 10).is_ok());
+    assert_eq!(
+        Intake::new(cfg()).accept(&e, &node(), T + 11),
+        Err(IntakeDrop::Stale)
+    );
+    // No future bound (as the reference).
+    assert!(Intake::new(cfg()).accept(&e, &node(), T - 1000).is_ok());
+    // Configurable.
+    let wide = IntakeConfig {
+        freshness_secs: Some(60),
+        ..cfg()
+    };
+    assert!(Intake::new(wide).accept(&e, &node(), T + 60).is_ok());
+    let off = IntakeConfig {
+        freshness_secs: None,
+        ..cfg()
+    };
+    assert!(Intake::new(off).accept(&e, &node(), T + 100_000).is_ok());
+}
+
+#[test]
+fn freshness_v1_uses_the_rumor_time_not_the_wrap_time() {
+    let e = wrap_v1(&msg(1), &client(), &node().public_key(), opts(T)).unwrap();
+    // The wrap is backdated by up to two days; the rumor is not.
+    assert!(e.created_at.as_secs() <= T);
+    let u = Intake::new(cfg()).accept(&e, &node(), T + 5).unwrap();
+    assert_eq!(u.created_at, T);
+    // A rumor stamped 100 s ago is stale whatever the wrap says.
+    let old = wrap_v1(&msg(2), &client(), &node().public_key(), opts(T - 100)).unwrap();
+    assert_eq!(
+        Intake::new(cfg()).accept(&old, &node(), T),
+        Err(IntakeDrop::Stale)
+    );
+}
+
+#[test]
+fn replayed_events_are_dropped_until_the_window_passes() {
+    let c = IntakeConfig {
+        freshness_secs: None,
+        replay_window_secs: 60,
+        ..cfg()
+    };
+    let mut intake = Intake::new(c);
+    let e = wrap_v2(&msg(1), &client(), &node().public_key(), opts(T)).unwrap();
+    assert!(intake.accept(&e, &node(), T).is_ok());
+    assert_eq!(intake.accept(&e, &node(), T + 1), Err(IntakeDrop::Replay));
+    assert_eq!(intake.accept(&e, &node(), T + 60), Err(IntakeDrop::Replay));
+    // Past the window the store's guard takes over.
+    assert!(intake.accept(&e, &node(), T + 61).is_ok());
+    // `forget` lets a failed event through again.
+    intake.forget(&e.id);
+    assert!(intake.accept(&e, &node(), T + 62).is_ok());
+}
+
+#[test]
+fn replay_guard_is_bounded() {
+    let c = IntakeConfig {
+        freshness_secs: None,
+        replay_capacity: 3,
+        rate_per_minute: 0,
+        ..cfg()
+    };
+    let mut intake = Intake::new(c);
+    let events: Vec<_> = (0..5)
+        .map(|i| wrap_v2(&msg(i), &client(), &node().public_key(), opts(T)).unwrap())
+        .collect();
+    for e in &events {
+        assert!(intake.accept(e, &node(), T).is_ok());
+    }
+    assert!(!intake.has_seen(&events[0].id));
+    assert!(!intake.has_seen(&events[1].id));
+    assert!(intake.has_seen(&events[4].id));
+}
+
+#[test]
+fn events_that_fail_to_unwrap_are_not_recorded() {
+    let mut intake = Intake::new(IntakeConfig {
+        freshness_secs: None,
+        ..cfg()
+    });
+    let e = wrap_v2(&msg(1), &client(), &keys("stranger").public_key(), opts(T)).unwrap();
+    assert_eq!(
+        intake.accept(&e, &node(), T),
+        Err(IntakeDrop::Unwrap(UnwrapError::NotForMe))
+    );
+    assert!(!intake.has_seen(&e.id));
+}
+
+#[test]
+fn rate_limit_per_sender_token_bucket() {
+    let c = IntakeConfig {
+        freshness_secs: None,
+        rate_burst: 3,
+        rate_per_minute: 60,
+        ..cfg()
+    };
+    let mut intake = Intake::new(c);
+    let mut next = 0;
+    let mut send = |intake: &mut Intake, who: &ClientKeys, now: u64| {
+        next += 1;
+        let e = wrap_v2(&msg(next), who, &node().public_key(), opts(now)).unwrap();
+        intake.accept(&e, &node(), now)
+    };
+    let a = client();
+    for _ in 0..3 {
+        assert!(send(&mut intake, &a, T).is_ok());
+    }
+    assert_eq!(send(&mut intake, &a, T), Err(IntakeDrop::RateLimited));
+    // Another sender has its own bucket.
+    let b = ClientKeys::private(keys("attacker_trade"));
+    assert!(send(&mut intake, &b, T).is_ok());
+    // One token per second comes back.
+    assert!(send(&mut intake, &a, T + 1).is_ok());
+    assert_eq!(send(&mut intake, &a, T + 1), Err(IntakeDrop::RateLimited));
+    // Never more than the burst.
+    for _ in 0..3 {
+        assert!(send(&mut intake, &a, T + 1000).is_ok());
+    }
+    assert_eq!(
+        send(&mut intake, &a, T + 1000),
+        Err(IntakeDrop::RateLimited)
+    );
+}
+
+#[test]
+fn rate_limit_v1_is_keyed_by_the_rumor_author() {
+    let c = IntakeConfig {
+        freshness_secs: None,
+        rate_burst: 2,
+        rate_per_minute: 1,
+        ..cfg()
+    };
+    let mut intake = Intake::new(c);
+    // Every gift wrap has a fresh outer key; the bucket still fills.
+    for i in 0..2 {
+        let e = wrap_v1(&msg(i), &client(), &node().public_key(), opts(T)).unwrap();
+        assert!(intake.accept(&e, &node(), T).is_ok());
+    }
+    let e = wrap_v1(&msg(9), &client(), &node().public_key(), opts(T)).unwrap();
+    assert_eq!(intake.accept(&e, &node(), T), Err(IntakeDrop::RateLimited));
+}
+
+#[test]
+fn size_pow_and_kind() {
+    let e = wrap_v2(&msg(1), &client(), &node().public_key(), opts(T)).unwrap();
+    let small = IntakeConfig {
+        max_event_bytes: 100,
+        freshness_secs: None,
+        ..cfg()
+    };
+    assert!(matches!(
+        Intake::new(small).accept(&e, &node(), T),
+        Err(IntakeDrop::TooLarge(_))
+    ));
+
+    let pow = IntakeConfig {
+        pow: 12,
+        freshness_secs: None,
+        ..cfg()
+    };
+    let mined = wrap_v2(
+        &msg(2),
+        &client(),
+        &node().public_key(),
+        WrapOptions { pow: 12, ..opts(T) },
+    )
+    .unwrap();
+    assert!(mined.id.check_pow(12));
+    assert!(Intake::new(pow.clone()).accept(&mined, &node(), T).is_ok());
+    if !e.id.check_pow(12) {
+        assert_eq!(
+            Intake::new(pow).accept(&e, &node(), T),
+            Err(IntakeDrop::Pow)
+        );
+    }
+    // The nonce tag comes after p.
+    assert_eq!(mined.tags.first().unwrap().as_slice()[0], "p");
+    assert_eq!(mined.tags.iter().nth(1).unwrap().as_slice()[0], "nonce");
+
+    let note = EventBuilder::new(Kind::TextNote, "hi")
+        .sign_with_keys(&node())
+        .unwrap();
+    assert_eq!(
+        Intake::new(cfg()).accept(&note, &node(), T),
+        Err(IntakeDrop::Kind(1))
+    );
+}
+
+#[test]
+fn own_unsigned_replies_never_loop_but_the_admin_may_use_the_node_key() {
+    let mut intake = Intake::new(IntakeConfig {
+        freshness_secs: None,
+        ..cfg()
+    });
+    let n = node();
+    let now = Timestamp::from_secs(T);
+    let reply = v2::wrap_reply(&msg(1), &n, &n.public_key(), now, None).unwrap();
+    assert_eq!(intake.accept(&reply, &n, T), Err(IntakeDrop::OwnReply));
+    let reply = v1::wrap_reply(&msg(2), &n, &n.public_key(), now).unwrap();
+    assert_eq!(intake.accept(&reply, &n, T), Err(IntakeDrop::OwnReply));
+    // mostro-cli as admin: node key as identity and trade key, signed.
+    let admin = ClientKeys::private(n.clone());
+    let req = wrap_v2(&msg(3), &admin, &n.public_key(), opts(T)).unwrap();
+    let u = intake.accept(&req, &n, T).unwrap();
+    assert!(u.signed);
+    assert_eq!(u.sender, n.public_key());
+}
+
+#[test]
+fn drop_labels_are_stable() {
+    assert_eq!(IntakeDrop::Stale.as_str(), "stale");
+    assert_eq!(
+        IntakeDrop::Unwrap(UnwrapError::NotForMe).as_str(),
+        "not_for_me"
+    );
+    assert_eq!(IntakeDrop::RateLimited.as_str(), "rate_limited");
+}

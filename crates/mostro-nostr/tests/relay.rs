@@ -1,0 +1,686 @@
+//! End to end through a real relay running in-process (nostr-relay-builder on
+//! 127.0.0.1): separate nostr-sdk clients speak v1 and v2 to a node made of
+//! the real engine (test-kit fakes behind it), `NostrTransport` and
+//! `run_inbound`; the relay is killed and restarted on the same port.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+mod common;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use common::keys;
+use mostro_core::engine::{Engine, EngineConfig, Ports, Request};
+use mostro_core::order::Protocol;
+use mostro_core::policy::Policy;
+use mostro_core::ports::{Clock, Network};
+use mostro_core::types::{EventId, Timestamp};
+use mostro_core::wire::{Action, Kind, Message, MessageKind, Payload, SmallOrder, Status};
+use mostro_nostr::client::{ClientKeys, WrapOptions, open_reply, wrap_v1, wrap_v2};
+use mostro_nostr::intake::IntakeConfig;
+use mostro_nostr::{NostrTransport, RequestHandler, TransportConfig, run_inbound_with};
+use mostro_testkit::{FakeNode, FixedPrices, Ledger, ManualClock, MemStore, SeqEntropy};
+use nostr_relay_builder::prelude::{
+    LocalRelay, MemoryDatabase, MemoryDatabaseOptions, RateLimit, RelayBuilder,
+};
+use nostr_sdk::{Client, Filter, Keys, RelayOptions, RelayPoolNotification, ToBech32};
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+const WAIT: Duration = Duration::from_secs(30);
+
+/// The wall clock (the intake checks freshness against real event times).
+struct RealClock;
+
+impl Clock for RealClock {
+    fn now(&self) -> Timestamp {
+        Timestamp(
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
+        )
+    }
+}
+
+// ------------------------------------------------------------------ relay
+
+struct TestRelay {
+    relay: Option<LocalRelay>,
+    db: Arc<MemoryDatabase>,
+    port: u16,
+}
+
+impl TestRelay {
+    fn builder(db: &Arc<MemoryDatabase>, port: u16) -> RelayBuilder {
+        RelayBuilder::default()
+            .addr("127.0.0.1".parse().unwrap())
+            .port(port)
+            .database(db.clone())
+            .rate_limit(RateLimit {
+                max_reqs: 1000,
+                notes_per_minute: 100_000,
+            })
+    }
+
+    async fn start() -> TestRelay {
+        let db = Arc::new(MemoryDatabase::with_opts(MemoryDatabaseOptions {
+            events: true,
+            max_events: None,
+        }));
+        // Find a free port, then bind the relay on it (so a restart can reuse it).
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let relay = LocalRelay::new(Self::builder(&db, port));
+        relay.run().await.unwrap();
+        TestRelay {
+            relay: Some(relay),
+            db,
+            port,
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("ws://127.0.0.1:{}", self.port)
+    }
+
+    /// Stops the relay and drops every connection. The relay signals its
+    /// sessions with `Notify::notify_waiters`, which a session busy with a
+    /// message at that instant misses, so the signal is repeated for a while
+    /// (a real relay process takes all its sockets down at once).
+    fn kill(&mut self) {
+        if let Some(r) = self.relay.take() {
+            tokio::spawn(async move {
+                for _ in 0..300 {
+                    r.shutdown();
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            });
+        }
+    }
+
+    /// Starts again on the same port with the same stored events.
+    async fn restart(&mut self) {
+        for _ in 0..50 {
+            let relay = LocalRelay::new(Self::builder(&self.db, self.port));
+            if relay.run().await.is_ok() {
+                self.relay = Some(relay);
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("relay could not bind port {} again", self.port);
+    }
+}
+
+// ------------------------------------------------------------------- node
+
+/// Counts what reaches the engine, per outer event id.
+struct Counting {
+    engine: Arc<Engine>,
+    seen: Mutex<HashMap<EventId, usize>>,
+}
+
+#[async_trait]
+impl RequestHandler for Counting {
+    async fn deliver(&self, req: Request) -> bool {
+        if let Some(id) = req.event_id {
+            *self.seen.lock().unwrap().entry(id).or_default() += 1;
+        }
+        self.engine.deliver(req).await
+    }
+}
+
+struct TestNode {
+    engine: Arc<Engine>,
+    transport: Arc<NostrTransport>,
+    store: MemStore,
+    counting: Arc<Counting>,
+    stop: Option<oneshot::Sender<()>>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl TestNode {
+    async fn start(relays: Vec<String>) -> TestNode {
+        let node_keys = keys("mostro");
+        let clock: Arc<dyn Clock> = Arc::new(RealClock);
+        let manual = Arc::new(ManualClock::new(clock.now()));
+        let ledger = Ledger::new(Network::Regtest, manual.clone());
+        let store = MemStore::with_clock(manual.clone());
+        let mut config = TransportConfig::new(&node_keys, relays);
+        config.relay_retry_interval = Duration::from_secs(1);
+        config.publish_backoff = Duration::from_millis(200);
+        config.publish_attempts = 3;
+        config.intake = IntakeConfig {
+            freshness_secs: Some(60),
+            ..IntakeConfig::default()
+        };
+        let transport = Arc::new(NostrTransport::new(
+            node_keys.clone(),
+            config,
+            clock,
+            Some(Arc::new(store.clone())),
+        ));
+        let ports = Ports {
+            node: Arc::new(FakeNode::new(ledger)),
+            store: Arc::new(store.clone()),
+            transport: transport.clone(),
+            clock: manual,
+            entropy: Arc::new(SeqEntropy::new(7)),
+            prices: Arc::new(FixedPrices::default()),
+        };
+        let engine_config = EngineConfig {
+            node_key: mostro_nostr::to_core_key(&node_keys.public_key()),
+            network: Network::Regtest,
+            pay_timeout_secs: 60,
+        };
+        let engine = Arc::new(Engine::new(ports, engine_config, Policy::default()));
+        transport.connect().await.unwrap();
+        transport.wait_for_connection(Duration::from_secs(5)).await;
+        let counting = Arc::new(Counting {
+            engine: engine.clone(),
+            seen: Mutex::new(HashMap::new()),
+        });
+        let (stop, stopped) = oneshot::channel::<()>();
+        let inbound = tokio::spawn({
+            let (t, h) = (transport.clone(), counting.clone());
+            async move {
+                run_inbound_with(t, h, async {
+                    let _ = stopped.await;
+                })
+                .await
+                .unwrap();
+            }
+        });
+        // The outbox: messages that could not be sent (relay down) are retried.
+        let resume = tokio::spawn({
+            let engine = engine.clone();
+            async move {
+                loop {
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                    let _ = engine.resume().await;
+                }
+            }
+        });
+        // Give the subscriptions a moment to reach the relays.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        TestNode {
+            engine,
+            transport,
+            store,
+            counting,
+            stop: Some(stop),
+            tasks: vec![inbound, resume],
+        }
+    }
+
+    fn seen(&self) -> HashMap<EventId, usize> {
+        self.counting.seen.lock().unwrap().clone()
+    }
+
+    async fn stop(mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        let mut tasks = std::mem::take(&mut self.tasks);
+        let inbound = tasks.remove(0);
+        tokio::time::timeout(Duration::from_secs(15), inbound)
+            .await
+            .unwrap()
+            .unwrap();
+        for t in tasks {
+            t.abort();
+        }
+        self.transport.shutdown().await;
+    }
+}
+
+// ----------------------------------------------------------------- client
+
+struct TestClient {
+    client: Client,
+    keys: ClientKeys,
+    protocol: Protocol,
+    node: nostr_sdk::PublicKey,
+    replies: mpsc::UnboundedReceiver<Message>,
+    pending: Vec<Message>,
+}
+
+impl TestClient {
+    async fn connect(relays: &[String], keys: ClientKeys, protocol: Protocol) -> TestClient {
+        let client = Client::builder().signer(keys.trade.clone()).build();
+        let opts = RelayOptions::new()
+            .retry_interval(Duration::from_millis(300))
+            .adjust_retry_interval(false);
+        for r in relays {
+            client
+                .pool()
+                .add_relay(r.as_str(), opts.clone())
+                .await
+                .unwrap();
+        }
+        client.connect().await;
+        client.wait_for_connection(Duration::from_secs(5)).await;
+        let node = common::keys("mostro").public_key();
+        let filter = Filter::new()
+            .kinds([nostr_sdk::Kind::from(14), nostr_sdk::Kind::GiftWrap])
+            .pubkey(keys.trade.public_key());
+        client.subscribe(filter, None).await.unwrap();
+        let (tx, replies) = mpsc::unbounded_channel();
+        let mut notes = client.notifications();
+        let trade = keys.trade.clone();
+        tokio::spawn(async move {
+            while let Ok(n) = notes.recv().await {
+                if let RelayPoolNotification::Event { event, .. } = n
+                    && let Ok(u) = open_reply(&event, &trade)
+                    && u.sender == node
+                    && tx.send(u.message).is_err()
+                {
+                    return;
+                }
+            }
+        });
+        TestClient {
+            client,
+            keys,
+            protocol,
+            node,
+            replies,
+            pending: Vec::new(),
+        }
+    }
+
+    fn wrap(&self, msg: &Message) -> nostr_sdk::Event {
+        self.wrap_at(msg, nostr_sdk::Timestamp::now())
+    }
+
+    fn wrap_at(&self, msg: &Message, at: nostr_sdk::Timestamp) -> nostr_sdk::Event {
+        let opts = WrapOptions {
+            created_at: Some(at),
+            ..WrapOptions::default()
+        };
+        match self.protocol {
+            Protocol::V2 => wrap_v2(msg, &self.keys, &self.node, opts).unwrap(),
+            Protocol::V1 => wrap_v1(msg, &self.keys, &self.node, opts).unwrap(),
+        }
+    }
+
+    /// Publishes, retrying until a relay accepted it (the relay may be down).
+    async fn publish(client: &Client, event: &nostr_sdk::Event) {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            if let Ok(out) = client.send_event(event).await
+                && !out.success.is_empty()
+            {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "could not publish {}",
+                event.id
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    async fn send(&self, msg: &Message) -> nostr_sdk::EventId {
+        let e = self.wrap(msg);
+        Self::publish(&self.client, &e).await;
+        e.id
+    }
+
+    /// Sends in the background, in order (while the relay is down).
+    fn send_later(&self, msgs: &[Message]) -> (Vec<nostr_sdk::EventId>, JoinHandle<()>) {
+        // One second apart: a relay replays stored events newest first and
+        // the node restores the order from the sender timestamps (events of
+        // the same second have no order to restore).
+        let now = nostr_sdk::Timestamp::now().as_secs();
+        let events: Vec<_> = msgs
+            .iter()
+            .zip(0u64..)
+            .map(|(m, i)| self.wrap_at(m, nostr_sdk::Timestamp::from_secs(now + i)))
+            .collect();
+        let ids = events.iter().map(|e| e.id).collect();
+        let client = self.client.clone();
+        (
+            ids,
+            tokio::spawn(async move {
+                for e in &events {
+                    Self::publish(&client, e).await;
+                }
+            }),
+        )
+    }
+
+    /// The next reply with this action (other replies are kept for later).
+    async fn expect(&mut self, action: Action) -> Message {
+        if let Some(i) = self.pending.iter().position(|m| m.action() == action) {
+            return self.pending.remove(i);
+        }
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let m = tokio::time::timeout_at(deadline, self.replies.recv())
+                .await
+                .unwrap_or_else(|_| panic!("no {action} reply; got {:?}", self.pending))
+                .unwrap();
+            if m.action() == action {
+                return m;
+            }
+            self.pending.push(m);
+        }
+    }
+
+    /// Replies for these request ids, one each (any action).
+    async fn expect_request_ids(&mut self, ids: &[u64]) -> HashMap<u64, Message> {
+        let mut got: HashMap<u64, Message> = HashMap::new();
+        for m in std::mem::take(&mut self.pending) {
+            match m.kind().request_id {
+                Some(r) if ids.contains(&r) => {
+                    got.insert(r, m);
+                },
+                _ => self.pending.push(m),
+            }
+        }
+        let deadline = tokio::time::Instant::now() + WAIT;
+        while ids.iter().any(|r| !got.contains_key(r)) {
+            let m = tokio::time::timeout_at(deadline, self.replies.recv())
+                .await
+                .unwrap_or_else(|_| panic!("missing replies: want {ids:?}, got {:?}", got.keys()))
+                .unwrap();
+            match m.kind().request_id {
+                Some(r) if ids.contains(&r) => {
+                    got.insert(r, m);
+                },
+                _ => self.pending.push(m),
+            }
+        }
+        got
+    }
+}
+
+fn new_order(request_id: u64, trade_index: i64, amount: i64) -> Message {
+    let order = SmallOrder {
+        id: None,
+        kind: Some(Kind::Sell),
+        status: Some(Status::Pending),
+        amount,
+        fiat_code: "EUR".into(),
+        min_amount: None,
+        max_amount: None,
+        fiat_amount: 100,
+        payment_method: "SEPA".into(),
+        premium: 0,
+        buyer_trade_pubkey: None,
+        seller_trade_pubkey: None,
+        buyer_invoice: None,
+        created_at: Some(0),
+        expires_at: None,
+        cashu_mint_url: None,
+    };
+    Message::Order(MessageKind::new(
+        None,
+        Some(request_id),
+        Some(trade_index),
+        Action::NewOrder,
+        Some(Payload::Order(order)),
+    ))
+}
+
+fn take_sell(request_id: u64, trade_index: i64, id: uuid::Uuid) -> Message {
+    Message::Order(MessageKind::new(
+        Some(id),
+        Some(request_id),
+        Some(trade_index),
+        Action::TakeSell,
+        None,
+    ))
+}
+
+fn reputation(trade: u8, identity: u8) -> ClientKeys {
+    ClientKeys::reputation(
+        Keys::parse(&hex::encode([trade; 32])).unwrap(),
+        Keys::parse(&hex::encode([identity; 32])).unwrap(),
+    )
+}
+
+// ------------------------------------------------------------------ tests
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn v1_and_v2_clients_trade_through_a_real_relay() {
+    let relay = TestRelay::start().await;
+    let urls = vec![relay.url()];
+    let node = TestNode::start(urls.clone()).await;
+
+    // A v1 (gift wrap) seller and a v2 (kind 14) buyer, both in reputation mode.
+    let mut seller = TestClient::connect(&urls, reputation(0x11, 0x12), Protocol::V1).await;
+    let mut buyer = TestClient::connect(&urls, reputation(0x21, 0x22), Protocol::V2).await;
+
+    seller.send(&new_order(77, 1, 50_000)).await;
+    let ack = seller.expect(Action::NewOrder).await;
+    assert_eq!(ack.kind().version, 1, "v1 reply to a v1 client");
+    assert_eq!(ack.kind().request_id, Some(77));
+    assert_eq!(ack.kind().trade_index, Some(1));
+    let order_id = ack.kind().id.unwrap();
+    let Some(Payload::Order(o)) = &ack.kind().payload else {
+        panic!("{ack:?}")
+    };
+    assert_eq!((o.status, o.amount), (Some(Status::Pending), 50_000));
+
+    buyer.send(&take_sell(5, 1, order_id)).await;
+    let add = buyer.expect(Action::AddInvoice).await;
+    assert_eq!(add.kind().version, 2, "v2 reply to a v2 client");
+    assert_eq!(add.kind().request_id, Some(5));
+    let Some(Payload::Order(o)) = &add.kind().payload else {
+        panic!("{add:?}")
+    };
+    assert_eq!(o.status, Some(Status::WaitingBuyerInvoice));
+    assert_eq!(
+        o.buyer_trade_pubkey.as_deref(),
+        Some(buyer.keys.trade.public_key().to_hex().as_str())
+    );
+    let told = seller.expect(Action::WaitingBuyerInvoice).await;
+    assert_eq!(told.kind().version, 1);
+
+    // A refusal travels back too, with the request id echoed.
+    buyer
+        .send(&take_sell(6, 2, uuid::Uuid::from_u128(42)))
+        .await;
+    let no = buyer.expect(Action::CantDo).await;
+    assert_eq!(no.wrapper_name(), "cant-do");
+    assert_eq!(no.kind().request_id, Some(6));
+
+    // The order book shows the order, now in progress.
+    let filter = Filter::new()
+        .kind(nostr_sdk::Kind::from(38383))
+        .author(keys("mostro").public_key())
+        .identifier(order_id.to_string());
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let evs = buyer
+            .client
+            .fetch_events(filter.clone(), Duration::from_secs(5))
+            .await
+            .unwrap();
+        let s = evs.first().and_then(|e| {
+            e.tags
+                .iter()
+                .find(|t| t.as_slice()[0] == "s")
+                .map(|t| t.as_slice()[1].clone())
+        });
+        if s.as_deref() == Some("in-progress") {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "order event not in progress: {s:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    let seen = node.seen();
+    assert_eq!(seen.len(), 3);
+    assert!(seen.values().all(|n| *n == 1), "{seen:?}");
+    assert_eq!(node.store.all_orders().len(), 1);
+    node.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relay_restart_loses_nothing_and_processes_nothing_twice() {
+    let mut relay = TestRelay::start().await;
+    let urls = vec![relay.url()];
+    let node = TestNode::start(urls.clone()).await;
+    let mut a = TestClient::connect(&urls, reputation(0x31, 0x32), Protocol::V2).await;
+    let mut b = TestClient::connect(&urls, reputation(0x41, 0x42), Protocol::V1).await;
+    let mut sent: HashSet<EventId> = HashSet::new();
+    let mut add = |id: nostr_sdk::EventId| assert!(sent.insert(EventId(id.to_bytes())));
+
+    // Before: three v2 and two v1 orders.
+    for i in 1..=3u64 {
+        add(a.send(&new_order(i, i as i64, 10_000 + i as i64)).await);
+    }
+    for i in 4..=5u64 {
+        add(b.send(&new_order(i, i as i64, 10_000 + i as i64)).await);
+    }
+    let got = a.expect_request_ids(&[1, 2, 3]).await;
+    assert!(
+        got.values().all(|m| m.action() == Action::NewOrder),
+        "{got:?}"
+    );
+    let got = b.expect_request_ids(&[4, 5]).await;
+    assert!(
+        got.values().all(|m| m.action() == Action::NewOrder),
+        "{got:?}"
+    );
+
+    // The relay dies; clients keep trying to publish meanwhile.
+    relay.kill();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Each client's requests stay in order (trade indexes must grow).
+    let (ids_a, ha) = a.send_later(&[new_order(6, 6, 10_006), new_order(7, 7, 10_007)]);
+    let (ids_b, hb) = b.send_later(&[new_order(8, 8, 10_008)]);
+    ids_a.into_iter().chain(ids_b).for_each(&mut add);
+    let background = [ha, hb];
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+
+    // Same port, same stored events.
+    relay.restart().await;
+    for h in background {
+        tokio::time::timeout(WAIT, h).await.unwrap().unwrap();
+    }
+    let got = a.expect_request_ids(&[6, 7]).await;
+    assert!(
+        got.values().all(|m| m.action() == Action::NewOrder),
+        "{got:?}"
+    );
+    let got = b.expect_request_ids(&[8]).await;
+    assert!(
+        got.values().all(|m| m.action() == Action::NewOrder),
+        "{got:?}"
+    );
+
+    // After: the node is subscribed again.
+    add(a.send(&new_order(9, 9, 10_009)).await);
+    add(b.send(&new_order(10, 10, 10_010)).await);
+    let got_a = a.expect_request_ids(&[9]).await;
+    let got_b = b.expect_request_ids(&[10]).await;
+    assert_eq!(got_a[&9].action(), Action::NewOrder);
+    assert_eq!(got_b[&10].kind().version, 1);
+
+    // Every message reached the engine exactly once.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let seen = node.seen();
+    let ids: HashSet<EventId> = seen.keys().copied().collect();
+    assert_eq!(ids, sent, "processed set differs from sent set");
+    assert!(seen.values().all(|n| *n == 1), "processed twice: {seen:?}");
+    assert_eq!(node.store.all_orders().len(), 10);
+    // Nothing is left unsent in the outbox.
+    assert_eq!(node.engine.resume().await.unwrap(), 0);
+    node.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_relays_deliver_once() {
+    let r1 = TestRelay::start().await;
+    let r2 = TestRelay::start().await;
+    let urls = vec![r1.url(), r2.url()];
+    let node = TestNode::start(urls.clone()).await;
+    let mut c = TestClient::connect(&urls, reputation(0x51, 0x52), Protocol::V2).await;
+    let mut d = TestClient::connect(
+        &urls,
+        ClientKeys::private(Keys::parse(&hex::encode([0x61u8; 32])).unwrap()),
+        Protocol::V1,
+    )
+    .await;
+    c.send(&new_order(1, 1, 20_000)).await;
+    d.send(&new_order(2, 0, 20_001)).await;
+    c.expect_request_ids(&[1]).await;
+    let got = d.expect_request_ids(&[2]).await;
+    assert_eq!(
+        got[&2].kind().trade_index,
+        None,
+        "full privacy: no trade index"
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let seen = node.seen();
+    assert_eq!(seen.len(), 2);
+    assert!(seen.values().all(|n| *n == 1), "{seen:?}");
+    // The reply reached the client once even though both relays carry it.
+    assert!(c.replies.try_recv().is_err());
+    node.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_published_before_the_node_starts_are_caught_up() {
+    let relay = TestRelay::start().await;
+    let urls = vec![relay.url()];
+    let mut a = TestClient::connect(&urls, reputation(0x71, 0x72), Protocol::V2).await;
+    let mut b = TestClient::connect(&urls, reputation(0x81, 0x82), Protocol::V1).await;
+    a.send(&new_order(1, 1, 30_000)).await;
+    b.send(&new_order(2, 1, 30_001)).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let node = TestNode::start(urls.clone()).await;
+    a.expect_request_ids(&[1]).await;
+    b.expect_request_ids(&[2]).await;
+    let stats = node.transport.inbound_stats();
+    assert_eq!(stats.requests, 2, "{stats:?}");
+    assert_eq!(stats.caught_up, 2, "{stats:?}");
+    node.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_node_ignores_its_own_replies() {
+    // mostro-cli as admin uses the node key as trade key: the reply is
+    // p-tagged to the node key and comes back to the node's subscription.
+    let relay = TestRelay::start().await;
+    let urls = vec![relay.url()];
+    let node = TestNode::start(urls.clone()).await;
+    let mut admin =
+        TestClient::connect(&urls, ClientKeys::private(keys("mostro")), Protocol::V2).await;
+    let solver = keys("solver").public_key().to_bech32().unwrap();
+    let add = Message::Dispute(MessageKind::new(
+        Some(uuid::Uuid::from_u128(1)),
+        Some(9),
+        None,
+        Action::AdminAddSolver,
+        Some(Payload::TextMessage(solver)),
+    ));
+    admin.send(&add).await;
+    let ack = admin.expect(Action::AdminAddSolver).await;
+    assert_eq!(ack.wrapper_name(), "dispute");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let stats = node.transport.inbound_stats();
+    assert_eq!(stats.requests, 1, "{stats:?}");
+    assert!(stats.dropped >= 1, "own reply not seen: {stats:?}");
+    assert!(admin.replies.try_recv().is_err(), "a reply loop started");
+    node.stop().await;
+}

@@ -1,0 +1,247 @@
+//! Composition: config -> adapters -> engine -> loops. The only place that knows every adapter.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use mostro_core::engine::{Engine, EngineConfig, Ports};
+use mostro_core::ports::{LightningNode, PriceSource, Store};
+use mostro_nostr::{Keys, NostrTransport, TransportConfig};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+use crate::config::{Backend, Config};
+use crate::daemon::{self, Counters};
+use crate::http;
+use crate::support::{NodeKey, OsEntropy, StaticPrices, SystemClock, ensure_token};
+
+/// Opens the configured Lightning backend and checks it is usable for escrow.
+pub async fn lightning(cfg: &Config) -> anyhow::Result<Arc<dyn LightningNode>> {
+    let l = &cfg.lightning;
+    let node: Arc<dyn LightningNode> = match l.backend {
+        Backend::Lnd => {
+            let lc = mostro_lnd::LndConfig::new(
+                l.lnd.host.clone(),
+                cfg.data_path(&l.lnd.cert_file),
+                cfg.data_path(&l.lnd.macaroon_file),
+            );
+            Arc::new(
+                mostro_lnd::LndNode::connect(lc)
+                    .await
+                    .with_context(|| format!("lightning.lnd: cannot use LND at {}", l.lnd.host))?,
+            )
+        },
+        Backend::Cln => {
+            let cc = mostro_cln::ClnConfig::new(cfg.data_path(&l.cln.socket), l.network);
+            let n = mostro_cln::ClnNode::connect(cc).await.with_context(|| {
+                format!(
+                    "lightning.cln: cannot use Core Lightning at {}",
+                    l.cln.socket.display()
+                )
+            })?;
+            if !n.supports_hold_by_hash() {
+                bail!(
+                    "lightning.cln: the loaded hold-invoice plugin cannot create a hold invoice for a \
+                     payment hash; install BoltzExchange's `hold` plugin"
+                );
+            }
+            Arc::new(n)
+        },
+    };
+    let info = node
+        .info()
+        .await
+        .context("lightning: the node does not answer GetInfo")?;
+    if info.network != l.network {
+        bail!(
+            "lightning.network is {} but the node runs on {}",
+            l.network.as_str(),
+            info.network.as_str()
+        );
+    }
+    info!(alias = %info.alias, network = info.network.as_str(), height = info.block_height.0, "lightning node ready");
+    Ok(node)
+}
+
+/// Runs the node until `shutdown` resolves.
+pub async fn run(cfg: Config, shutdown: impl Future<Output = ()> + Send) -> anyhow::Result<()> {
+    let key = NodeKey::load(&cfg.data_path(&cfg.node.key_file))?;
+    let node = lightning(&cfg).await?;
+    run_with(cfg, key, node, shutdown).await
+}
+
+/// Runs the node with an already opened Lightning backend (the demo passes its simulator's).
+pub async fn run_with(
+    cfg: Config,
+    key: NodeKey,
+    node: Arc<dyn LightningNode>,
+    shutdown: impl Future<Output = ()> + Send,
+) -> anyhow::Result<()> {
+    let clock = Arc::new(SystemClock);
+    let db_path = cfg.data_path(&cfg.database.path);
+    let sync = match cfg.database.synchronous.as_str() {
+        "normal" => mostro_sqlite::Synchronous::Normal,
+        _ => mostro_sqlite::Synchronous::Full,
+    };
+    let store_cfg = mostro_sqlite::SqliteConfig {
+        synchronous: sync,
+        ..Default::default()
+    };
+    let store: Arc<dyn Store> = Arc::new(
+        mostro_sqlite::SqliteStore::open_with(&db_path, store_cfg)
+            .with_context(|| format!("database.path: cannot open {}", db_path.display()))?,
+    );
+
+    let keys = Keys::parse(&key.secret_hex()).map_err(|e| anyhow::anyhow!("node key: {e}"))?;
+    let mut tc = TransportConfig::new(&keys, cfg.nostr.relays.clone());
+    tc.dm_expiration_secs = cfg.nostr.dm_expiration_days.saturating_mul(86_400);
+    tc.intake.freshness_secs = Some(cfg.nostr.freshness_secs);
+    tc.intake.pow = cfg.nostr.pow;
+    tc.publish.name = (!cfg.node.name.is_empty()).then(|| cfg.node.name.clone());
+    tc.publish.networks = vec![cfg.lightning.network.as_str().to_owned()];
+    let transport = Arc::new(NostrTransport::new(
+        keys,
+        tc,
+        clock.clone(),
+        Some(store.clone()),
+    ));
+    transport.connect().await.context("nostr.relays")?;
+    transport.wait_for_connection(Duration::from_secs(5)).await;
+
+    let prices: Arc<dyn PriceSource> = Arc::new(StaticPrices(cfg.prices.fixed.clone()));
+    let ports = Ports {
+        node: node.clone(),
+        store: store.clone(),
+        transport: transport.clone(),
+        clock,
+        entropy: Arc::new(OsEntropy),
+        prices,
+    };
+    let engine_cfg = EngineConfig {
+        node_key: key.public(),
+        network: cfg.lightning.network,
+        pay_timeout_secs: cfg.lightning.pay_timeout_secs,
+    };
+    let engine = Arc::new(Engine::new(ports, engine_cfg, cfg.policy()));
+
+    // Restart recovery before any new message is accepted.
+    engine.reconcile().await.context("restart reconciliation")?;
+
+    let counters = Arc::new(Counters::default());
+    let token = ensure_token(&cfg.data_path(&cfg.admin.token_file))?;
+    let listener = TcpListener::bind(cfg.admin.listen)
+        .await
+        .with_context(|| format!("admin.listen: cannot bind {}", cfg.admin.listen))?;
+    let state = Arc::new(http::State {
+        engine: engine.clone(),
+        store: store.clone(),
+        counters: counters.clone(),
+        token,
+        extra: Vec::new(),
+    });
+    let http_task = tokio::spawn(http::serve(listener, state));
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let stopped = |mut rx: watch::Receiver<bool>| async move {
+        while !*rx.borrow() {
+            if rx.changed().await.is_err() {
+                return;
+            }
+        }
+    };
+    let info_task = tokio::spawn(publish_info_loop(
+        cfg.clone(),
+        transport.clone(),
+        engine.clone(),
+        node.clone(),
+        stopped(stop_rx.clone()),
+    ));
+    let inbound = tokio::spawn(mostro_nostr::run_inbound(
+        transport.clone(),
+        engine.clone(),
+        stopped(stop_rx.clone()),
+    ));
+    info!(pubkey = %key.public(), relays = ?cfg.nostr.relays, admin = %cfg.admin.listen, "mostrod running");
+
+    daemon::drive(engine, node, counters, async {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    })
+    .await;
+    if let Ok(Err(e)) = inbound.await {
+        warn!(error = %e, "inbound driver ended with an error");
+    }
+    let _ = info_task.await;
+    http_task.abort();
+    transport.shutdown().await;
+    info!("mostrod stopped");
+    Ok(())
+}
+
+async fn publish_info_loop(
+    cfg: Config,
+    transport: Arc<NostrTransport>,
+    engine: Arc<Engine>,
+    node: Arc<dyn LightningNode>,
+    stop: impl Future<Output = ()>,
+) {
+    let mut stop = std::pin::pin!(stop);
+    loop {
+        let maintenance = engine.policy().maintenance;
+        let ln = node.info().await.ok();
+        let info = node_info(&cfg, ln.as_ref(), maintenance);
+        if let Err(e) = transport.publish_info(&info).await {
+            warn!(error = %e, "info event not published");
+        }
+        if let Err(e) = transport.publish_relay_list().await {
+            warn!(error = %e, "relay list not published");
+        }
+        // Republish every 5 minutes, or at once when maintenance mode flips.
+        for _ in 0..300 {
+            tokio::select! {
+                () = &mut stop => return,
+                () = tokio::time::sleep(Duration::from_secs(1)) => {},
+            }
+            if engine.policy().maintenance != maintenance {
+                break;
+            }
+        }
+    }
+}
+
+fn node_info(
+    cfg: &Config,
+    ln: Option<&mostro_core::ports::NodeInfo>,
+    maintenance: bool,
+) -> mostro_nostr::events::NodeInfo {
+    let m = &cfg.mostro;
+    mostro_nostr::events::NodeInfo {
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        commit_hash: String::new(),
+        max_order_amount: m.max_order_amount,
+        min_order_amount: m.min_payment_amount,
+        expiration_hours: m.expiration_hours,
+        expiration_seconds: m.expiration_seconds,
+        fiat_currencies: m.fiat_currencies_accepted.clone(),
+        max_orders_per_response: u64::from(m.max_orders_per_response),
+        fee: m.fee,
+        pow: cfg.nostr.pow,
+        pow_first_contact: cfg.nostr.pow,
+        hold_invoice_cltv_delta: m.hold_invoice_cltv_delta,
+        escrow_deadline_margin_blocks: m.escrow_deadline_margin_blocks,
+        lightning: mostro_nostr::events::LightningInfo {
+            version: ln.map(|i| i.version.clone()).unwrap_or_default(),
+            node_pubkey: ln.map(|i| i.pubkey.clone()).unwrap_or_default(),
+            commit_hash: String::new(),
+            alias: ln.map(|i| i.alias.clone()).unwrap_or_default(),
+            chains: vec!["bitcoin".to_owned()],
+            networks: vec![cfg.lightning.network.as_str().to_owned()],
+            uris: Vec::new(),
+        },
+        invoice_expiration_window: m.invoice_expiration_window,
+        hold_invoice_expiration_window: m.expiration_seconds,
+        maintenance,
+    }
+}
