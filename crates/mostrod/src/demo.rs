@@ -8,15 +8,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+use mostro_client::MostroClient;
 use mostro_core::order::Protocol;
 use mostro_core::ports::{Clock, LightningNode, Network};
-use mostro_core::wire::{Action, Kind, Message, MessageKind, Payload, SmallOrder, Status};
-use mostro_nostr::client::{ClientKeys, WrapOptions, open_reply, wrap_v1, wrap_v2};
-use mostro_nostr::{Keys, PublicKey};
+use mostro_core::wire::{Action, Kind, Payload, SmallOrder, Status};
+use mostro_nostr::PublicKey;
 use mostro_testkit::Ledger;
 use nostr_relay_builder::prelude::{LocalRelay, RateLimit, RelayBuilder};
-use nostr_sdk::{Client, Filter, RelayPoolNotification, ToBech32};
-use tokio::sync::mpsc;
+use nostr_sdk::ToBech32;
 
 use crate::config::{Backend, Config};
 use crate::support::{NodeKey, SystemClock};
@@ -202,119 +201,6 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
     result
 }
 
-/// A built-in client: one trade key (+ identity), one protocol, its own relay connection.
-struct DemoClient {
-    name: &'static str,
-    keys: ClientKeys,
-    protocol: Protocol,
-    node: PublicKey,
-    client: Client,
-    inbox: mpsc::UnboundedReceiver<Message>,
-    next_request: u64,
-}
-
-impl DemoClient {
-    async fn connect(
-        name: &'static str,
-        relay: &str,
-        node: PublicKey,
-        protocol: Protocol,
-    ) -> anyhow::Result<DemoClient> {
-        let keys = ClientKeys::reputation(Keys::generate(), Keys::generate());
-        let client = Client::builder().signer(keys.trade.clone()).build();
-        client
-            .add_relay(relay)
-            .await
-            .map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
-        client.connect().await;
-        client.wait_for_connection(Duration::from_secs(5)).await;
-        let me = keys.trade.public_key();
-        let since = nostr_sdk::Timestamp::now() - Duration::from_secs(3 * 86_400);
-        let filter = Filter::new()
-            .kinds([nostr_sdk::Kind::from(14u16), nostr_sdk::Kind::from(1059u16)])
-            .pubkey(me)
-            .since(since);
-        client
-            .subscribe(filter, None)
-            .await
-            .map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
-        let (tx, inbox) = mpsc::unbounded_channel();
-        let trade = keys.trade.clone();
-        let mut notes = client.notifications();
-        tokio::spawn(async move {
-            while let Ok(n) = notes.recv().await {
-                if let RelayPoolNotification::Event { event, .. } = n
-                    && let Ok(u) = open_reply(&event, &trade)
-                    && u.sender == node
-                    && tx.send(u.message).is_err()
-                {
-                    break;
-                }
-            }
-        });
-        Ok(DemoClient {
-            name,
-            keys,
-            protocol,
-            node,
-            client,
-            inbox,
-            next_request: 1,
-        })
-    }
-
-    fn trade_pubkey(&self) -> String {
-        self.keys.trade.public_key().to_hex()
-    }
-
-    async fn send(
-        &mut self,
-        id: Option<uuid::Uuid>,
-        trade_index: Option<i64>,
-        action: Action,
-        payload: Option<Payload>,
-    ) -> anyhow::Result<()> {
-        let rid = self.next_request;
-        self.next_request = self.next_request.saturating_add(1);
-        let kind = MessageKind::new(id, Some(rid), trade_index, action, payload);
-        let msg = Message::Order(kind);
-        let ev = match self.protocol {
-            Protocol::V2 => wrap_v2(&msg, &self.keys, &self.node, WrapOptions::default()),
-            Protocol::V1 => wrap_v1(&msg, &self.keys, &self.node, WrapOptions::default()),
-        }
-        .map_err(|e| anyhow::anyhow!("{}: cannot wrap: {e}", self.name))?;
-        self.client
-            .send_event(&ev)
-            .await
-            .map_err(|e| anyhow::anyhow!("{}: cannot publish: {e}", self.name))?;
-        Ok(())
-    }
-
-    /// Waits for a message with `action` (skipping others), up to 20 s.
-    async fn expect(
-        &mut self,
-        action: Action,
-        pred: impl Fn(&MessageKind) -> bool,
-    ) -> anyhow::Result<MessageKind> {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-        loop {
-            let msg = tokio::time::timeout_at(deadline, self.inbox.recv())
-                .await
-                .map_err(|_| {
-                    anyhow::anyhow!("{}: no `{}` within 20 s", self.name, action.as_str())
-                })?
-                .ok_or_else(|| anyhow::anyhow!("{}: connection closed", self.name))?;
-            let k = msg.kind().clone();
-            if k.action == Action::CantDo {
-                bail!("{}: the node refused: {:?}", self.name, k.payload);
-            }
-            if k.action == action && pred(&k) {
-                return Ok(k);
-            }
-        }
-    }
-}
-
 fn step(n: u32, s: &str, t0: Instant) {
     say(&format!("[{:>5.2}s] {n}. {s}", t0.elapsed().as_secs_f64()));
 }
@@ -326,8 +212,8 @@ async fn scripted_trade(
 ) -> anyhow::Result<()> {
     let t0 = Instant::now();
     let node = PublicKey::from_slice(&node.0).map_err(|e| anyhow::anyhow!("node key: {e}"))?;
-    let mut seller = DemoClient::connect("seller", relay, node, Protocol::V2).await?;
-    let mut buyer = DemoClient::connect("buyer", relay, node, Protocol::V1).await?;
+    let mut seller = MostroClient::connect("seller", relay, node, Protocol::V2).await?;
+    let mut buyer = MostroClient::connect("buyer", relay, node, Protocol::V1).await?;
     // Give the daemon's subscriptions a moment to be live on the relay.
     tokio::time::sleep(Duration::from_millis(500)).await;
 
@@ -459,8 +345,7 @@ async fn scripted_trade(
         .await?;
     seller.expect(Action::RateReceived, |_| true).await?;
     step(7, "both rated each other 5/5", t0);
-    let _ = (seller.trade_pubkey(), buyer.trade_pubkey());
-    seller.client.shutdown().await;
-    buyer.client.shutdown().await;
+    seller.shutdown().await;
+    buyer.shutdown().await;
     Ok(())
 }
