@@ -4,6 +4,7 @@ mod config;
 mod daemon;
 mod demo;
 mod http;
+mod metrics;
 mod node;
 mod support;
 

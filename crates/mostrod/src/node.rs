@@ -2,6 +2,7 @@
 
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -15,6 +16,7 @@ use tracing::{info, warn};
 use crate::config::{Backend, Config};
 use crate::daemon::{self, Counters};
 use crate::http;
+use crate::metrics::{MeteredHandler, MeteredNode, MeteredTransport, Metrics};
 use crate::support::{NodeKey, OsEntropy, StaticPrices, SystemClock, ensure_token};
 
 /// Opens the configured Lightning backend and checks it is usable for escrow.
@@ -111,10 +113,11 @@ pub async fn run_with(
     transport.wait_for_connection(Duration::from_secs(5)).await;
 
     let prices: Arc<dyn PriceSource> = Arc::new(StaticPrices(cfg.prices.fixed.clone()));
+    let metrics = Arc::new(Metrics::default());
     let ports = Ports {
-        node: node.clone(),
+        node: Arc::new(MeteredNode::new(node.clone(), metrics.clone())),
         store: store.clone(),
-        transport: transport.clone(),
+        transport: Arc::new(MeteredTransport::new(transport.clone(), metrics.clone())),
         clock,
         entropy: Arc::new(OsEntropy),
         prices,
@@ -134,13 +137,44 @@ pub async fn run_with(
     let listener = TcpListener::bind(cfg.admin.listen)
         .await
         .with_context(|| format!("admin.listen: cannot bind {}", cfg.admin.listen))?;
+    let relays_up = Arc::new(AtomicU64::new(0));
+    let relays_total = cfg.nostr.relays.len();
     let state = Arc::new(http::State {
         engine: engine.clone(),
         store: store.clone(),
         counters: counters.clone(),
         token,
-        extra: Vec::new(),
+        extra: vec![
+            {
+                let m = metrics.clone();
+                Arc::new(move || m.render())
+            },
+            {
+                let up = relays_up.clone();
+                Arc::new(move || {
+                    format!(
+                        "# TYPE mostro_relays_connected gauge\nmostro_relays_connected {}\n# TYPE mostro_relays_configured gauge\nmostro_relays_configured {relays_total}\n",
+                        up.load(Ordering::Relaxed)
+                    )
+                })
+            },
+        ],
     });
+    let relay_watch = {
+        let transport = transport.clone();
+        let up = relays_up.clone();
+        tokio::spawn(async move {
+            loop {
+                let relays = transport.client().relays().await;
+                let n = relays
+                    .values()
+                    .filter(|r| r.status() == nostr_sdk::RelayStatus::Connected)
+                    .count();
+                up.store(u64::try_from(n).unwrap_or(0), Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_secs(5)).await;
+            }
+        })
+    };
     let http_task = tokio::spawn(http::serve(listener, state));
 
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -158,9 +192,13 @@ pub async fn run_with(
         node.clone(),
         stopped(stop_rx.clone()),
     ));
-    let inbound = tokio::spawn(mostro_nostr::run_inbound(
+    let handler = Arc::new(MeteredHandler {
+        engine: engine.clone(),
+        metrics: metrics.clone(),
+    });
+    let inbound = tokio::spawn(mostro_nostr::run_inbound_with(
         transport.clone(),
-        engine.clone(),
+        handler,
         stopped(stop_rx.clone()),
     ));
     info!(pubkey = %key.public(), relays = ?cfg.nostr.relays, admin = %cfg.admin.listen, "mostrod running");
@@ -175,6 +213,7 @@ pub async fn run_with(
     }
     let _ = info_task.await;
     http_task.abort();
+    relay_watch.abort();
     transport.shutdown().await;
     info!("mostrod stopped");
     Ok(())
