@@ -746,6 +746,26 @@ impl Engine {
                     .map_err(|e| EffectFailed::Transport(e.0))?;
                 Ok(self.complete(vec![id]).await?)
             },
+            Effect::PublishRating {
+                identity,
+                trade_key,
+                ..
+            } => {
+                if let Some(u) = self
+                    .ports
+                    .store
+                    .user(identity)
+                    .await
+                    .map_err(EngineError::from)?
+                {
+                    self.ports
+                        .transport
+                        .publish_rating(trade_key, &u)
+                        .await
+                        .map_err(|e| EffectFailed::Transport(e.0))?;
+                }
+                Ok(self.complete(vec![id]).await?)
+            },
             Effect::PublishOrder { order_id } | Effect::PublishDispute { order_id } => {
                 if let Some(o) = self
                     .ports

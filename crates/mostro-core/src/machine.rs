@@ -406,6 +406,15 @@ pub enum Effect {
         /// Order.
         order_id: OrderId,
     },
+    /// (Re)publish the rating event (kind 38384) of a rated identity from its current record.
+    PublishRating {
+        /// Order the rating was given in.
+        order_id: OrderId,
+        /// The rated identity.
+        identity: PubKey,
+        /// The rated party's trade key in that order (the event's `d` tag).
+        trade_key: PubKey,
+    },
 }
 
 impl Effect {
@@ -418,7 +427,8 @@ impl Effect {
             | Effect::CancelHold { order_id, .. }
             | Effect::Pay { order_id, .. }
             | Effect::PublishOrder { order_id }
-            | Effect::PublishDispute { order_id } => Some(*order_id),
+            | Effect::PublishDispute { order_id }
+            | Effect::PublishRating { order_id, .. } => Some(*order_id),
             Effect::Notify(n) => n.order_id,
         }
     }
@@ -664,9 +674,10 @@ fn quote(fiat: i64, premium: i64, env: &Env<'_>) -> Result<Sats, Reject> {
 
 fn check_invoice(inv: &PayoutInvoice, expected: Sats, env: &Env<'_>) -> Result<(), Reject> {
     if let Some(a) = inv.amount
-        && a != expected {
-            return Err(Reject::InvalidInvoice);
-        }
+        && a != expected
+    {
+        return Err(Reject::InvalidInvoice);
+    }
     if inv.expires_at < env.now.plus(env.policy.invoice_expiration_window_secs) {
         return Err(Reject::InvalidInvoice);
     }
@@ -912,10 +923,11 @@ fn command_step(
                 t.order.next_trade = *next_trade;
             }
             if let Some(d) = &mut t.order.dispute
-                && d.status.is_open() {
-                    d.status = DisputeStatus::Released;
-                    t.publish_dispute();
-                }
+                && d.status.is_open()
+            {
+                d.status = DisputeStatus::Released;
+                t.publish_dispute();
+            }
             Ok(())
         },
         Command::Cancel => cancel(t, caller, role, rid, env.now),
@@ -1241,10 +1253,11 @@ fn cancel(
                     t.order.status = Status::CooperativelyCanceled;
                     t.order.deadline = None;
                     if let Some(d) = &mut t.order.dispute
-                        && d.status.is_open() {
-                            d.status = DisputeStatus::CooperativelyCanceled;
-                            t.publish_dispute();
-                        }
+                        && d.status.is_open()
+                    {
+                        d.status = DisputeStatus::CooperativelyCanceled;
+                        t.publish_dispute();
+                    }
                     t.tell_both(&Notice::CooperativeCancelAccepted);
                     t.publish();
                     Ok(())
@@ -1330,6 +1343,11 @@ fn rate(
         at: env.now,
     });
     t.tell_role(role, rid, Notice::RateReceived(r));
+    t.effects.push(Effect::PublishRating {
+        order_id: t.order.id,
+        identity: rated.identity,
+        trade_key: rated.trade_key,
+    });
     Ok(())
 }
 

@@ -432,6 +432,13 @@ pub trait Transport: Send + Sync {
 
     /// Publishes (replaces) the public event of an order's dispute.
     async fn publish_dispute(&self, order: &Order) -> Result<(), TransportError>;
+
+    /// Publishes (replaces) the rating event of a user, `d`-tagged with the rated trade key.
+    /// The default publishes nothing (transports without public events).
+    async fn publish_rating(&self, trade_key: &PubKey, user: &User) -> Result<(), TransportError> {
+        let _ = (trade_key, user);
+        Ok(())
+    }
 }
 
 /// The wall clock.

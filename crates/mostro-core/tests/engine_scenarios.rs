@@ -93,6 +93,12 @@ fn complete_sell_trade() {
         assert_eq!((s.reviews, s.rating_sum), (1, 5));
         let b = bed.store.user(&buyer.identity).await.unwrap().unwrap();
         assert_eq!((b.reviews, b.rating_sum), (1, 4));
+        // Each counted rating is published once, d-tagged with the rated trade key.
+        let ratings = bed.transport.ratings();
+        assert_eq!(ratings.len(), 2);
+        assert_eq!(ratings[0].0, seller.trade_key);
+        assert_eq!(ratings[0].1.rating_sum, 5);
+        assert_eq!(ratings[1].0, buyer.trade_key);
         assert!(bed.store.pending_effects(100).await.unwrap().is_empty());
     });
 }

@@ -289,12 +289,13 @@ impl Store for MemStore {
         let now = self.now.as_ref().map_or(Timestamp(0), |c| c.now());
         let mut st = lock(&self.st);
         if let Some(ev) = &c.event
-            && st.events.contains(ev) {
-                return Err(StoreError::new(
-                    StoreErrorKind::Duplicate,
-                    "event already processed",
-                ));
-            }
+            && st.events.contains(ev)
+        {
+            return Err(StoreError::new(
+                StoreErrorKind::Duplicate,
+                "event already processed",
+            ));
+        }
         for w in &c.orders {
             match (w.expected_version, st.orders.get(&w.order.id)) {
                 (None, Some(_)) => {
@@ -315,10 +316,11 @@ impl Store for MemStore {
         }
         for w in c.orders {
             if let Some(prev) = st.orders.get(&w.order.id)
-                && prev.status != w.order.status {
-                    let t = (w.order.id, prev.status, w.order.status);
-                    st.transitions.push(t);
-                }
+                && prev.status != w.order.status
+            {
+                let t = (w.order.id, prev.status, w.order.status);
+                st.transitions.push(t);
+            }
             st.orders.insert(w.order.id, w.order);
         }
         let mut ids = Vec::with_capacity(c.effects.len());
@@ -458,6 +460,7 @@ pub struct RecordingTransport {
     sent: Mutex<Vec<Notify>>,
     published: Mutex<Vec<Order>>,
     disputes: Mutex<Vec<Order>>,
+    ratings: Mutex<Vec<(PubKey, User)>>,
     fail: Mutex<bool>,
 }
 
@@ -480,6 +483,11 @@ impl RecordingTransport {
     /// Dispute events published so far (kept).
     pub fn disputes(&self) -> Vec<Order> {
         lock(&self.disputes).clone()
+    }
+
+    /// Rating events published so far: (d tag, record) (kept).
+    pub fn ratings(&self) -> Vec<(PubKey, User)> {
+        lock(&self.ratings).clone()
     }
 
     /// Makes every send fail (relays down) or work again.
@@ -513,6 +521,12 @@ impl Transport for RecordingTransport {
     async fn publish_dispute(&self, order: &Order) -> Result<(), TransportError> {
         self.check()?;
         lock(&self.disputes).push(order.clone());
+        Ok(())
+    }
+
+    async fn publish_rating(&self, trade_key: &PubKey, user: &User) -> Result<(), TransportError> {
+        self.check()?;
+        lock(&self.ratings).push((*trade_key, user.clone()));
         Ok(())
     }
 }
