@@ -112,12 +112,22 @@ struct Shared {
 }
 
 impl Shared {
+    /// The two filters. `since` = the newest processed sender timestamp
+    /// minus the margin, but never before what freshness would drop anyway
+    /// (now minus the window and the margin); gift wraps two days earlier.
     fn filters(&self) -> (Filter, Filter) {
-        let margin = self.transport.config().catch_up_margin_secs;
+        let t = &self.transport;
+        let margin = t.config().catch_up_margin_secs;
+        let floor = t
+            .config()
+            .intake
+            .freshness_secs
+            .map_or(0, |w| t.now().saturating_sub(w).saturating_sub(margin));
         let since = self
             .watermark
             .load(Ordering::Relaxed)
-            .saturating_sub(margin);
+            .saturating_sub(margin)
+            .max(floor);
         let v2 = Filter::new()
             .kind(Kind::from(KIND_V2))
             .pubkey(self.node)
@@ -212,6 +222,8 @@ where
 {
     let client = transport.client().clone();
     let mut notifications = client.notifications();
+    // Idempotent: adds the configured relays if the caller did not.
+    transport.connect().await?;
     let start = transport.now();
     let window = transport.config().intake.freshness_secs.unwrap_or(0);
     let shared = Arc::new(Shared {

@@ -265,6 +265,10 @@ impl NostrTransport {
             Ok(g) => g,
             Err(p) => p.into_inner(),
         };
+        if stamps.len() > 10_000 {
+            // Only same-second collisions matter: forget old stamps.
+            stamps.retain(|_, at| at.saturating_add(60) >= now);
+        }
         let last = stamps.entry((kind, d.to_owned())).or_insert(0);
         let at = if now > *last {
             now

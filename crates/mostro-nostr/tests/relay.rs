@@ -145,6 +145,7 @@ struct TestNode {
     transport: Arc<NostrTransport>,
     store: MemStore,
     counting: Arc<Counting>,
+    ledger: Ledger,
     stop: Option<oneshot::Sender<()>>,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -155,6 +156,7 @@ impl TestNode {
         let clock: Arc<dyn Clock> = Arc::new(RealClock);
         let manual = Arc::new(ManualClock::new(clock.now()));
         let ledger = Ledger::new(Network::Regtest, manual.clone());
+        let fake = Arc::new(FakeNode::new(ledger.clone()));
         let store = MemStore::with_clock(manual.clone());
         let mut config = TransportConfig::new(&node_keys, relays);
         config.relay_retry_interval = Duration::from_secs(1);
@@ -171,7 +173,7 @@ impl TestNode {
             Some(Arc::new(store.clone())),
         ));
         let ports = Ports {
-            node: Arc::new(FakeNode::new(ledger)),
+            node: fake.clone(),
             store: Arc::new(store.clone()),
             transport: transport.clone(),
             clock: manual,
@@ -211,6 +213,18 @@ impl TestNode {
                 }
             }
         });
+        // Lightning events (the seller paid the hold invoice, ...) to the engine.
+        let pump = tokio::spawn({
+            let engine = engine.clone();
+            async move {
+                loop {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    for ev in fake.drain_events() {
+                        let _ = engine.on_node_event(ev).await;
+                    }
+                }
+            }
+        });
         // Give the subscriptions a moment to reach the relays.
         tokio::time::sleep(Duration::from_millis(300)).await;
         TestNode {
@@ -218,8 +232,9 @@ impl TestNode {
             transport,
             store,
             counting,
+            ledger,
             stop: Some(stop),
-            tasks: vec![inbound, resume],
+            tasks: vec![inbound, resume, pump],
         }
     }
 
@@ -682,5 +697,98 @@ async fn the_node_ignores_its_own_replies() {
     assert_eq!(stats.requests, 1, "{stats:?}");
     assert!(stats.dropped >= 1, "own reply not seen: {stats:?}");
     assert!(admin.replies.try_recv().is_err(), "a reply loop started");
+    node.stop().await;
+}
+
+fn order_msg(action: Action, id: uuid::Uuid, request_id: u64, payload: Option<Payload>) -> Message {
+    Message::Order(MessageKind::new(
+        Some(id),
+        Some(request_id),
+        None,
+        action,
+        payload,
+    ))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_whole_sell_trade_between_a_v2_seller_and_a_v1_buyer() {
+    let relay = TestRelay::start().await;
+    let urls = vec![relay.url()];
+    let node = TestNode::start(urls.clone()).await;
+    let mut seller = TestClient::connect(&urls, reputation(0x91, 0x92), Protocol::V2).await;
+    let mut buyer = TestClient::connect(&urls, reputation(0xa1, 0xa2), Protocol::V1).await;
+
+    seller.send(&new_order(1, 1, 50_000)).await;
+    let id = seller.expect(Action::NewOrder).await.kind().id.unwrap();
+
+    buyer.send(&take_sell(2, 1, id)).await;
+    let add = buyer.expect(Action::AddInvoice).await;
+    let Some(Payload::Order(o)) = &add.kind().payload else {
+        panic!("{add:?}")
+    };
+    let payout = u64::try_from(o.amount).unwrap();
+    assert!(payout < 50_000, "the buyer is shown amount - fee");
+    seller.expect(Action::WaitingBuyerInvoice).await;
+
+    let invoice = node
+        .ledger
+        .wallet_invoice("buyer", Some(mostro_core::types::Sats(payout)), 86_400)
+        .unwrap();
+    let pr = Payload::PaymentRequest(None, invoice, None);
+    buyer
+        .send(&order_msg(Action::AddInvoice, id, 3, Some(pr)))
+        .await;
+    let pay = loop {
+        // First the taker-reputation notice may come; wait for the invoice.
+        let m = seller.expect(Action::PayInvoice).await;
+        if let Some(Payload::PaymentRequest(Some(o), bolt11, _)) = &m.kind().payload {
+            assert!(o.amount > 50_000, "the seller locks amount + fee");
+            break bolt11.clone();
+        }
+    };
+    buyer.expect(Action::WaitingSellerToPay).await;
+
+    node.ledger.pay_hold("seller", &pay).unwrap();
+    let took = seller.expect(Action::BuyerTookOrder).await;
+    let Some(Payload::Order(o)) = &took.kind().payload else {
+        panic!("{took:?}")
+    };
+    assert_eq!(
+        o.buyer_trade_pubkey.as_deref(),
+        Some(buyer.keys.trade.public_key().to_hex().as_str())
+    );
+    buyer.expect(Action::HoldInvoicePaymentAccepted).await;
+
+    buyer.send(&order_msg(Action::FiatSent, id, 4, None)).await;
+    let ok = seller.expect(Action::FiatSentOk).await;
+    assert_eq!(ok.kind().version, 2);
+    let ok = buyer.expect(Action::FiatSentOk).await;
+    assert_eq!(ok.kind().version, 1);
+    let Some(Payload::Peer(p)) = &ok.kind().payload else {
+        panic!("{ok:?}")
+    };
+    assert_eq!(p.pubkey, seller.keys.trade.public_key().to_hex());
+
+    seller.send(&order_msg(Action::Release, id, 5, None)).await;
+    seller.expect(Action::HoldInvoicePaymentSettled).await;
+    seller.expect(Action::Rate).await;
+    buyer.expect(Action::Released).await;
+    buyer.expect(Action::PurchaseCompleted).await;
+    buyer.expect(Action::Rate).await;
+
+    buyer
+        .send(&order_msg(
+            Action::RateUser,
+            id,
+            6,
+            Some(Payload::RatingUser(5)),
+        ))
+        .await;
+    let r = buyer.expect(Action::RateReceived).await;
+    assert_eq!(r.kind().request_id, Some(6));
+    assert!(node.ledger.balance("buyer") > 0, "the buyer was paid");
+    let seen = node.seen();
+    assert_eq!(seen.len(), 6);
+    assert!(seen.values().all(|n| *n == 1));
     node.stop().await;
 }
