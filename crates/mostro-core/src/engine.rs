@@ -180,6 +180,9 @@ pub struct Ports {
 
 const MAX_CONFLICT_RETRIES: usize = 16;
 const RESUME_BATCH: usize = 256;
+/// Most orders a `restore-session` reply lists (most recent first); a NIP-44 message holds
+/// at most 64 KiB, and a restored order takes about 150 bytes.
+pub const MAX_RESTORE: usize = 200;
 
 /// The escrow engine.
 pub struct Engine {
@@ -410,10 +413,15 @@ impl Engine {
                 return self.reply_only(req, Notice::Orders(found)).await;
             },
             Action::RestoreSession => {
-                let orders = store.open_orders_of(&req.identity).await?;
-                return self
-                    .reply_only(req, Notice::RestoreSession { orders })
-                    .await;
+                let mut orders = store.open_orders_of(&req.identity).await?;
+                // Bounded reply: the most recent orders first, at most MAX_RESTORE of them.
+                orders.sort_by_key(|o| std::cmp::Reverse(o.created_at));
+                orders.truncate(MAX_RESTORE);
+                let notice = Notice::RestoreSession {
+                    identity: req.identity,
+                    orders,
+                };
+                return self.reply_only(req, notice).await;
             },
             Action::LastTradeIndex => {
                 let Some(u) = store.user(&req.identity).await? else {

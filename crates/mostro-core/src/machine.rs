@@ -335,6 +335,8 @@ pub enum Notice {
     Orders(Vec<Order>),
     /// `restore-session` reply.
     RestoreSession {
+        /// The requester's identity (which side of each order is theirs).
+        identity: PubKey,
         /// Non-terminal orders of the identity.
         orders: Vec<Order>,
     },

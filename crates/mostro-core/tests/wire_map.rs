@@ -851,6 +851,7 @@ fn restore_session_reply() {
     disputed.status = Status::Active;
     let mut n = notify(
         Notice::RestoreSession {
+            identity: key("client_identity"),
             orders: vec![disputed, buy_order_pending()],
         },
         None,
@@ -859,8 +860,7 @@ fn restore_session_reply() {
     n.to = key("client_identity");
     assert_exact(&lines, "restore-session/response", &n);
 
-    // From a fresh trade key the requester's side is found by the identity
-    // shared by all its orders.
+    // Sent to a fresh trade key: the requester's side comes from the identity in the notice.
     n.to = key("stranger");
     assert_exact(&lines, "restore-session/response", &n);
 }
@@ -878,6 +878,7 @@ fn restore_session_omits_disputed_and_terminal_orders() {
         order_id: None,
         trade_index: None,
         notice: Notice::RestoreSession {
+            identity: key("client_identity"),
             orders: vec![in_dispute, done],
         },
     };
@@ -1047,7 +1048,10 @@ fn every_notice_maps_to_a_parsable_message_with_a_known_action() {
         Notice::AdminCanceled,
         Notice::TradePubkey,
         Notice::Orders(vec![*o.clone()]),
-        Notice::RestoreSession { orders: vec![*o] },
+        Notice::RestoreSession {
+            identity: key("client_identity"),
+            orders: vec![*o],
+        },
         Notice::LastTradeIndex(3),
         Notice::UserInfo(User::default()),
         Notice::AdminAddSolver,

@@ -375,4 +375,12 @@ impl Transport for NostrTransport {
         let tags = events::dispute_tags(d, &self.config.publish, self.now());
         self.publish_tags(events::KIND_DISPUTE, tags).await
     }
+
+    async fn publish_rating(
+        &self,
+        trade_key: &mostro_core::types::PubKey,
+        user: &User,
+    ) -> Result<(), TransportError> {
+        NostrTransport::publish_rating(self, &trade_key.to_hex(), user).await
+    }
 }

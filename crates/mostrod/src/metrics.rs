@@ -13,9 +13,9 @@ use mostro_core::machine::{Notify, PayOutcome};
 use mostro_core::order::{Order, Protocol};
 use mostro_core::ports::{
     DecodedInvoice, HoldInvoiceRequest, HoldInvoiceState, LightningNode, LnError, NodeEvent,
-    NodeInfo, PayRequest, Transport, TransportError,
+    NodeInfo, PayRequest, Transport, TransportError, User,
 };
-use mostro_core::types::{PaymentHash, Preimage};
+use mostro_core::types::{PaymentHash, Preimage, PubKey};
 use mostro_nostr::RequestHandler;
 
 /// Upper bounds of the latency buckets, in seconds.
@@ -238,6 +238,11 @@ impl Transport for MeteredTransport {
     }
     async fn publish_dispute(&self, order: &Order) -> Result<(), TransportError> {
         self.inner.publish_dispute(order).await?;
+        self.metrics.published.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+    async fn publish_rating(&self, trade_key: &PubKey, user: &User) -> Result<(), TransportError> {
+        self.inner.publish_rating(trade_key, user).await?;
         self.metrics.published.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }

@@ -574,12 +574,12 @@ pub fn to_message_at(n: &Notify, now: Timestamp) -> Message {
                 let list = orders.iter().map(|o| small(o, Amt::Raw)).collect();
                 (Message::Order, WireAction::Orders, Some(P::Orders(list)))
             },
-            Notice::RestoreSession { orders } => {
+            Notice::RestoreSession { identity, orders } => {
                 id = None;
                 (
                     Message::Restore,
                     WireAction::RestoreSession,
-                    Some(P::RestoreData(restore_data(orders, &n.to))),
+                    Some(P::RestoreData(restore_data(orders, identity))),
                 )
             },
             Notice::LastTradeIndex(i) => {
@@ -802,44 +802,22 @@ fn solver_info(o: &Order) -> SolverDisputeInfo {
 /// The requester's side of an order: the party whose trade key or identity
 /// is the recipient, else the one whose identity appears in every order
 /// (the store returned the orders of one identity), else the maker.
-fn requester_role(o: &Order, to: &PubKey, identity: Option<&PubKey>) -> Role {
+fn requester_role(o: &Order, identity: &PubKey) -> Role {
     let maker = o.kind.maker_role();
-    let is = |p: &Party, k: &PubKey| p.trade_key == *k || p.identity == *k;
-    if is(&o.maker, to) {
-        return maker;
-    }
-    if o.taker.as_ref().is_some_and(|t| is(t, to)) {
-        return maker.other();
-    }
-    if let Some(id) = identity
-        && o.taker.as_ref().is_some_and(|t| t.identity == *id)
-        && o.maker.identity != *id
-    {
-        return maker.other();
-    }
-    maker
-}
-
-/// The identity shared by every order of a restore list, if exactly one.
-fn common_identity(orders: &[Order]) -> Option<PubKey> {
-    let first = orders.first()?;
-    let mut candidates: Vec<PubKey> = first.identities().copied().collect();
-    candidates.dedup();
-    candidates.retain(|c| orders.iter().all(|o| o.identities().any(|i| i == c)));
-    match candidates.as_slice() {
-        [one] => Some(*one),
-        _ => None,
+    if o.maker.identity == *identity {
+        maker
+    } else {
+        maker.other()
     }
 }
 
 /// `restore_data`: non-terminal orders (disputed ones excluded) with the
 /// requester's trade index and the counterparty's trade key, and the open
 /// disputes.
-fn restore_data(orders: &[Order], to: &PubKey) -> RestoreSessionInfo {
-    let identity = common_identity(orders);
+fn restore_data(orders: &[Order], identity: &PubKey) -> RestoreSessionInfo {
     let mut info = RestoreSessionInfo::default();
     for o in orders {
-        let role = requester_role(o, to, identity.as_ref());
+        let role = requester_role(o, identity);
         let trade_index = o.party(role).map_or(0, |p| i64::from(p.trade_index));
         if let Some(d) = o.dispute.as_ref().filter(|d| d.status.is_open()) {
             info.disputes.push(RestoredDisputesInfo {
