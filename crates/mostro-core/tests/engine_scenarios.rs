@@ -654,3 +654,57 @@ fn cltv_guard_cancels_active_and_disputes_fiat_sent() {
         assert_eq!(bed.order(id).await.status, Status::Dispute);
     });
 }
+
+#[test]
+fn client_restores_after_losing_state_and_completes_the_trade() {
+    block_on(async {
+        let bed = TestBed::new();
+        let seller = Trader::new("seller");
+        let mut buyer = Trader::new("buyer");
+        buyer.next_key(); // index 2: an earlier trade used index 1
+        let id = active_sell(&bed, &seller, &buyer).await;
+        // The buyer reinstalls: only the mnemonic (identity) survives. A fresh key asks.
+        let mut device2 = Trader::new("buyer");
+        device2.next_key();
+        device2.next_key();
+        device2.next_key(); // some key the new install happens to use
+        bed.send(&device2, None, Action::RestoreSession).await;
+        let restored = bed
+            .inbox(&device2.trade_key)
+            .into_iter()
+            .find_map(|n| match n {
+                Notice::RestoreSession { orders, .. } => Some(orders),
+                _ => None,
+            })
+            .expect("restore reply");
+        assert_eq!(restored.len(), 1);
+        let o = &restored[0];
+        assert_eq!(o.id, id);
+        let mine = o.buyer().unwrap();
+        assert_eq!(mine.identity, buyer.identity);
+        // The client re-derives the trade key of that index and carries on.
+        let mut recovered = Trader::new("buyer");
+        while recovered.index < mine.trade_index {
+            recovered.next_key();
+        }
+        assert_eq!(recovered.trade_key, buyer.trade_key);
+        bed.send(&device2, None, Action::LastTradeIndex).await;
+        assert!(has(&bed.inbox(&device2.trade_key), |n| matches!(
+            n,
+            Notice::LastTradeIndex(2)
+        )));
+        bed.send(&recovered, Some(id), Action::FiatSent { next_trade: None })
+            .await;
+        bed.send(&seller, Some(id), Action::Release { next_trade: None })
+            .await;
+        assert_eq!(bed.order(id).await.status, Status::Success);
+        assert_eq!(bed.ledger.balance("buyer"), 99_700);
+        // Another identity restoring sees nothing of it.
+        let stranger = Trader::new("stranger");
+        bed.send(&stranger, None, Action::RestoreSession).await;
+        assert!(bed.inbox(&stranger.trade_key).iter().all(|n| match n {
+            Notice::RestoreSession { orders, .. } => orders.is_empty(),
+            _ => true,
+        }));
+    });
+}
