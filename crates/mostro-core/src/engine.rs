@@ -20,15 +20,15 @@ use tracing::{debug, info, warn};
 
 use crate::fees::Price;
 use crate::machine::{
-    self, Authority, Caller, Command, Effect, Env, Input, NewOrder, Notice, Notify, Reject,
-    Transition, UserUpdate,
+    self, Authority, Caller, Command, Effect, Env, Input, NewOrder, Notice, Notify, PayoutDest,
+    Reject, Transition, UserUpdate,
 };
 use crate::order::{HoldState, NextTrade, Order, PayoutInvoice, PayoutState, Protocol};
 use crate::policy::Policy;
 use crate::ports::{
     Clock, Commit, EffectId, Entropy, HoldInvoiceRequest, HoldInvoiceState, LightningNode,
-    LnErrorKind, Network, NodeEvent, OrderWrite, PayRequest, PriceSource, Solver, Store,
-    StoreError, StoreErrorKind, Transport,
+    LnErrorKind, Network, NodeEvent, OrderWrite, PayRequest, PayoutResolver, PriceSource, Solver,
+    Store, StoreError, StoreErrorKind, Transport,
 };
 use crate::types::{BlockHeight, EventId, OrderId, PaymentHash, PubKey, Timestamp};
 
@@ -187,6 +187,7 @@ pub const MAX_RESTORE: usize = 200;
 /// The escrow engine.
 pub struct Engine {
     ports: Ports,
+    resolver: Option<Arc<dyn PayoutResolver>>,
     config: EngineConfig,
     policy: RwLock<Arc<Policy>>,
     /// Outbox effects some task of this engine is about to run or running, so that
@@ -201,10 +202,18 @@ impl Engine {
     pub fn new(ports: Ports, config: EngineConfig, policy: Policy) -> Self {
         Engine {
             ports,
+            resolver: None,
             config,
             policy: RwLock::new(Arc::new(policy)),
             claimed: Mutex::new(HashSet::new()),
         }
+    }
+
+    /// Enables Lightning-address / LNURL payouts through `resolver`.
+    #[must_use]
+    pub fn with_resolver(mut self, resolver: Arc<dyn PayoutResolver>) -> Self {
+        self.resolver = Some(resolver);
+        self
     }
 
     /// The current policy.
@@ -330,7 +339,7 @@ impl Engine {
             Action::NewOrder(n) => {
                 let mut order = n.order.clone();
                 if let Some(inv) = &n.buyer_invoice {
-                    order.buyer_invoice = Some(self.payout_invoice(inv, now).await?);
+                    order.buyer_invoice = Some(self.payout_dest(inv, now).await?);
                 }
                 let price = if order.amount == 0 {
                     self.ports.prices.price(&order.fiat_code).await
@@ -353,7 +362,7 @@ impl Engine {
                 invoice,
             } => {
                 let invoice = match invoice {
-                    Some(i) => Some(self.payout_invoice(i, now).await?),
+                    Some(i) => Some(self.payout_dest(i, now).await?),
                     None => None,
                 };
                 Command::TakeSell {
@@ -364,7 +373,7 @@ impl Engine {
             Action::TakeBuy { fiat_amount } => Command::TakeBuy {
                 fiat_amount: *fiat_amount,
             },
-            Action::AddInvoice(i) => Command::AddInvoice(self.payout_invoice(i, now).await?),
+            Action::AddInvoice(i) => Command::AddInvoice(self.payout_dest(i, now).await?),
             Action::FiatSent { next_trade } => Command::FiatSent {
                 next_trade: *next_trade,
             },
@@ -525,21 +534,41 @@ impl Engine {
         Ok((Outcome::Applied(None), q))
     }
 
-    async fn payout_invoice(&self, s: &str, now: Timestamp) -> Result<PayoutInvoice, Decided> {
+    /// A payout destination from a client string: a Lightning address / LNURL (when a resolver
+    /// is configured) or a BOLT11 invoice decoded and checked against our network.
+    async fn payout_dest(&self, s: &str, now: Timestamp) -> Result<PayoutDest, Decided> {
         let s = s.trim();
         if s.is_empty() || s.len() > 4096 {
             return Err(Decided::Refuse(Reject::InvalidInvoice));
         }
+        if is_ln_address(s) {
+            return if self.resolver.is_some() {
+                Ok(PayoutDest::Address(s.to_owned()))
+            } else {
+                Err(Decided::Refuse(Reject::InvalidInvoice))
+            };
+        }
+        self.decode_payout_invoice(s, now)
+            .await
+            .map(PayoutDest::Invoice)
+            .map_err(Decided::Refuse)
+    }
+
+    async fn decode_payout_invoice(
+        &self,
+        s: &str,
+        now: Timestamp,
+    ) -> Result<PayoutInvoice, Reject> {
         let d = match self.ports.node.decode_invoice(s).await {
             Ok(d) => d,
             Err(e) if e.is_transient() => {
                 warn!(error = %e, "could not decode invoice: node unavailable");
-                return Err(Decided::Refuse(Reject::InvalidInvoice));
+                return Err(Reject::InvalidInvoice);
             },
-            Err(_) => return Err(Decided::Refuse(Reject::InvalidInvoice)),
+            Err(_) => return Err(Reject::InvalidInvoice),
         };
         if d.network != self.config.network || d.expires_at <= now {
-            return Err(Decided::Refuse(Reject::InvalidInvoice));
+            return Err(Reject::InvalidInvoice);
         }
         Ok(PayoutInvoice {
             bolt11: s.to_owned(),
@@ -634,14 +663,104 @@ impl Engine {
 
     /// Runs effects and whatever effects their results cause, until none is left. Effects that
     /// fail transiently stay pending in the outbox for [`Engine::resume`].
+    ///
+    /// A run of consecutive message effects (direct messages, public events) is sent
+    /// concurrently, one lane per recipient so that one recipient's messages keep their order,
+    /// and the whole run is marked done in a single store commit. Lightning effects run one at a
+    /// time, in order.
     async fn run_queue(&self, mut queue: Queue) {
-        while let Some((id, effect)) = queue.pop_front() {
+        loop {
+            let mut group: Vec<(EffectId, Effect)> = Vec::new();
+            while let Some((_, e)) = queue.front() {
+                if !is_message(e) {
+                    break;
+                }
+                if let Some(x) = queue.pop_front() {
+                    group.push(x);
+                }
+            }
+            if !group.is_empty() {
+                self.send_group(group).await;
+                continue;
+            }
+            let Some((id, effect)) = queue.pop_front() else {
+                break;
+            };
             let r = self.execute(id, &effect).await;
             self.claimed().remove(&id);
             match r {
                 Ok(more) => queue.extend(more),
                 Err(e) => warn!(effect = ?id, error = %e, "effect left pending"),
             }
+        }
+    }
+
+    /// Sends message effects concurrently (sequentially per recipient), then marks the ones that
+    /// went out done in one commit. Failed ones stay pending for [`Engine::resume`].
+    async fn send_group(&self, group: Vec<(EffectId, Effect)>) {
+        let ids: Vec<EffectId> = group.iter().map(|(id, _)| *id).collect();
+        let mut lanes: Vec<(Option<PubKey>, Vec<(EffectId, Effect)>)> = Vec::new();
+        for (id, e) in group {
+            let key = match &e {
+                Effect::Notify(n) => Some(n.to),
+                _ => None,
+            };
+            match lanes.iter_mut().find(|(k, _)| *k == key) {
+                Some((_, v)) => v.push((id, e)),
+                None => lanes.push((key, vec![(id, e)])),
+            }
+        }
+        let runs = lanes.into_iter().map(|(_, lane)| async move {
+            let mut ok = Vec::new();
+            for (id, e) in lane {
+                match self.send_message(&e).await {
+                    Ok(()) => ok.push(id),
+                    Err(err) => warn!(effect = ?id, error = %err, "effect left pending"),
+                }
+            }
+            ok
+        });
+        let done: Vec<EffectId> = futures::future::join_all(runs)
+            .await
+            .into_iter()
+            .flatten()
+            .collect();
+        if let Err(e) = self.complete(done).await {
+            warn!(error = %e, "sent messages not marked done; they are sent again on resume");
+        }
+        let mut claimed = self.claimed();
+        for id in ids {
+            claimed.remove(&id);
+        }
+    }
+
+    /// Sends one message effect (no store write).
+    async fn send_message(&self, effect: &Effect) -> Result<(), EffectFailed> {
+        match effect {
+            Effect::Notify(n) => self
+                .ports
+                .transport
+                .send(n)
+                .await
+                .map_err(|e| EffectFailed::Transport(e.0)),
+            Effect::PublishOrder { order_id } | Effect::PublishDispute { order_id } => {
+                if let Some(o) = self
+                    .ports
+                    .store
+                    .order(*order_id)
+                    .await
+                    .map_err(EngineError::from)?
+                {
+                    let r = if matches!(effect, Effect::PublishOrder { .. }) {
+                        self.ports.transport.publish_order(&o).await
+                    } else {
+                        self.ports.transport.publish_dispute(&o).await
+                    };
+                    r.map_err(|e| EffectFailed::Transport(e.0))?;
+                }
+                Ok(())
+            },
+            _ => Ok(()),
         }
     }
 
@@ -745,6 +864,32 @@ impl Engine {
                         vec![id],
                     )
                     .await?)
+            },
+            Effect::ResolvePayout {
+                order_id,
+                address,
+                amount,
+            } => {
+                let Some(resolver) = &self.resolver else {
+                    let input = Input::PayoutResolveFailed {
+                        reason: "no resolver configured".into(),
+                    };
+                    return Ok(self.apply(*order_id, &input, vec![id]).await?);
+                };
+                let input = match resolver.resolve(address, *amount).await {
+                    Ok(bolt11) => {
+                        let now = self.ports.clock.now();
+                        match self.decode_payout_invoice(&bolt11, now).await {
+                            Ok(invoice) => Input::PayoutResolved { invoice },
+                            Err(_) => Input::PayoutResolveFailed {
+                                reason: "unusable invoice".into(),
+                            },
+                        }
+                    },
+                    Err(e) if e.transient => return Err(EffectFailed::Ln(e.message)),
+                    Err(e) => Input::PayoutResolveFailed { reason: e.message },
+                };
+                Ok(self.apply(*order_id, &input, vec![id]).await?)
             },
             Effect::Notify(n) => {
                 self.ports
@@ -952,6 +1097,32 @@ impl From<StoreError> for Decided {
     fn from(e: StoreError) -> Self {
         Decided::from_store(e)
     }
+}
+
+/// `user@domain` or a bech32 `lnurl1...` string.
+fn is_ln_address(s: &str) -> bool {
+    if s.len() > 5 && s.get(..5).is_some_and(|p| p.eq_ignore_ascii_case("lnurl")) {
+        return true;
+    }
+    let Some((user, domain)) = s.split_once('@') else {
+        return false;
+    };
+    !user.is_empty()
+        && domain.contains('.')
+        && user
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.+".contains(c))
+        && domain
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-.".contains(c))
+}
+
+/// Effects that only send a message (no Lightning call, no state change of their own).
+fn is_message(e: &Effect) -> bool {
+    matches!(
+        e,
+        Effect::Notify(_) | Effect::PublishOrder { .. } | Effect::PublishDispute { .. }
+    )
 }
 
 fn reply(req: &Request, notice: Notice) -> Effect {

@@ -109,10 +109,47 @@ pub struct NewOrder {
     pub premium: i64,
     /// Payment methods.
     pub payment_method: String,
-    /// Buy-order maker's payout invoice, validated by the engine.
-    pub buyer_invoice: Option<PayoutInvoice>,
+    /// Buy-order maker's payout destination, validated by the engine.
+    pub buyer_invoice: Option<PayoutDest>,
     /// Requested expiry.
     pub expires_at: Option<i64>,
+}
+
+/// Where the buyer wants to be paid.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PayoutDest {
+    /// A BOLT11 invoice, decoded and checked by the engine.
+    Invoice(PayoutInvoice),
+    /// A Lightning address (`user@domain`) or LNURL-pay, resolved into an invoice for the exact
+    /// payout amount when the payout starts.
+    Address(String),
+}
+
+impl PayoutDest {
+    fn check(&self, expected: Sats, env: &Env<'_>) -> Result<(), Reject> {
+        match self {
+            PayoutDest::Invoice(inv) => check_invoice(inv, expected, env),
+            PayoutDest::Address(_) => Ok(()),
+        }
+    }
+
+    fn apply(&self, o: &mut Order) {
+        match self {
+            PayoutDest::Invoice(inv) => {
+                o.buyer_invoice = Some(inv.clone());
+                o.buyer_address = None;
+            },
+            PayoutDest::Address(a) => {
+                o.buyer_invoice = None;
+                o.buyer_address = None;
+                o.buyer_address = Some(a.clone());
+            },
+        }
+    }
+}
+
+fn has_dest(o: &Order) -> bool {
+    o.buyer_invoice.is_some() || o.buyer_address.is_some()
 }
 
 /// A user or admin command on an existing order.
@@ -122,8 +159,8 @@ pub enum Command {
     TakeSell {
         /// Fiat amount of a range take.
         fiat_amount: Option<i64>,
-        /// Payout invoice given with the take.
-        invoice: Option<PayoutInvoice>,
+        /// Payout destination given with the take.
+        invoice: Option<PayoutDest>,
     },
     /// Seller takes a buy order.
     TakeBuy {
@@ -131,7 +168,7 @@ pub enum Command {
         fiat_amount: Option<i64>,
     },
     /// Buyer gives (or replaces) the payout invoice.
-    AddInvoice(PayoutInvoice),
+    AddInvoice(PayoutDest),
     /// Buyer says the fiat was sent.
     FiatSent {
         /// Range buy maker's next trade key.
@@ -222,6 +259,16 @@ pub enum Input {
         hash: PaymentHash,
         /// Outcome.
         outcome: PayOutcome,
+    },
+    /// A Lightning address was resolved into this invoice (decoded by the engine).
+    PayoutResolved {
+        /// The invoice.
+        invoice: PayoutInvoice,
+    },
+    /// A Lightning address could not be resolved.
+    PayoutResolveFailed {
+        /// Why.
+        reason: String,
     },
     /// Wall clock reached (or passed) the order's deadline.
     Timeout,
@@ -396,6 +443,15 @@ pub enum Effect {
         /// Routing fee cap.
         fee_limit: Sats,
     },
+    /// Resolve a Lightning address / LNURL-pay into an invoice for exactly `amount`.
+    ResolvePayout {
+        /// Order.
+        order_id: OrderId,
+        /// The address.
+        address: String,
+        /// Payout amount.
+        amount: Sats,
+    },
     /// Send a message.
     Notify(Notify),
     /// (Re)publish the order's public event from its latest state.
@@ -428,6 +484,7 @@ impl Effect {
             | Effect::SettleHold { order_id, .. }
             | Effect::CancelHold { order_id, .. }
             | Effect::Pay { order_id, .. }
+            | Effect::ResolvePayout { order_id, .. }
             | Effect::PublishOrder { order_id }
             | Effect::PublishDispute { order_id }
             | Effect::PublishRating { order_id, .. } => Some(*order_id),
@@ -748,8 +805,9 @@ pub fn new_order(caller: &Caller, req: &NewOrder, env: &Env<'_>) -> Result<Trans
         check_limits(amount, p)?;
         fees::party_fee(amount, p.fee_ppm)
     };
-    let buyer_invoice = match (&req.buyer_invoice, req.kind) {
-        (Some(inv), Kind::Buy) => {
+    let (buyer_invoice, buyer_address) = match (&req.buyer_invoice, req.kind) {
+        (Some(PayoutDest::Address(a)), Kind::Buy) => (None, Some(a.clone())),
+        (Some(PayoutDest::Invoice(inv)), Kind::Buy) => {
             if amount == Sats::ZERO {
                 // The amount is only known at take time: only an amountless invoice can match.
                 if inv.amount.is_some() {
@@ -763,10 +821,10 @@ pub fn new_order(caller: &Caller, req: &NewOrder, env: &Env<'_>) -> Result<Trans
                     env,
                 )?;
             }
-            Some(inv.clone())
+            (Some(inv.clone()), None)
         },
         (Some(_), Kind::Sell) => return Err(Reject::InvalidParameters),
-        (None, _) => None,
+        (None, _) => (None, None),
     };
     let expires_at = match req.expires_at {
         Some(t) if t > 0 && u64::try_from(t).is_ok_and(|t| t > env.now.0) => {
@@ -795,6 +853,7 @@ pub fn new_order(caller: &Caller, req: &NewOrder, env: &Env<'_>) -> Result<Trans
         maker: caller.party(),
         taker: None,
         buyer_invoice,
+        buyer_address,
         hold: None,
         payout: None,
         cancel_initiator: None,
@@ -839,6 +898,17 @@ pub fn step(order: &Order, input: &Input, env: &Env<'_>) -> Result<Transition, R
         Input::HoldSettled { hash } => hold_settled(&mut t, *hash, env)?,
         Input::HoldCanceled { hash } => hold_canceled(&mut t, *hash, env),
         Input::PayResult { hash, outcome } => pay_result(&mut t, *hash, outcome, env)?,
+        Input::PayoutResolved { invoice } => payout_resolved(&mut t, invoice, env)?,
+        Input::PayoutResolveFailed { .. } => {
+            let resolving = t
+                .order
+                .payout
+                .as_ref()
+                .is_some_and(|p| p.state == PayoutState::Resolving);
+            if resolving && t.order.status == Status::SettledHoldInvoice {
+                payout_failed(&mut t, env);
+            }
+        },
         Input::Timeout => timeout(&mut t, env)?,
         Input::Block(h) => block(&mut t, *h, env),
     }
@@ -916,7 +986,7 @@ fn command_step(
             ) {
                 return Err(Reject::NotAllowedByStatus);
             }
-            if o.status == Status::Active && o.buyer_invoice.is_none() {
+            if o.status == Status::Active && !has_dest(o) {
                 return Err(Reject::NotAllowedByStatus);
             }
             let range_sell = o.is_range() && o.kind == Kind::Sell;
@@ -970,7 +1040,7 @@ fn take(
     caller: &Caller,
     kind: Kind,
     fiat_amount: Option<i64>,
-    invoice: Option<&PayoutInvoice>,
+    invoice: Option<&PayoutDest>,
     rid: Option<u64>,
     env: &Env<'_>,
 ) -> Result<(), Reject> {
@@ -999,12 +1069,8 @@ fn take(
     } else {
         (o.amount, o.fee)
     };
-    if let Some(inv) = invoice {
-        check_invoice(
-            inv,
-            amount.checked_sub(fee).ok_or(Reject::InvalidAmount)?,
-            env,
-        )?;
+    if let Some(dest) = invoice {
+        dest.check(amount.checked_sub(fee).ok_or(Reject::InvalidAmount)?, env)?;
     }
     let ord = &mut t.order;
     ord.fiat_amount = fiat;
@@ -1012,8 +1078,8 @@ fn take(
     ord.fee = fee;
     ord.taker = Some(caller.party());
     ord.taken_at = Some(env.now);
-    if let Some(inv) = invoice {
-        ord.buyer_invoice = Some(inv.clone());
+    if let Some(dest) = invoice {
+        dest.apply(ord);
     }
     match kind {
         Kind::Sell if invoice.is_none() => {
@@ -1070,7 +1136,7 @@ fn request_hold(t: &mut Transition, env: &Env<'_>) -> Result<(), Reject> {
 fn add_invoice(
     t: &mut Transition,
     role: Option<Role>,
-    inv: &PayoutInvoice,
+    inv: &PayoutDest,
     rid: Option<u64>,
     env: &Env<'_>,
 ) -> Result<(), Reject> {
@@ -1080,12 +1146,12 @@ fn add_invoice(
     let o = &t.order;
     match o.status {
         Status::WaitingBuyerInvoice => {
-            check_invoice(inv, buyer_amount(o)?, env)?;
+            inv.check(buyer_amount(o)?, env)?;
             let accepted = o
                 .hold
                 .as_ref()
                 .is_some_and(|h| h.state == HoldState::Accepted);
-            t.order.buyer_invoice = Some(inv.clone());
+            inv.apply(&mut t.order);
             if accepted {
                 activate(t);
             } else {
@@ -1100,8 +1166,12 @@ fn add_invoice(
             if !matches!(p.state, PayoutState::Failed | PayoutState::NeedInvoice) {
                 return Err(Reject::NotAllowedByStatus);
             }
-            check_invoice(inv, buyer_amount(o)?, env)?;
-            t.order.buyer_invoice = Some(inv.clone());
+            inv.check(buyer_amount(o)?, env)?;
+            inv.apply(&mut t.order);
+            if let Some(p) = &mut t.order.payout {
+                // A new destination starts a new series of attempts.
+                p.attempts = 0;
+            }
             start_payout(t, env)?;
             t.tell_role(Role::Buyer, rid, Notice::InvoiceUpdated);
             Ok(())
@@ -1139,6 +1209,26 @@ fn start_settle(t: &mut Transition) -> Result<(), Reject> {
 
 fn start_payout(t: &mut Transition, env: &Env<'_>) -> Result<(), Reject> {
     let amount = buyer_amount(&t.order)?;
+    if let (None, Some(address)) = (&t.order.buyer_invoice, t.order.buyer_address.clone()) {
+        // A Lightning address: get an invoice for the exact amount first. Nothing is paid until
+        // the resolved invoice is committed, so a re-resolution can never pay twice.
+        let attempts = t.order.payout.as_ref().map_or(0, |p| p.attempts);
+        t.order.payout = Some(Payout {
+            invoice: address.clone(),
+            hash: PaymentHash([0; 32]),
+            amount,
+            attempts,
+            state: PayoutState::Resolving,
+            routing_fee: Sats::ZERO,
+        });
+        t.order.deadline = Some(env.now.plus(env.policy.payment_retry_secs));
+        t.effects.push(Effect::ResolvePayout {
+            order_id: t.order.id,
+            address,
+            amount,
+        });
+        return Ok(());
+    }
     let Some(inv) = t.order.buyer_invoice.clone() else {
         // Cannot happen for an order that reached settle; ask the buyer rather than stall.
         let snap = t.snapshot();
@@ -1146,7 +1236,7 @@ fn start_payout(t: &mut Transition, env: &Env<'_>) -> Result<(), Reject> {
         return Ok(());
     };
     let attempts = match &t.order.payout {
-        Some(p) if p.hash == inv.hash => p.attempts,
+        Some(p) if p.hash == inv.hash || p.state == PayoutState::Resolving => p.attempts,
         _ => 0,
     };
     t.order.payout = Some(Payout {
@@ -1540,7 +1630,7 @@ fn hold_accepted(
         HoldState::Requested | HoldState::Open if o.status == Status::WaitingPayment => {
             h.state = HoldState::Accepted;
             h.htlc_expiry = htlc_expiry;
-            if o.buyer_invoice.is_some() {
+            if has_dest(o) {
                 activate(t);
             } else {
                 o.status = Status::WaitingBuyerInvoice;
@@ -1637,6 +1727,7 @@ fn make_child(t: &mut Transition, env: &Env<'_>) {
         },
         taker: None,
         buyer_invoice: None,
+        buyer_address: None,
         hold: None,
         payout: None,
         cancel_initiator: None,
@@ -1733,37 +1824,65 @@ fn pay_result(
             t.tell_role(Role::Buyer, None, Notice::Rate);
             t.publish();
         },
-        PayOutcome::Failed { .. } => {
-            p.attempts = p.attempts.saturating_add(1);
-            let max = env.policy.payment_attempts.max(1);
-            if p.attempts == 1 && max > 1 {
-                let left = max.saturating_sub(1);
-                let retry_secs = env.policy.payment_retry_secs;
-                t.tell_role(
-                    Role::Buyer,
-                    None,
-                    Notice::PaymentFailed {
-                        attempts: left,
-                        retry_secs,
-                    },
-                );
-            }
-            let o = &mut t.order;
-            let Some(p) = o.payout.as_mut() else {
-                return Ok(());
-            };
-            if p.attempts >= max {
-                p.state = PayoutState::NeedInvoice;
-                o.deadline = None;
-                let snap = t.snapshot();
-                t.tell_role(Role::Buyer, None, Notice::AddInvoice(snap));
-            } else {
-                p.state = PayoutState::Failed;
-                o.deadline = Some(env.now.plus(env.policy.payment_retry_secs));
-            }
-        },
+        PayOutcome::Failed { .. } => payout_failed(t, env),
     }
     Ok(())
+}
+
+/// A payout attempt (or the resolution of a Lightning address) failed: retry later, or after the
+/// last attempt ask the buyer for a new invoice.
+fn payout_failed(t: &mut Transition, env: &Env<'_>) {
+    let Some(p) = t.order.payout.as_mut() else {
+        return;
+    };
+    p.attempts = p.attempts.saturating_add(1);
+    let attempts = p.attempts;
+    let max = env.policy.payment_attempts.max(1);
+    if attempts == 1 && max > 1 {
+        let left = max.saturating_sub(1);
+        let retry_secs = env.policy.payment_retry_secs;
+        t.tell_role(
+            Role::Buyer,
+            None,
+            Notice::PaymentFailed {
+                attempts: left,
+                retry_secs,
+            },
+        );
+    }
+    let o = &mut t.order;
+    if o.buyer_address.is_some() {
+        // Resolve the address again next time: its invoice may have expired.
+        o.buyer_invoice = None;
+    }
+    let Some(p) = o.payout.as_mut() else { return };
+    if attempts >= max {
+        p.state = PayoutState::NeedInvoice;
+        o.deadline = None;
+        let snap = t.snapshot();
+        t.tell_role(Role::Buyer, None, Notice::AddInvoice(snap));
+    } else {
+        p.state = PayoutState::Failed;
+        o.deadline = Some(env.now.plus(env.policy.payment_retry_secs));
+    }
+}
+
+fn payout_resolved(t: &mut Transition, inv: &PayoutInvoice, env: &Env<'_>) -> Result<(), Reject> {
+    let o = &t.order;
+    let resolving = o
+        .payout
+        .as_ref()
+        .is_some_and(|p| p.state == PayoutState::Resolving);
+    if o.status != Status::SettledHoldInvoice || !resolving || o.buyer_address.is_none() {
+        return Ok(());
+    }
+    let expected = buyer_amount(o)?;
+    if inv.amount != Some(expected) || inv.expires_at <= env.now {
+        payout_failed(t, env);
+        return Ok(());
+    }
+    t.order.buyer_invoice = Some(inv.clone());
+    start_payout(t, env)
 }
 
 fn timeout(t: &mut Transition, env: &Env<'_>) -> Result<(), Reject> {
@@ -1798,10 +1917,12 @@ fn timeout(t: &mut Transition, env: &Env<'_>) -> Result<(), Reject> {
             }
         },
         Status::SettledHoldInvoice => {
-            let retry = o
-                .payout
-                .as_ref()
-                .is_some_and(|p| matches!(p.state, PayoutState::Failed | PayoutState::InFlight));
+            let retry = o.payout.as_ref().is_some_and(|p| {
+                matches!(
+                    p.state,
+                    PayoutState::Failed | PayoutState::InFlight | PayoutState::Resolving
+                )
+            });
             if retry {
                 start_payout(t, env)?;
             } else {

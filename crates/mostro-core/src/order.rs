@@ -330,6 +330,8 @@ pub struct Payout {
 pub enum PayoutState {
     /// Not yet attempted (hold not settled yet).
     Idle,
+    /// Resolving the buyer's Lightning address into an invoice.
+    Resolving,
     /// A `Pay` effect is queued or in flight.
     InFlight,
     /// Last attempt failed; retry at the order's deadline.
@@ -424,8 +426,11 @@ pub struct Order {
     pub maker: Party,
     /// The taker, once taken.
     pub taker: Option<Party>,
-    /// Buyer payout destination (validated).
+    /// Buyer payout invoice (validated), or the invoice resolved from `buyer_address`.
     pub buyer_invoice: Option<PayoutInvoice>,
+    /// Buyer payout Lightning address / LNURL, resolved at payout time.
+    #[serde(default)]
+    pub buyer_address: Option<String>,
     /// Escrow.
     pub hold: Option<Hold>,
     /// Payout.

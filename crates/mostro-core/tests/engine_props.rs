@@ -52,6 +52,13 @@ enum Op {
         who: Who,
         good: bool,
     },
+    AddAddress {
+        order: u8,
+        who: Who,
+    },
+    ResolverFails {
+        n: u8,
+    },
     SellerPays {
         order: u8,
     },
@@ -139,6 +146,8 @@ fn op() -> impl Strategy<Value = Op> {
         4 => (o.clone(), 0u8..3, any::<bool>(), 5i64..120)
             .prop_map(|(order, taker, with_invoice, fiat)| Op::Take { order, taker, with_invoice, fiat }),
         3 => (o.clone(), who(), prop::bool::weighted(0.85)).prop_map(|(order, who, good)| Op::AddInvoice { order, who, good }),
+        1 => (o.clone(), who()).prop_map(|(order, who)| Op::AddAddress { order, who }),
+        1 => (1u8..4).prop_map(|n| Op::ResolverFails { n }),
         4 => o.clone().prop_map(|order| Op::SellerPays { order }),
         3 => (o.clone(), who()).prop_map(|(order, who)| Op::FiatSent { order, who }),
         3 => (o.clone(), who(), any::<bool>()).prop_map(|(order, who, next)| Op::Release { order, who, next }),
@@ -169,6 +178,7 @@ fn noise() -> impl Strategy<Value = Op> {
         2 => prop_oneof![Just(30u32), Just(61), Just(300)].prop_map(|secs| Op::Advance { secs }),
         1 => (1u8..30).prop_map(|blocks| Op::Mine { blocks }),
         1 => (1u8..3).prop_map(|n| Op::FailPayments { n }),
+        1 => (1u8..3).prop_map(|n| Op::ResolverFails { n }),
         1 => any::<bool>().prop_map(|on| Op::Hang { on }),
         1 => any::<bool>().prop_map(|fail| Op::FinishHung { fail }),
         2 => Just(Op::LoseNextReply),
@@ -250,6 +260,29 @@ fn scripted() -> impl Strategy<Value = Vec<Op>> {
             Release {
                 order: 0,
                 who: Taker,
+                next: false,
+            },
+        ],
+        vec![
+            sell(Kind::Sell),
+            Take {
+                order: 0,
+                taker: 2,
+                with_invoice: false,
+                fiat: 50,
+            },
+            AddAddress {
+                order: 0,
+                who: Taker,
+            },
+            SellerPays { order: 0 },
+            FiatSent {
+                order: 0,
+                who: Taker,
+            },
+            Release {
+                order: 0,
+                who: Maker,
                 next: false,
             },
         ],
@@ -357,6 +390,8 @@ struct World {
     released: BTreeSet<OrderId>,
     /// Payout invoice hash -> order.
     invoices: HashMap<PaymentHash, OrderId>,
+    /// Wallet behind a Lightning address -> order.
+    address_wallets: HashMap<String, OrderId>,
     last: Option<(Request, bool)>,
     known: BTreeSet<OrderId>,
 }
@@ -391,6 +426,7 @@ impl World {
             parties: HashMap::new(),
             released: BTreeSet::new(),
             invoices: HashMap::new(),
+            address_wallets: HashMap::new(),
             last: None,
             known: BTreeSet::new(),
         }
@@ -550,6 +586,23 @@ impl World {
                 let inv = self.invoice_for(id, &t.name.clone(), amount);
                 self.send(&t, Some(id), Action::AddInvoice(inv)).await;
             },
+            Op::AddAddress { order, who } => {
+                let Some(id) = self.order_id(*order) else {
+                    return;
+                };
+                let Some(t) = self.actor(id, *who) else {
+                    return;
+                };
+                let wallet = format!("ln{}", &id.to_string()[..8]);
+                self.address_wallets.insert(wallet.clone(), id);
+                self.send(
+                    &t,
+                    Some(id),
+                    Action::AddInvoice(format!("{wallet}@wallet.example")),
+                )
+                .await;
+            },
+            Op::ResolverFails { n } => self.bed.resolver.fail_next(u32::from(*n)),
             Op::SellerPays { order } => {
                 let Some(id) = self.order_id(*order) else {
                     return;
@@ -779,6 +832,10 @@ impl World {
                     .invoices
                     .get(&hash)
                     .copied()
+                    .or_else(|| {
+                        let w = self.bed.ledger.invoice(&hash)?.wallet;
+                        self.address_wallets.get(&w).copied()
+                    })
                     .expect("payment to a known invoice");
                 *paid.entry(id).or_default() += 1;
                 let o = &orders[&id];
@@ -955,6 +1012,9 @@ fn run(ops: &[Op]) {
                     who: Who::Stranger,
                     ..
                 } | Op::AddInvoice {
+                    who: Who::Stranger,
+                    ..
+                } | Op::AddAddress {
                     who: Who::Stranger,
                     ..
                 } | Op::Rate {

@@ -708,3 +708,78 @@ fn client_restores_after_losing_state_and_completes_the_trade() {
         }));
     });
 }
+
+#[test]
+fn lightning_address_payout_is_resolved_at_payout_time() {
+    block_on(async {
+        let bed = TestBed::new();
+        let seller = Trader::new("seller");
+        let buyer = Trader::new("buyer");
+        let id = bed.new_order(&seller, sell_order(100_000, 50)).await;
+        let out = bed
+            .send(
+                &buyer,
+                Some(id),
+                Action::TakeSell {
+                    fiat_amount: None,
+                    invoice: Some("bob@wallet.example".into()),
+                },
+            )
+            .await;
+        assert_eq!(out, Outcome::Applied(Some(id)));
+        assert_eq!(bed.order(id).await.status, Status::WaitingPayment);
+        assert!(bed.seller_pays(&seller, id).await);
+        assert_eq!(bed.order(id).await.status, Status::Active);
+        // Nothing is resolved before the release.
+        assert!(bed.resolver.calls().is_empty());
+        // First resolution fails: an attempt is counted and retried later with a fresh invoice.
+        bed.resolver.fail_next(1);
+        bed.send(&buyer, Some(id), Action::FiatSent { next_trade: None })
+            .await;
+        bed.send(&seller, Some(id), Action::Release { next_trade: None })
+            .await;
+        let o = bed.order(id).await;
+        assert_eq!(o.status, Status::SettledHoldInvoice);
+        assert_eq!(o.payout.as_ref().unwrap().attempts, 1);
+        bed.advance(61).await;
+        let o = bed.order(id).await;
+        assert_eq!(o.status, Status::Success);
+        assert_eq!(
+            bed.resolver.calls(),
+            vec![
+                ("bob@wallet.example".to_owned(), Sats(99_700)),
+                ("bob@wallet.example".to_owned(), Sats(99_700)),
+            ]
+        );
+        assert_eq!(bed.ledger.balance("bob"), 99_700);
+        assert_eq!(bed.ledger.all_attempts().len(), 1);
+    });
+}
+
+#[test]
+fn malformed_lightning_address_is_refused() {
+    block_on(async {
+        let bed = TestBed::new();
+        let seller = Trader::new("seller");
+        let buyer = Trader::new("buyer");
+        let id = bed.new_order(&seller, sell_order(100_000, 50)).await;
+        for bad in [
+            "bob@",
+            "@wallet.example",
+            "bob@wallet",
+            "b o b@wallet.example",
+        ] {
+            let out = bed
+                .send(
+                    &buyer,
+                    Some(id),
+                    Action::TakeSell {
+                        fiat_amount: None,
+                        invoice: Some(bad.into()),
+                    },
+                )
+                .await;
+            assert_eq!(out, Outcome::Refused(Reject::InvalidInvoice), "{bad}");
+        }
+    });
+}

@@ -119,6 +119,7 @@ fn sell_order(status: Status) -> Order {
         maker: party("counterparty_trade", "counterparty_trade", 1),
         taker: Some(party("client_trade", "client_identity", 7)),
         buyer_invoice: None,
+        buyer_address: None,
         hold: None,
         payout: None,
         cancel_initiator: None,

@@ -530,3 +530,65 @@ impl Transport for RecordingTransport {
         Ok(())
     }
 }
+
+/// A Lightning-address resolver over the ledger: `name@domain` pays the ledger wallet `name`.
+#[derive(Debug)]
+pub struct FakeResolver {
+    ledger: Ledger,
+    fail_next: Mutex<u32>,
+    calls: Mutex<Vec<(String, mostro_core::types::Sats)>>,
+}
+
+impl FakeResolver {
+    /// A resolver issuing invoices from the ledger's wallets.
+    pub fn new(ledger: Ledger) -> Self {
+        FakeResolver {
+            ledger,
+            fail_next: Mutex::new(0),
+            calls: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// The next `n` resolutions fail permanently.
+    pub fn fail_next(&self, n: u32) {
+        *lock(&self.fail_next) = n;
+    }
+
+    /// Resolutions asked so far (kept).
+    pub fn calls(&self) -> Vec<(String, mostro_core::types::Sats)> {
+        lock(&self.calls).clone()
+    }
+}
+
+#[async_trait]
+impl mostro_core::ports::PayoutResolver for FakeResolver {
+    async fn resolve(
+        &self,
+        destination: &str,
+        amount: mostro_core::types::Sats,
+    ) -> Result<String, mostro_core::ports::ResolveError> {
+        lock(&self.calls).push((destination.to_owned(), amount));
+        {
+            let mut f = lock(&self.fail_next);
+            if *f > 0 {
+                *f = f.saturating_sub(1);
+                return Err(mostro_core::ports::ResolveError {
+                    transient: false,
+                    message: "lnurl server answered 500 (simulated)".into(),
+                });
+            }
+        }
+        let Some((user, _)) = destination.split_once('@') else {
+            return Err(mostro_core::ports::ResolveError {
+                transient: false,
+                message: "not a lightning address".into(),
+            });
+        };
+        self.ledger
+            .wallet_invoice(user, Some(amount), 600)
+            .map_err(|e| mostro_core::ports::ResolveError {
+                transient: e.is_transient(),
+                message: e.to_string(),
+            })
+    }
+}

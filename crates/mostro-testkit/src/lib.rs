@@ -9,6 +9,8 @@ pub mod node_suite;
 pub mod scenario;
 pub mod store_suite;
 
-pub use fakes::{FakeNode, FixedPrices, ManualClock, MemStore, RecordingTransport, SeqEntropy};
+pub use fakes::{
+    FakeNode, FakeResolver, FixedPrices, ManualClock, MemStore, RecordingTransport, SeqEntropy,
+};
 pub use ledger::{Faults, Ledger};
 pub use scenario::{TestBed, Trader};

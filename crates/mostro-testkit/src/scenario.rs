@@ -12,7 +12,9 @@ use mostro_core::policy::Policy;
 use mostro_core::ports::{Clock, Network};
 use mostro_core::types::{EventId, OrderId, PubKey, Sats, Timestamp};
 
-use crate::fakes::{FakeNode, FixedPrices, ManualClock, MemStore, RecordingTransport, SeqEntropy};
+use crate::fakes::{
+    FakeNode, FakeResolver, FixedPrices, ManualClock, MemStore, RecordingTransport, SeqEntropy,
+};
 use crate::ledger::Ledger;
 
 /// Where the manual clock starts.
@@ -128,6 +130,8 @@ pub struct TestBed {
     pub transport: Arc<RecordingTransport>,
     /// Prices.
     pub prices: Arc<FixedPrices>,
+    /// Lightning-address resolver (wallet `name` for `name@...`).
+    pub resolver: Arc<FakeResolver>,
     /// Admin (node) key.
     pub node_key: PubKey,
     /// The engine.
@@ -151,9 +155,11 @@ impl TestBed {
         let transport = Arc::new(RecordingTransport::default());
         let prices = Arc::new(FixedPrices::default());
         let node_key = key("mostro-node", 0);
+        let resolver = Arc::new(FakeResolver::new(ledger.clone()));
         let engine = build_engine(
             &clock, &node, &store, &transport, &prices, node_key, &policy, 1,
-        );
+        )
+        .with_resolver(resolver.clone());
         TestBed {
             clock,
             ledger,
@@ -161,6 +167,7 @@ impl TestBed {
             store,
             transport,
             prices,
+            resolver,
             node_key,
             engine,
             policy,
@@ -180,7 +187,8 @@ impl TestBed {
             self.node_key,
             &self.policy,
             seed,
-        );
+        )
+        .with_resolver(self.resolver.clone());
     }
 
     /// Now.

@@ -126,6 +126,7 @@ pub fn order(n: u16, maker: PubKey) -> Order {
         },
         taker: None,
         buyer_invoice: None,
+        buyer_address: None,
         hold: None,
         payout: None,
         cancel_initiator: None,

@@ -70,6 +70,7 @@ pub fn order(id: &str, kind: Kind, status: Status, amount: u64) -> Order {
         maker: party("client_trade", "client_identity", 1),
         taker: None,
         buyer_invoice: None,
+        buyer_address: None,
         hold: None,
         payout: None,
         cancel_initiator: None,
