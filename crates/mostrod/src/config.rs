@@ -389,7 +389,7 @@ impl Config {
         check_u64(
             "mostro.expiration_seconds",
             m.expiration_seconds,
-            60,
+            5,
             86_400,
         )?;
         check_u64(
@@ -677,7 +677,7 @@ max_order_amount = 1000000
 # Lifetime of an untaken order, hours (1-720).
 expiration_hours = 24
 max_expiration_days = 15
-# Window of each waiting step (invoice, hold payment), seconds (60-86400).
+# Window of each waiting step (invoice, hold payment), seconds (5-86400).
 expiration_seconds = 900
 hold_invoice_cltv_delta = 144
 # The CLTV guard acts this many blocks before the escrow HTLC expires (>= 18, < cltv delta).

@@ -1,0 +1,285 @@
+//! Embedding the Mostro engine in your own tokio service, with your own adapters and no mostrod.
+//!
+//! The "service" here takes requests from an in-process channel (where a real one would have an
+//! HTTP or WebSocket API), delivers the engine's messages through its own `Transport` (a channel
+//! per user), stores everything in SQLite with the real `mostro-sqlite` adapter, and uses the test
+//! kit's simulated Lightning node. It drives the engine exactly like mostrod does: one task per
+//! request, a node-event loop, a deadline ticker.
+//!
+//! Run: `cargo run -p mostro-examples --example embedded_service`
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use mostro_core::engine::{Action, Engine, EngineConfig, NewOrderRequest, Outcome, Ports, Request};
+use mostro_core::machine::{Notice, Notify};
+use mostro_core::order::{Order, Protocol};
+use mostro_core::ports::{Clock, Entropy, LightningNode, Network, Transport, TransportError};
+use mostro_core::types::{EventId, PubKey, Sats, Timestamp};
+use mostro_testkit::scenario::sell_order;
+use mostro_testkit::{FakeNode, FixedPrices, Ledger};
+use tokio::sync::mpsc;
+
+/// Your transport: here, one channel per user key (a WebSocket per connected user in real life).
+#[derive(Default)]
+struct ChannelTransport {
+    users: Mutex<HashMap<PubKey, mpsc::UnboundedSender<Notice>>>,
+}
+
+impl ChannelTransport {
+    fn connect(&self, key: PubKey) -> mpsc::UnboundedReceiver<Notice> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        if let Ok(mut u) = self.users.lock() {
+            u.insert(key, tx);
+        }
+        rx
+    }
+}
+
+#[async_trait]
+impl Transport for ChannelTransport {
+    async fn send(&self, msg: &Notify) -> Result<(), TransportError> {
+        let users = self
+            .users
+            .lock()
+            .map_err(|_| TransportError("poisoned".into()))?;
+        if let Some(tx) = users.get(&msg.to) {
+            // A closed channel is the user's problem, not a reason to retry forever.
+            let _ = tx.send(msg.notice.clone());
+        }
+        Ok(())
+    }
+
+    async fn publish_order(&self, order: &Order) -> Result<(), TransportError> {
+        say(&format!(
+            "   [order book] {} is now {}",
+            order.id, order.status
+        ));
+        Ok(())
+    }
+
+    async fn publish_dispute(&self, _order: &Order) -> Result<(), TransportError> {
+        Ok(())
+    }
+}
+
+struct WallClock;
+impl Clock for WallClock {
+    fn now(&self) -> Timestamp {
+        let secs = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        Timestamp(secs)
+    }
+}
+
+/// Not for production: use the operating system's randomness in a real service.
+struct CounterEntropy(Mutex<u64>);
+impl Entropy for CounterEntropy {
+    fn random_32(&self) -> [u8; 32] {
+        let mut n = self.0.lock().map(|mut g| {
+            *g += 1;
+            *g
+        });
+        let n = n.as_mut().map(|n| *n).unwrap_or(0);
+        let mut b = [7u8; 32];
+        b[..8].copy_from_slice(&n.to_le_bytes());
+        b
+    }
+}
+
+#[allow(clippy::print_stdout, reason = "example output")]
+fn say(s: &str) {
+    println!("{s}");
+}
+
+fn user(n: u8) -> (PubKey, PubKey) {
+    (PubKey([n; 32]), PubKey([n.wrapping_add(100); 32]))
+}
+
+fn request(
+    n: &mut u64,
+    who: (PubKey, PubKey),
+    order: Option<mostro_core::types::OrderId>,
+    action: Action,
+) -> Request {
+    *n += 1;
+    let mut id = [0u8; 32];
+    id[..8].copy_from_slice(&n.to_le_bytes());
+    Request {
+        event_id: Some(EventId(id)),
+        sender: who.0,
+        identity: who.1,
+        protocol: Protocol::V2,
+        request_id: Some(*n),
+        trade_index: Some(i64::try_from(*n).unwrap_or(1)),
+        order_id: order,
+        action,
+    }
+}
+
+async fn expect(
+    rx: &mut mpsc::UnboundedReceiver<Notice>,
+    what: &str,
+    pred: impl Fn(&Notice) -> bool,
+) -> Result<Notice, String> {
+    loop {
+        let n = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+            .await
+            .map_err(|_| format!("no {what} within 5 s"))?
+            .ok_or("channel closed")?;
+        if pred(&n) {
+            return Ok(n);
+        }
+    }
+}
+
+#[tokio::main]
+async fn main() -> Result<(), String> {
+    let dir = std::env::temp_dir().join(format!("mostro-embedded-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    let store = Arc::new(
+        mostro_sqlite::SqliteStore::open(dir.join("trades.db")).map_err(|e| e.to_string())?,
+    );
+    let clock: Arc<dyn Clock> = Arc::new(WallClock);
+    let ledger = Ledger::new(Network::Regtest, clock.clone());
+    let node = Arc::new(FakeNode::new(ledger.clone()));
+    let transport = Arc::new(ChannelTransport::default());
+    let ports = Ports {
+        node: node.clone(),
+        store,
+        transport: transport.clone(),
+        clock,
+        entropy: Arc::new(CounterEntropy(Mutex::new(0))),
+        prices: Arc::new(FixedPrices::default()),
+    };
+    let config = EngineConfig {
+        node_key: PubKey([99; 32]),
+        network: Network::Regtest,
+        pay_timeout_secs: 30,
+    };
+    let engine = Arc::new(Engine::new(
+        ports,
+        config,
+        mostro_core::policy::Policy::default(),
+    ));
+    engine.reconcile().await.map_err(|e| e.to_string())?;
+
+    // Your service's loops: Lightning events and deadlines, each step on its own task.
+    let events = {
+        let (engine, node) = (engine.clone(), node.clone());
+        tokio::spawn(async move {
+            while let Ok(ev) = node.next_event().await {
+                let engine = engine.clone();
+                tokio::spawn(async move {
+                    let _ = engine.on_node_event(ev).await;
+                });
+            }
+        })
+    };
+    let ticker = {
+        let engine = engine.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(Duration::from_millis(500));
+            loop {
+                every.tick().await;
+                let _ = engine.tick().await;
+            }
+        })
+    };
+
+    // Your API: requests arrive from users (here, scripted).
+    let (seller, buyer) = (user(1), user(2));
+    let mut seller_rx = transport.connect(seller.0);
+    let mut buyer_rx = transport.connect(buyer.0);
+    let mut n = 0u64;
+    let handle = |req: Request| {
+        let engine = engine.clone();
+        async move { engine.handle(req).await.map_err(|e| e.to_string()) }
+    };
+
+    let new = Action::NewOrder(Box::new(NewOrderRequest {
+        order: sell_order(50_000, 25),
+        buyer_invoice: None,
+    }));
+    let Outcome::Applied(Some(id)) = handle(request(&mut n, seller, None, new)).await? else {
+        return Err("order refused".into());
+    };
+    say(&format!("1. seller's order {id} accepted"));
+    handle(request(
+        &mut n,
+        buyer,
+        Some(id),
+        Action::TakeSell {
+            fiat_amount: None,
+            invoice: None,
+        },
+    ))
+    .await?;
+    let Notice::AddInvoice(o) = expect(&mut buyer_rx, "add-invoice", |n| {
+        matches!(n, Notice::AddInvoice(_))
+    })
+    .await?
+    else {
+        return Err("unexpected".into());
+    };
+    let payout = o.amount.checked_sub(o.fee).ok_or("fee")?;
+    let invoice = ledger
+        .wallet_invoice("buyer", Some(payout), 3600)
+        .map_err(|e| e.to_string())?;
+    handle(request(
+        &mut n,
+        buyer,
+        Some(id),
+        Action::AddInvoice(invoice),
+    ))
+    .await?;
+    say(&format!("2. buyer took it and gave a {payout} invoice"));
+    let Notice::PayInvoice { bolt11, .. } = expect(&mut seller_rx, "pay-invoice", |n| {
+        matches!(n, Notice::PayInvoice { .. })
+    })
+    .await?
+    else {
+        return Err("unexpected".into());
+    };
+    ledger
+        .pay_hold("seller", &bolt11)
+        .map_err(|e| e.to_string())?;
+    expect(&mut buyer_rx, "hold accepted", |n| {
+        matches!(n, Notice::HoldInvoicePaymentAccepted(_))
+    })
+    .await?;
+    say("3. seller locked the sats in the hold invoice");
+    handle(request(
+        &mut n,
+        buyer,
+        Some(id),
+        Action::FiatSent { next_trade: None },
+    ))
+    .await?;
+    handle(request(
+        &mut n,
+        seller,
+        Some(id),
+        Action::Release { next_trade: None },
+    ))
+    .await?;
+    expect(&mut buyer_rx, "purchase-completed", |n| {
+        matches!(n, Notice::PurchaseCompleted)
+    })
+    .await?;
+    say(&format!(
+        "4. released; buyer received {} sat",
+        ledger.balance("buyer")
+    ));
+    if ledger.balance("buyer") != i128::from(payout.0) {
+        return Err("buyer not paid".into());
+    }
+    let _ = Sats::ZERO;
+    events.abort();
+    ticker.abort();
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
