@@ -237,28 +237,32 @@ impl NostrTransport {
                 tokio::time::sleep(delay).await;
                 delay = delay.saturating_mul(2);
             }
-            match self.client.send_event(event).await {
-                Ok(out) if !out.success.is_empty() => {
-                    debug!(id = %event.id, kind = event.kind.as_u16(), relays = out.success.len(), "published");
-                    return Ok(());
-                },
-                Ok(out) => {
-                    last = out
-                        .failed
-                        .iter()
-                        .map(|(url, e)| format!("{url}: {e}"))
-                        .collect::<Vec<_>>()
-                        .join("; ");
-                },
-                Err(e) => last = e.to_string(),
+            match self.send_once(event).await {
+                Ok(()) => return Ok(()),
+                Err(e) => last = e,
             }
         }
         warn!(id = %event.id, error = %last, "publish failed");
         Err(TransportError(format!("publish {}: {last}", event.id)))
     }
 
-    /// A strictly increasing `created_at` per (kind, `d`): NIP-01 breaks
-    /// same-second ties of addressable events by the lowest id.
+    /// One publish attempt to every relay; `Ok` when at least one accepted it.
+    async fn send_once(&self, event: &Event) -> Result<(), String> {
+        match self.client.send_event(event).await {
+            Ok(out) if !out.success.is_empty() => {
+                debug!(id = %event.id, kind = event.kind.as_u16(), relays = out.success.len(), "published");
+                Ok(())
+            },
+            Ok(out) => Err(out
+                .failed
+                .iter()
+                .map(|(url, e)| format!("{url}: {e}"))
+                .collect::<Vec<_>>()
+                .join("; ")),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
     fn stamp(&self, kind: u16, d: &str) -> u64 {
         let now = self.now();
         let mut stamps = match self.stamps.lock() {
@@ -285,10 +289,26 @@ impl NostrTransport {
             .and_then(|t| t.get(1))
             .cloned()
             .unwrap_or_default();
-        let at = self.stamp(kind, &d);
-        let event =
-            events::sign(&self.keys, kind, tags, at).map_err(|e| TransportError(e.to_string()))?;
-        self.publish(&event).await
+        // Each attempt is signed with a fresh, strictly later `created_at`: after a restart the
+        // relays may hold a version stamped ahead of our clock (several changes in one second),
+        // and a replaceable event older than the stored one is refused.
+        let mut delay = self.config.publish_backoff;
+        let mut last = String::from("no relay");
+        for attempt in 0..self.config.publish_attempts.max(1) {
+            if attempt > 0 {
+                tokio::time::sleep(delay).await;
+                delay = delay.saturating_mul(2);
+            }
+            let at = self.stamp(kind, &d);
+            let event = events::sign(&self.keys, kind, tags.clone(), at)
+                .map_err(|e| TransportError(e.to_string()))?;
+            match self.send_once(&event).await {
+                Ok(()) => return Ok(()),
+                Err(e) => last = e,
+            }
+        }
+        warn!(kind, d = %d, error = %last, "publish failed");
+        Err(TransportError(format!("publish kind {kind} {d}: {last}")))
     }
 
     /// The maker's reputation for the `rating` tag (reputation mode only).
