@@ -196,6 +196,8 @@ pub struct Engine {
 }
 
 type Queue = VecDeque<(EffectId, Effect)>;
+/// Message effects to one recipient (`None`: public events), sent in order.
+type Lane = (Option<PubKey>, Vec<(EffectId, Effect)>);
 
 impl Engine {
     /// Builds an engine.
@@ -699,7 +701,7 @@ impl Engine {
     /// went out done in one commit. Failed ones stay pending for [`Engine::resume`].
     async fn send_group(&self, group: Vec<(EffectId, Effect)>) {
         let ids: Vec<EffectId> = group.iter().map(|(id, _)| *id).collect();
-        let mut lanes: Vec<(Option<PubKey>, Vec<(EffectId, Effect)>)> = Vec::new();
+        let mut lanes: Vec<Lane> = Vec::new();
         for (id, e) in group {
             let key = match &e {
                 Effect::Notify(n) => Some(n.to),

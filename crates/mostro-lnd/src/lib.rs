@@ -12,7 +12,7 @@ mod convert;
 use std::collections::HashMap;
 use std::future::Future;
 use std::path::PathBuf;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -100,7 +100,9 @@ pub struct LndNode {
     watchers: Mutex<HashMap<PaymentHash, JoinHandle<()>>>,
     poller: JoinHandle<()>,
     network: Mutex<Option<Network>>,
-    pay_lock: tokio::sync::Mutex<()>,
+    /// One lock per payment hash: a concurrent duplicate `pay` for the same hash waits for the
+    /// first one (and then sees its payment), while payouts of other orders go on in parallel.
+    pay_locks: Mutex<HashMap<PaymentHash, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl std::fmt::Debug for LndNode {
@@ -161,7 +163,7 @@ impl LndNode {
             watchers: Mutex::new(HashMap::new()),
             poller,
             network: Mutex::new(None),
-            pay_lock: tokio::sync::Mutex::new(()),
+            pay_locks: Mutex::new(HashMap::new()),
         })
     }
 
@@ -490,8 +492,13 @@ impl LightningNode for LndNode {
     }
 
     async fn pay(&self, req: &PayRequest) -> Result<PayOutcome, LnError> {
-        // One pay at a time: a concurrent duplicate must see the first one's payment.
-        let _guard = self.pay_lock.lock().await;
+        // One pay at a time per hash: a concurrent duplicate must see the first one's payment.
+        let slot = lock(&self.pay_locks).entry(req.hash).or_default().clone();
+        let _guard = slot.lock().await;
+        let _cleanup = PayLockCleanup {
+            locks: &self.pay_locks,
+            hash: req.hash,
+        };
         let d = decode_bolt11(&req.invoice)?;
         if d.hash != req.hash {
             return Err(LnError::new(
@@ -546,5 +553,21 @@ impl LightningNode for LndNode {
             pubkey: i.identity_pubkey,
             version: i.version,
         })
+    }
+}
+
+/// Forgets a payment hash's lock once nobody waits on it.
+struct PayLockCleanup<'a> {
+    locks: &'a Mutex<HashMap<PaymentHash, Arc<tokio::sync::Mutex<()>>>>,
+    hash: PaymentHash,
+}
+
+impl Drop for PayLockCleanup<'_> {
+    fn drop(&mut self) {
+        let mut g = lock(self.locks);
+        // Two holders: the map and the `pay` call being finished (its guard drops right after).
+        if g.get(&self.hash).is_some_and(|a| Arc::strong_count(a) <= 2) {
+            g.remove(&self.hash);
+        }
     }
 }

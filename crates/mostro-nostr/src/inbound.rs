@@ -393,7 +393,9 @@ fn dispatch<H: RequestHandler + ?Sized>(
         },
         None => req,
     };
-    if workers.len() > 1024 {
+    // Forget finished workers when the map doubles in size (amortized O(1) per request;
+    // fresh trade keys make one worker per order).
+    if workers.len() >= 1024 && workers.len().is_power_of_two() {
         workers.retain(|_, tx| !tx.is_closed());
     }
     let (tx, rx) = mpsc::unbounded_channel();
