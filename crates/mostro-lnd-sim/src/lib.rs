@@ -522,12 +522,15 @@ impl LndSim {
             ))
             .add_service(RouterServer::with_interceptor(self.svc.clone(), check));
         let (tx, rx) = oneshot::channel::<()>();
-        let task = tokio::spawn(router.serve_with_incoming_shutdown(
-            TcpListenerStream::new(listener),
-            async {
-                let _ = rx.await;
-            },
-        ));
+        // No Nagle delay on the simulator's side (LND's gRPC server sets TCP_NODELAY too).
+        let incoming = tokio_stream::StreamExt::map(TcpListenerStream::new(listener), |s| {
+            s.inspect(|s| {
+                let _ = s.set_nodelay(true);
+            })
+        });
+        let task = tokio::spawn(router.serve_with_incoming_shutdown(incoming, async {
+            let _ = rx.await;
+        }));
         *lock(&self.running) = Some(Running { shutdown: tx, task });
         Ok(())
     }
