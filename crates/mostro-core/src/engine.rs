@@ -762,7 +762,31 @@ impl Engine {
                 }
                 Ok(())
             },
-            _ => Ok(()),
+            Effect::PublishRating {
+                identity,
+                trade_key,
+                ..
+            } => {
+                if let Some(u) = self
+                    .ports
+                    .store
+                    .user(identity)
+                    .await
+                    .map_err(EngineError::from)?
+                {
+                    self.ports
+                        .transport
+                        .publish_rating(trade_key, &u)
+                        .await
+                        .map_err(|e| EffectFailed::Transport(e.0))?;
+                }
+                Ok(())
+            },
+            Effect::CreateHold { .. }
+            | Effect::SettleHold { .. }
+            | Effect::CancelHold { .. }
+            | Effect::Pay { .. }
+            | Effect::ResolvePayout { .. } => Ok(()),
         }
     }
 
@@ -893,49 +917,11 @@ impl Engine {
                 };
                 Ok(self.apply(*order_id, &input, vec![id]).await?)
             },
-            Effect::Notify(n) => {
-                self.ports
-                    .transport
-                    .send(n)
-                    .await
-                    .map_err(|e| EffectFailed::Transport(e.0))?;
-                Ok(self.complete(vec![id]).await?)
-            },
-            Effect::PublishRating {
-                identity,
-                trade_key,
-                ..
-            } => {
-                if let Some(u) = self
-                    .ports
-                    .store
-                    .user(identity)
-                    .await
-                    .map_err(EngineError::from)?
-                {
-                    self.ports
-                        .transport
-                        .publish_rating(trade_key, &u)
-                        .await
-                        .map_err(|e| EffectFailed::Transport(e.0))?;
-                }
-                Ok(self.complete(vec![id]).await?)
-            },
-            Effect::PublishOrder { order_id } | Effect::PublishDispute { order_id } => {
-                if let Some(o) = self
-                    .ports
-                    .store
-                    .order(*order_id)
-                    .await
-                    .map_err(EngineError::from)?
-                {
-                    let r = if matches!(effect, Effect::PublishOrder { .. }) {
-                        self.ports.transport.publish_order(&o).await
-                    } else {
-                        self.ports.transport.publish_dispute(&o).await
-                    };
-                    r.map_err(|e| EffectFailed::Transport(e.0))?;
-                }
+            Effect::Notify(_)
+            | Effect::PublishOrder { .. }
+            | Effect::PublishDispute { .. }
+            | Effect::PublishRating { .. } => {
+                self.send_message(effect).await?;
                 Ok(self.complete(vec![id]).await?)
             },
         }
@@ -1123,7 +1109,10 @@ fn is_ln_address(s: &str) -> bool {
 fn is_message(e: &Effect) -> bool {
     matches!(
         e,
-        Effect::Notify(_) | Effect::PublishOrder { .. } | Effect::PublishDispute { .. }
+        Effect::Notify(_)
+            | Effect::PublishOrder { .. }
+            | Effect::PublishDispute { .. }
+            | Effect::PublishRating { .. }
     )
 }
 
