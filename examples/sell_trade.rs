@@ -34,13 +34,29 @@ async fn run() -> Result<(), String> {
         o.amount, o.fiat_amount, o.fiat_code, o.payment_method, o.fee
     ));
 
-    expect(bed.send(&buyer, Some(id), Action::TakeSell { fiat_amount: None, invoice: None }).await)?;
+    expect(
+        bed.send(
+            &buyer,
+            Some(id),
+            Action::TakeSell {
+                fiat_amount: None,
+                invoice: None,
+            },
+        )
+        .await,
+    )?;
     let o = bed.order(id).await;
     say(&format!("2. Bob takes it; the order is now {}", o.status));
 
-    let payout = o.amount.checked_sub(o.fee).ok_or("fee larger than amount")?;
+    let payout = o
+        .amount
+        .checked_sub(o.fee)
+        .ok_or("fee larger than amount")?;
     let invoice = bed.invoice(&buyer, payout);
-    expect(bed.send(&buyer, Some(id), Action::AddInvoice(invoice)).await)?;
+    expect(
+        bed.send(&buyer, Some(id), Action::AddInvoice(invoice))
+            .await,
+    )?;
     let o = bed.order(id).await;
     let hold = o.hold.as_ref().ok_or("no hold invoice")?;
     say(&format!(
@@ -58,16 +74,28 @@ async fn run() -> Result<(), String> {
         o.status
     ));
 
-    expect(bed.send(&buyer, Some(id), Action::FiatSent { next_trade: None }).await)?;
-    say(&format!("5. Bob sends the euros and says so: {}", bed.order(id).await.status));
+    expect(
+        bed.send(&buyer, Some(id), Action::FiatSent { next_trade: None })
+            .await,
+    )?;
+    say(&format!(
+        "5. Bob sends the euros and says so: {}",
+        bed.order(id).await.status
+    ));
 
-    expect(bed.send(&seller, Some(id), Action::Release { next_trade: None }).await)?;
+    expect(
+        bed.send(&seller, Some(id), Action::Release { next_trade: None })
+            .await,
+    )?;
     let o = bed.order(id).await;
     say(&format!(
         "6. Alice sees the euros and releases: the hold invoice is settled ({:?})",
         o.hold.as_ref().map(|h| h.state)
     ));
-    let paid = bed.inbox(&buyer.trade_key).iter().any(|n| matches!(n, Notice::PurchaseCompleted));
+    let paid = bed
+        .inbox(&buyer.trade_key)
+        .iter()
+        .any(|n| matches!(n, Notice::PurchaseCompleted));
     say(&format!(
         "7. Bob is paid {} sats (purchase completed: {paid}); the order is {}",
         bed.ledger.balance("bob"),
