@@ -258,6 +258,91 @@ pub struct PricesSection {
     pub fixed: BTreeMap<String, f64>,
 }
 
+/// One `[price].providers` entry.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PriceProviderEntry {
+    /// Response format: `yadio`, `coingecko` or `blockchain`.
+    pub kind: mostro_price::ProviderKind,
+    /// Base URL (https); empty = the provider's public API.
+    #[serde(default)]
+    pub url: String,
+}
+
+impl PriceProviderEntry {
+    /// The URL to use.
+    #[must_use]
+    pub fn effective_url(&self) -> String {
+        if self.url.trim().is_empty() {
+            self.kind.default_url().to_owned()
+        } else {
+            self.url.trim().to_owned()
+        }
+    }
+}
+
+/// `[price]`: live BTC price providers (median of several, outliers dropped). With no
+/// providers the fixed `[prices]` are used. The staleness limit is
+/// `mostro.max_price_staleness_seconds`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PriceSection {
+    /// Providers to poll.
+    pub providers: Vec<PriceProviderEntry>,
+    /// Refresh period, seconds (60-86400).
+    pub update_interval_seconds: u64,
+    /// Quotes farther than this percentage from the median are dropped (>= 3 providers).
+    pub outlier_threshold_pct: f64,
+    /// Time limit of one provider request, seconds (1-60).
+    pub provider_timeout_seconds: u64,
+    /// Fiat codes to fetch (empty = `mostro.fiat_currencies_accepted`, or every code).
+    pub currencies: Vec<String>,
+}
+
+impl Default for PriceSection {
+    fn default() -> Self {
+        PriceSection {
+            providers: Vec::new(),
+            update_interval_seconds: mostro_price::feed::DEFAULT_UPDATE_INTERVAL_SECS,
+            outlier_threshold_pct: mostro_price::feed::DEFAULT_OUTLIER_THRESHOLD_PCT,
+            provider_timeout_seconds: mostro_price::feed::DEFAULT_PROVIDER_TIMEOUT_SECS,
+            currencies: Vec::new(),
+        }
+    }
+}
+
+impl Config {
+    /// The price feed settings, when providers are configured.
+    #[must_use]
+    pub fn price_feed(&self) -> Option<mostro_price::PriceFeedConfig> {
+        let p = &self.price;
+        if p.providers.is_empty() {
+            return None;
+        }
+        let currencies = if p.currencies.is_empty() {
+            self.mostro.fiat_currencies_accepted.clone()
+        } else {
+            p.currencies.clone()
+        };
+        Some(mostro_price::PriceFeedConfig {
+            providers: p
+                .providers
+                .iter()
+                .map(|e| mostro_price::ProviderConfig {
+                    kind: e.kind,
+                    url: e.effective_url(),
+                })
+                .collect(),
+            update_interval: std::time::Duration::from_secs(p.update_interval_seconds),
+            outlier_threshold_pct: p.outlier_threshold_pct,
+            provider_timeout: std::time::Duration::from_secs(p.provider_timeout_seconds),
+            currencies,
+            max_quote_age_secs: self.mostro.max_price_staleness_seconds,
+            ..mostro_price::PriceFeedConfig::default()
+        })
+    }
+}
+
 /// `[admin]`: the local admin endpoint (loopback only).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -293,6 +378,8 @@ pub struct Config {
     pub mostro: MostroSection,
     /// `[prices]`.
     pub prices: PricesSection,
+    /// `[price]`.
+    pub price: PriceSection,
     /// `[admin]`.
     pub admin: AdminSection,
     /// Directory of the config file (set at load; not a key).
@@ -386,12 +473,7 @@ impl Config {
         }
         check_u64("mostro.expiration_hours", m.expiration_hours, 1, 720)?;
         check_u64("mostro.max_expiration_days", m.max_expiration_days, 1, 60)?;
-        check_u64(
-            "mostro.expiration_seconds",
-            m.expiration_seconds,
-            5,
-            86_400,
-        )?;
+        check_u64("mostro.expiration_seconds", m.expiration_seconds, 5, 86_400)?;
         check_u64(
             "mostro.hold_invoice_cltv_delta",
             u64::from(m.hold_invoice_cltv_delta),
@@ -492,6 +574,39 @@ impl Config {
                 ));
             },
         }
+        let pr = &self.price;
+        check_u64(
+            "price.update_interval_seconds",
+            pr.update_interval_seconds,
+            mostro_price::feed::MIN_UPDATE_INTERVAL_SECS,
+            86_400,
+        )?;
+        check_f64(
+            "price.outlier_threshold_pct",
+            pr.outlier_threshold_pct,
+            0.1,
+            100.0,
+        )?;
+        check_u64(
+            "price.provider_timeout_seconds",
+            pr.provider_timeout_seconds,
+            1,
+            60,
+        )?;
+        for e in &pr.providers {
+            let url = e.effective_url();
+            if !url.starts_with("https://") {
+                return Err(invalid("price.providers.url", url, "an https:// URL"));
+            }
+        }
+        for code in &pr.currencies {
+            if code.is_empty()
+                || code.len() > 10
+                || !code.chars().all(|c| c.is_ascii_alphanumeric())
+            {
+                return Err(invalid("price.currencies", code, "fiat codes like \"EUR\""));
+            }
+        }
         for (code, p) in &self.prices.fixed {
             if !p.is_finite() || *p <= 0.0 {
                 return Err(invalid(
@@ -576,6 +691,11 @@ const KEYS: &[&str] = &[
     "mostro.max_price_staleness_seconds",
     "mostro.fiat_currencies_accepted",
     "mostro.max_orders_per_response",
+    "price.providers",
+    "price.update_interval_seconds",
+    "price.outlier_threshold_pct",
+    "price.provider_timeout_seconds",
+    "price.currencies",
     "admin.listen",
     "admin.token_file",
 ];
@@ -691,8 +811,21 @@ fiat_currencies_accepted = []
 max_orders_per_response = 10
 
 [prices]
-# Fixed prices (fiat per BTC) for market-price orders, until a price feed is configured.
+# Fixed prices (fiat per BTC) for market-price orders, used when [price] has no providers.
 fixed = {}
+
+[price]
+# Live BTC price providers; the price is the median across them. kind: "yadio", "coingecko"
+# or "blockchain"; url (https) defaults to the provider's public API. Example:
+# providers = [{ kind = "yadio" }, { kind = "coingecko" }, { kind = "blockchain" }]
+providers = []
+# Refresh period, seconds (min 60). A failing provider is skipped for 1, 3, 7, ... periods.
+update_interval_seconds = 300
+# With 3+ providers, quotes farther than this percentage from the median are dropped.
+outlier_threshold_pct = 5.0
+provider_timeout_seconds = 10
+# Fiat codes to fetch (empty = mostro.fiat_currencies_accepted, or every code).
+currencies = []
 
 [admin]
 # Loopback endpoint for `mostrod admin ...`, /health and /metrics.
@@ -741,6 +874,53 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("backend") || e.contains("eclair"), "{e}");
+    }
+
+    #[test]
+    fn price_section() {
+        assert!(Config::parse("", &[]).unwrap().price_feed().is_none());
+        let cfg = Config::parse(
+            "[mostro]\nfiat_currencies_accepted = [\"USD\"]\nmax_price_staleness_seconds = 900\n\
+             [price]\nproviders = [{ kind = \"yadio\" }, { kind = \"coingecko\", url = \"https://cg.example\" }]\n\
+             update_interval_seconds = 120\n",
+            &[],
+        )
+        .unwrap();
+        let f = cfg.price_feed().unwrap();
+        assert_eq!(f.providers[0].url, "https://api.yadio.io");
+        assert_eq!(f.providers[1].url, "https://cg.example");
+        assert_eq!(f.providers[1].kind, mostro_price::ProviderKind::Coingecko);
+        assert_eq!(f.update_interval.as_secs(), 120);
+        assert_eq!(f.currencies, vec!["USD"]);
+        assert_eq!(f.max_quote_age_secs, 900);
+        for (toml, key) in [
+            (
+                "[price]\nupdate_interval_seconds = 10\n",
+                "price.update_interval_seconds",
+            ),
+            (
+                "[price]\noutlier_threshold_pct = 0\n",
+                "price.outlier_threshold_pct",
+            ),
+            (
+                "[price]\nproviders = [{ kind = \"yadio\", url = \"http://x\" }]\n",
+                "price.providers",
+            ),
+            ("[price]\nproviders = [{ kind = \"kraken\" }]\n", "kraken"),
+            ("[price]\ncurrencies = [\"US D\"]\n", "price.currencies"),
+        ] {
+            let e = Config::parse(toml, &[]).unwrap_err().to_string();
+            assert!(e.contains(key), "{e}");
+        }
+        let env = vec![(
+            "MOSTRO_PRICE_PROVIDERS".to_owned(),
+            "[{ kind = \"blockchain\" }]".to_owned(),
+        )];
+        let cfg = Config::parse("", &env).unwrap();
+        assert_eq!(
+            cfg.price_feed().unwrap().providers[0].url,
+            "https://blockchain.info"
+        );
     }
 
     #[test]

@@ -112,7 +112,7 @@ pub async fn run_with(
     transport.connect().await.context("nostr.relays")?;
     transport.wait_for_connection(Duration::from_secs(5)).await;
 
-    let prices: Arc<dyn PriceSource> = Arc::new(StaticPrices(cfg.prices.fixed.clone()));
+    let (prices, price_task) = price_source(&cfg, clock.clone()).await?;
     let metrics = Arc::new(Metrics::default());
     let ports = Ports {
         node: Arc::new(MeteredNode::new(node.clone(), metrics.clone())),
@@ -127,7 +127,11 @@ pub async fn run_with(
         network: cfg.lightning.network,
         pay_timeout_secs: cfg.lightning.pay_timeout_secs,
     };
-    let engine = Arc::new(Engine::new(ports, engine_cfg, cfg.policy()));
+    // Lightning-address / LNURL payouts, resolved at payout time (SSRF-guarded, bounded).
+    let resolver = mostro_price::LnurlResolver::new(mostro_price::LnurlConfig::default())
+        .map_err(|e| anyhow::anyhow!("LNURL resolver: {e}"))?;
+    let engine =
+        Arc::new(Engine::new(ports, engine_cfg, cfg.policy()).with_resolver(Arc::new(resolver)));
 
     // Restart recovery before any new message is accepted.
     engine.reconcile().await.context("restart reconciliation")?;
@@ -214,9 +218,33 @@ pub async fn run_with(
     let _ = info_task.await;
     http_task.abort();
     relay_watch.abort();
+    if let Some(t) = price_task {
+        t.abort();
+    }
     transport.shutdown().await;
     info!("mostrod stopped");
     Ok(())
+}
+
+/// The fixed `[prices]`, or the live `[price]` feed when providers are configured (refreshed
+/// once before the engine starts, then every `update_interval_seconds` by the returned task).
+async fn price_source(
+    cfg: &Config,
+    clock: Arc<SystemClock>,
+) -> anyhow::Result<(Arc<dyn PriceSource>, Option<tokio::task::JoinHandle<()>>)> {
+    let Some(feed_cfg) = cfg.price_feed() else {
+        return Ok((Arc::new(StaticPrices(cfg.prices.fixed.clone())), None));
+    };
+    let feed = mostro_price::PriceFeed::new(feed_cfg, clock).context("price.providers")?;
+    let r = feed.refresh().await;
+    info!(
+        ok = r.ok,
+        failed = r.failed,
+        currencies = feed.prices().len(),
+        "price feed started"
+    );
+    let task = feed.spawn();
+    Ok((Arc::new(feed), Some(task)))
 }
 
 async fn publish_info_loop(
@@ -282,5 +310,28 @@ fn node_info(
         invoice_expiration_window: m.invoice_expiration_window,
         hold_invoice_expiration_window: m.expiration_seconds,
         maintenance,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn price_source_is_fixed_or_the_feed() {
+        let cfg = Config::parse("[prices]\nfixed = { USD = 50000.0 }\n", &[]).unwrap();
+        let (p, task) = price_source(&cfg, Arc::new(SystemClock)).await.unwrap();
+        assert!(task.is_none());
+        assert_eq!(p.price("usd").await.unwrap().fiat_per_btc, 50_000.0);
+        // A configured provider replaces the fixed prices (nothing listens there: no price).
+        let cfg = Config::parse(
+            "[prices]\nfixed = { USD = 50000.0 }\n[price]\nprovider_timeout_seconds = 1\n\
+             providers = [{ kind = \"yadio\", url = \"https://127.0.0.1:1\" }]\n",
+            &[],
+        )
+        .unwrap();
+        let (p, task) = price_source(&cfg, Arc::new(SystemClock)).await.unwrap();
+        assert!(p.price("USD").await.is_none());
+        task.unwrap().abort();
     }
 }
