@@ -154,6 +154,14 @@ impl Intake {
         node: &Keys,
         now: u64,
     ) -> Result<Unwrapped, IntakeDrop> {
+        self.precheck(event, now)?;
+        let opened = open(event, node)?;
+        self.finish(event, opened, node, now)
+    }
+
+    /// The cheap checks before decryption: kind, size, proof of work, replay guard, and the
+    /// v2 per-sender rate limit (the outer author is the sender there).
+    pub fn precheck(&mut self, event: &Event, now: u64) -> Result<(), IntakeDrop> {
         let kind = event.kind.as_u16();
         if kind != KIND_V2 && kind != KIND_GIFT_WRAP {
             return Err(IntakeDrop::Kind(kind));
@@ -172,13 +180,23 @@ impl Intake {
         if kind == KIND_V2 {
             self.take_token(&event.pubkey, now)?;
         }
-        let opened = if kind == KIND_V2 {
-            v2::unwrap(event, node)?
-        } else {
-            v1::unwrap(event, node)?
-        };
+        Ok(())
+    }
+
+    /// The checks after decryption: replay guard (again: a twin may have been opened
+    /// concurrently), the v1 rate limit (by rumor author), own replies, freshness.
+    pub fn finish(
+        &mut self,
+        event: &Event,
+        opened: Unwrapped,
+        node: &Keys,
+        now: u64,
+    ) -> Result<Unwrapped, IntakeDrop> {
+        if self.seen.contains_key(&event.id) {
+            return Err(IntakeDrop::Replay);
+        }
         self.remember(event.id, now);
-        if kind == KIND_GIFT_WRAP {
+        if event.kind.as_u16() == KIND_GIFT_WRAP {
             self.take_token(&opened.sender, now)?;
         }
         if opened.sender == node.public_key() && !opened.signed {
@@ -269,4 +287,15 @@ impl Intake {
             self.buckets.clear();
         }
     }
+}
+
+/// Verifies and decrypts an event in its protocol (the expensive part; needs no intake state,
+/// so it can run on any core).
+pub fn open(event: &Event, node: &Keys) -> Result<Unwrapped, IntakeDrop> {
+    let opened = if event.kind.as_u16() == KIND_V2 {
+        v2::unwrap(event, node)?
+    } else {
+        v1::unwrap(event, node)?
+    };
+    Ok(opened)
 }
