@@ -735,6 +735,65 @@ async fn scenario_sell_v2(h: &Harness) -> anyhow::Result<i128> {
     Ok(i128::from(2 * t.fee) - ROUTING_FEE)
 }
 
+/// A buyer loses its local state: a fresh install with the same identity (from the mnemonic)
+/// restores the session over the relay, learns the open trade, its trade index and the
+/// counterparty's key, and finishes the trade with the re-derived trade key.
+async fn scenario_restore(h: &Harness) -> anyhow::Result<i128> {
+    let mut t = sell_to_active(h, "restore", 60_000, Protocol::V2, Protocol::V1).await?;
+    let identity = t
+        .buyer
+        .c
+        .keys
+        .identity
+        .clone()
+        .ok_or_else(|| anyhow!("reputation mode"))?;
+    let fresh = ClientKeys::reputation(Keys::generate(), identity);
+    let mut device2 = h.client_with("restore-device2", Protocol::V1, fresh).await;
+    device2
+        .c
+        .send_in(Wrapper::Restore, None, None, Action::RestoreSession, None)
+        .await?;
+    let reply = device2
+        .wait_where(Action::RestoreSession, None, |_| true)
+        .await?;
+    let Some(Payload::RestoreData(data)) = reply.payload else {
+        bail!("restore-session without restore_data: {reply:?}");
+    };
+    let restored = data
+        .orders
+        .iter()
+        .find(|o| o.order_id == t.id)
+        .ok_or_else(|| anyhow!("the open trade is not restored: {data:?}"))?;
+    ensure!(
+        restored.status == "active",
+        "restored status {}",
+        restored.status
+    );
+    ensure!(
+        restored.trade_index == t.buyer.trade_index,
+        "restored index {}",
+        restored.trade_index
+    );
+    ensure!(restored.counterparty_trade_pubkey.as_deref() == Some(t.seller.pubkey().as_str()));
+    device2
+        .c
+        .send_in(Wrapper::Restore, None, None, Action::LastTradeIndex, None)
+        .await?;
+    let last = device2
+        .wait_where(Action::LastTradeIndex, None, |_| true)
+        .await?;
+    ensure!(
+        last.trade_index == Some(t.buyer.trade_index),
+        "last-trade-index {:?}",
+        last.trade_index
+    );
+    device2.c.shutdown().await;
+    // The client re-derives the trade key of that index (here: the keys it had) and carries on.
+    fiat_sent(&mut t).await?;
+    release_and_complete(h, &mut t).await?;
+    Ok(i128::from(2 * t.fee) - ROUTING_FEE)
+}
+
 /// Buy flow, both parties on protocol v1 (gift wrap): the taker (seller) pays first, then the
 /// buyer is asked for its invoice.
 async fn scenario_buy_v1(h: &Harness) -> anyhow::Result<i128> {
@@ -1084,7 +1143,7 @@ async fn scenario_dispute_cancel(h: &Harness) -> anyhow::Result<i128> {
 async fn trades_on_one_daemon() {
     let h = Harness::start("", "", "").await;
     let t0 = Instant::now();
-    let (sell, buy, range, market, coop, dsettle, dcancel) = tokio::join!(
+    let (sell, buy, range, market, coop, dsettle, dcancel, restore) = tokio::join!(
         scenario_sell_v2(&h),
         scenario_buy_v1(&h),
         scenario_range(&h),
@@ -1092,6 +1151,7 @@ async fn trades_on_one_daemon() {
         scenario_coop_cancel(&h),
         scenario_dispute_settle(&h),
         scenario_dispute_cancel(&h),
+        scenario_restore(&h),
     );
     let mut node = 0i128;
     let mut failed = Vec::new();
@@ -1103,6 +1163,7 @@ async fn trades_on_one_daemon() {
         ("cooperative cancel", coop),
         ("dispute + admin settle", dsettle),
         ("dispute + admin cancel", dcancel),
+        ("restore-session after losing local state", restore),
     ] {
         match r {
             Ok(n) => node += n,

@@ -185,12 +185,8 @@ impl MessageKind {
             Action::PaymentFailed => has_id && matches!(payload, Some(P::PaymentFailed(_))),
             Action::RateUser => matches!(payload, Some(P::RatingUser(_))),
             Action::CantDo => matches!(payload, Some(P::CantDo(_))),
-            Action::RestoreSession => {
-                !has_id
-                    && self.request_id.is_none()
-                    && self.trade_index.is_none()
-                    && payload.is_none()
-            },
+            // Clients send no request id here; we accept (and echo) one anyway.
+            Action::RestoreSession => !has_id && self.trade_index.is_none() && payload.is_none(),
             Action::LastTradeIndex => payload.is_none(),
             Action::UserInfo => !has_id && matches!(payload, None | Some(P::UserInfo(_))),
             Action::Orders => matches!(payload, Some(P::Ids(_) | P::Orders(_))),
