@@ -398,8 +398,10 @@ fn shape_check_failures_are_dropped() {
         r#"{"order":{"version":2,"request_id":null,"trade_index":null,"id":"308e1272-d5f4-47e6-bd97-3504baea9c23","action":"add-invoice","payload":null}}"#,
         // new-order without an order
         r#"{"order":{"version":2,"request_id":null,"trade_index":1,"action":"new-order","payload":null}}"#,
-        // restore-session with a request id
-        r#"{"restore":{"version":2,"request_id":5,"trade_index":null,"action":"restore-session","payload":null}}"#,
+        // restore-session with a trade index (a request id is accepted and echoed)
+        r#"{"restore":{"version":2,"request_id":null,"trade_index":3,"action":"restore-session","payload":null}}"#,
+        // restore-session with a payload
+        r#"{"restore":{"version":2,"request_id":null,"trade_index":null,"action":"restore-session","payload":{"amount":1}}}"#,
         // rate-user without rating
         r#"{"order":{"version":2,"request_id":null,"trade_index":null,"id":"308e1272-d5f4-47e6-bd97-3504baea9c23","action":"rate-user","payload":null}}"#,
         // pay-invoice from a client without a payment request
@@ -409,6 +411,14 @@ fn shape_check_failures_are_dropped() {
         let d = to_request(&Message::from_json(c).unwrap(), &inbound()).unwrap_err();
         assert_eq!(d.reason, DropReason::ShapeCheck, "{c}");
     }
+}
+
+#[test]
+fn restore_session_with_a_request_id_is_accepted() {
+    let j = r#"{"restore":{"version":2,"request_id":5,"trade_index":null,"action":"restore-session","payload":null}}"#;
+    let r = to_request(&Message::from_json(j).unwrap(), &inbound()).unwrap();
+    assert_eq!(r.action, Action::RestoreSession);
+    assert_eq!(r.request_id, Some(5));
 }
 
 #[test]
