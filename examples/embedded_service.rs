@@ -17,7 +17,7 @@ use mostro_core::engine::{Action, Engine, EngineConfig, NewOrderRequest, Outcome
 use mostro_core::machine::{Notice, Notify};
 use mostro_core::order::{Order, Protocol};
 use mostro_core::ports::{Clock, Entropy, LightningNode, Network, Transport, TransportError};
-use mostro_core::types::{EventId, PubKey, Sats, Timestamp};
+use mostro_core::types::{EventId, PubKey, Sats};
 use mostro_testkit::scenario::sell_order;
 use mostro_testkit::{FakeNode, FixedPrices, Ledger};
 use tokio::sync::mpsc;
@@ -62,16 +62,6 @@ impl Transport for ChannelTransport {
 
     async fn publish_dispute(&self, _order: &Order) -> Result<(), TransportError> {
         Ok(())
-    }
-}
-
-struct WallClock;
-impl Clock for WallClock {
-    fn now(&self) -> Timestamp {
-        let secs = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
-        Timestamp(secs)
     }
 }
 
@@ -143,7 +133,7 @@ async fn main() -> Result<(), String> {
     let store = Arc::new(
         mostro_sqlite::SqliteStore::open(dir.join("trades.db")).map_err(|e| e.to_string())?,
     );
-    let clock: Arc<dyn Clock> = Arc::new(WallClock);
+    let clock: Arc<dyn Clock> = Arc::new(mostro_testkit::SystemClock);
     let ledger = Ledger::new(Network::Regtest, clock.clone());
     let node = Arc::new(FakeNode::new(ledger.clone()));
     let transport = Arc::new(ChannelTransport::default());

@@ -1091,11 +1091,4 @@ fn dw_lookup(shared: &Shared, p: &Params) -> Value {
 }
 
 /// The wall clock, for the `cln-sim` binary (tests use `mostro_testkit::ManualClock`).
-#[derive(Clone, Copy, Debug, Default)]
-pub struct SystemClock;
-
-impl mostro_core::ports::Clock for SystemClock {
-    fn now(&self) -> mostro_core::types::Timestamp {
-        mostro_core::types::Timestamp(now_secs())
-    }
-}
+pub use mostro_testkit::SystemClock;

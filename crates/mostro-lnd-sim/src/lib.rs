@@ -22,9 +22,9 @@ use std::time::Duration;
 use fedimint_tonic_lnd::{invoicesrpc, lnrpc, routerrpc};
 use futures::StreamExt;
 use mostro_core::ports::{
-    Clock, HoldInvoiceRequest, HoldInvoiceState, LnError, LnErrorKind, NodeEvent, PayRequest,
+    HoldInvoiceRequest, HoldInvoiceState, LnError, LnErrorKind, NodeEvent, PayRequest,
 };
-use mostro_core::types::{PaymentHash, Preimage, Sats, Timestamp};
+use mostro_core::types::{PaymentHash, Preimage, Sats};
 use mostro_testkit::Ledger;
 use mostro_testkit::ledger::{AttemptStatus, decode_bolt11};
 use tokio::net::TcpListener;
@@ -52,17 +52,7 @@ use gen_lnrpc::lightning_server::{Lightning, LightningServer};
 use gen_routerrpc::router_server::{Router, RouterServer};
 
 /// The wall clock, for the binary.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct SystemClock;
-
-impl Clock for SystemClock {
-    fn now(&self) -> Timestamp {
-        let secs = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
-        Timestamp(secs)
-    }
-}
+pub use mostro_testkit::SystemClock;
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     match m.lock() {

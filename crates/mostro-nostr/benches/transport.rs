@@ -12,13 +12,12 @@
 
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use mostro_core::engine::{Engine, EngineConfig, Ports};
 use mostro_core::order::Protocol;
 use mostro_core::policy::Policy;
 use mostro_core::ports::{Clock, Network};
-use mostro_core::types::Timestamp;
 use mostro_core::wire::{Action, Message, MessageKind};
 use mostro_nostr::client::{ClientKeys, WrapOptions, open_reply, wrap_v1, wrap_v2};
 use mostro_nostr::intake::{Intake, IntakeConfig};
@@ -26,18 +25,6 @@ use mostro_nostr::{NostrTransport, TransportConfig, run_inbound, to_core_key, v1
 use mostro_testkit::{FakeNode, FixedPrices, Ledger, ManualClock, MemStore, SeqEntropy};
 use nostr_relay_builder::prelude::{LocalRelay, RateLimit, RelayBuilder};
 use nostr_sdk::{Client, Filter, Keys, RelayPoolNotification};
-
-struct RealClock;
-
-impl Clock for RealClock {
-    fn now(&self) -> Timestamp {
-        Timestamp(
-            SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs()),
-        )
-    }
-}
 
 fn message(request_id: u64) -> Message {
     Message::Restore(MessageKind::new(
@@ -146,7 +133,7 @@ async fn round_trips(n: u64, rows: &mut Vec<Row>) {
 
     // The node: real engine on the test kit's fakes; rate limit off.
     let node_keys = key(3);
-    let clock: Arc<dyn Clock> = Arc::new(RealClock);
+    let clock: Arc<dyn Clock> = Arc::new(mostro_testkit::SystemClock);
     let manual = Arc::new(ManualClock::new(clock.now()));
     let store = MemStore::with_clock(manual.clone());
     let mut cfg = TransportConfig::new(&node_keys, vec![url.clone()]);

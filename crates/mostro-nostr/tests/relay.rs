@@ -13,7 +13,7 @@ mod common;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use common::keys;
@@ -21,7 +21,7 @@ use mostro_core::engine::{Engine, EngineConfig, Ports, Request};
 use mostro_core::order::Protocol;
 use mostro_core::policy::Policy;
 use mostro_core::ports::{Clock, Network};
-use mostro_core::types::{EventId, Timestamp};
+use mostro_core::types::EventId;
 use mostro_core::wire::{Action, Kind, Message, MessageKind, Payload, SmallOrder, Status};
 use mostro_nostr::client::{ClientKeys, WrapOptions, open_reply, wrap_v1, wrap_v2};
 use mostro_nostr::intake::IntakeConfig;
@@ -35,19 +35,6 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 const WAIT: Duration = Duration::from_secs(30);
-
-/// The wall clock (the intake checks freshness against real event times).
-struct RealClock;
-
-impl Clock for RealClock {
-    fn now(&self) -> Timestamp {
-        Timestamp(
-            SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs()),
-        )
-    }
-}
 
 // ------------------------------------------------------------------ relay
 
@@ -153,7 +140,7 @@ struct TestNode {
 impl TestNode {
     async fn start(relays: Vec<String>) -> TestNode {
         let node_keys = keys("mostro");
-        let clock: Arc<dyn Clock> = Arc::new(RealClock);
+        let clock: Arc<dyn Clock> = Arc::new(mostro_testkit::SystemClock);
         let manual = Arc::new(ManualClock::new(clock.now()));
         let ledger = Ledger::new(Network::Regtest, manual.clone());
         let fake = Arc::new(FakeNode::new(ledger.clone()));

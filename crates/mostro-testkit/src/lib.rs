@@ -11,6 +11,7 @@ pub mod store_suite;
 
 pub use fakes::{
     FakeNode, FakeResolver, FixedPrices, ManualClock, MemStore, RecordingTransport, SeqEntropy,
+    SystemClock,
 };
 pub use ledger::{Faults, Ledger};
 pub use scenario::{TestBed, Trader};
