@@ -17,15 +17,12 @@
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex as StdMutex};
 use std::time::Duration;
 use std::time::Instant;
 
 use async_trait::async_trait;
-use futures::StreamExt;
-use futures::stream::FuturesOrdered;
 use mostro_core::engine::{Engine, Outcome, Request};
 use mostro_core::ports::TransportError;
 use mostro_core::types::PubKey;
@@ -245,41 +242,10 @@ where
     let mut running = JoinSet::new();
     let mut buffers: HashMap<(RelayUrl, &'static str), Vec<(u64, Request)>> = HashMap::new();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
-    // Events are opened concurrently (verification and decryption spread over the cores) and
-    // handled in arrival order, so a sender's requests keep their order.
-    let mut pipeline: Pipeline = FuturesOrdered::new();
     tokio::pin!(shutdown);
     loop {
         let n = tokio::select! {
             () = &mut shutdown => break,
-            Some(step) = pipeline.next(), if !pipeline.is_empty() => {
-                let stats = &transport.stats;
-                match step {
-                    Step::Event(relay_url, sub, opened) => {
-                        let Some(opened) = opened else {
-                            stats.dropped.fetch_add(1, Ordering::Relaxed);
-                            continue;
-                        };
-                        let (created_at, req) = *opened;
-                        stats.requests.fetch_add(1, Ordering::Relaxed);
-                        if shared.is_catching_up(&relay_url, sub) {
-                            stats.caught_up.fetch_add(1, Ordering::Relaxed);
-                            buffers.entry((relay_url, sub)).or_default().push((created_at, req));
-                        } else {
-                            dispatch(req, &handler, &transport, &mut workers, &mut running);
-                        }
-                    },
-                    Step::EndOfStored(relay_url, sub) => {
-                        if shared.end_catch_up(&relay_url, sub) {
-                            for req in drain_sorted(&mut buffers, &(relay_url, sub)) {
-                                dispatch(req, &handler, &transport, &mut workers, &mut running);
-                            }
-                        }
-                    },
-                }
-                while running.try_join_next().is_some() {}
-                continue;
-            },
             _ = tick.tick() => {
                 for key in shared.overdue_catch_ups() {
                     warn!(relay = %key.0, sub = key.1, "no end of stored events; handling what arrived");
@@ -289,7 +255,7 @@ where
                 }
                 continue;
             },
-            n = notifications.recv(), if pipeline.len() < MAX_OPENING => n,
+            n = notifications.recv() => n,
         };
         match n {
             Ok(RelayPoolNotification::Message {
@@ -305,15 +271,20 @@ where
                 };
                 let stats = &transport.stats;
                 stats.events.fetch_add(1, Ordering::Relaxed);
-                if !precheck(&shared, &event) {
+                let Some((created_at, req)) = intake(&shared, &event) else {
                     stats.dropped.fetch_add(1, Ordering::Relaxed);
                     continue;
+                };
+                stats.requests.fetch_add(1, Ordering::Relaxed);
+                if shared.is_catching_up(&relay_url, sub) {
+                    stats.caught_up.fetch_add(1, Ordering::Relaxed);
+                    buffers
+                        .entry((relay_url, sub))
+                        .or_default()
+                        .push((created_at, req));
+                } else {
+                    dispatch(req, &handler, &transport, &mut workers, &mut running);
                 }
-                let shared2 = shared.clone();
-                let task = tokio::spawn(async move { open_and_map(&shared2, &event) });
-                pipeline.push_back(Box::pin(async move {
-                    Step::Event(relay_url, sub, task.await.ok().flatten().map(Box::new))
-                }));
             },
             Ok(RelayPoolNotification::Message {
                 relay_url,
@@ -322,7 +293,11 @@ where
                 let Some(sub) = our_sub(subscription_id.as_str()) else {
                     continue;
                 };
-                pipeline.push_back(Box::pin(async move { Step::EndOfStored(relay_url, sub) }));
+                if shared.end_catch_up(&relay_url, sub) {
+                    for req in drain_sorted(&mut buffers, &(relay_url, sub)) {
+                        dispatch(req, &handler, &transport, &mut workers, &mut running);
+                    }
+                }
             },
             Ok(RelayPoolNotification::Shutdown) => break,
             Ok(_) => {},
@@ -362,8 +337,8 @@ fn our_sub(id: &str) -> Option<&'static str> {
     }
 }
 
-/// The buffered requests of a catch-up, oldest sender timestamp first, then by trade index
-/// (stable: other ties keep their arrival order).
+/// The buffered requests of a catch-up, oldest sender timestamp first
+/// (stable: ties keep their arrival order).
 fn drain_sorted(
     buffers: &mut HashMap<(RelayUrl, &'static str), Vec<(u64, Request)>>,
     key: &(RelayUrl, &'static str),
@@ -375,38 +350,18 @@ fn drain_sorted(
     batch.into_iter().map(|(_, r)| r).collect()
 }
 
-/// The cheap intake checks, in the driver (under the intake lock): `false` drops the event.
-fn precheck(shared: &Shared, event: &Event) -> bool {
+/// The intake pipeline and the mapping: the sender timestamp and the
+/// request, or `None` when the event is dropped.
+fn intake(shared: &Shared, event: &Event) -> Option<(u64, Request)> {
     let t = &shared.transport;
     let now = t.now();
-    let r = {
+    let opened = {
         let mut intake = match t.intake.lock() {
             Ok(g) => g,
             Err(p) => p.into_inner(),
         };
-        intake.precheck(event, now)
+        intake.accept(event, t.keys(), now)
     };
-    match r {
-        Ok(()) => true,
-        Err(drop) => {
-            debug!(id = %event.id, reason = drop.as_str(), "event dropped");
-            false
-        },
-    }
-}
-
-/// Verification and decryption (on any core, no lock held), then the post-decryption checks and
-/// the mapping: the sender timestamp and the request, or `None` when the event is dropped.
-fn open_and_map(shared: &Shared, event: &Event) -> Option<(u64, Request)> {
-    let t = &shared.transport;
-    let opened = crate::intake::open(event, t.keys()).and_then(|opened| {
-        let now = t.now();
-        let mut intake = match t.intake.lock() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        };
-        intake.finish(event, opened, t.keys(), now)
-    });
     let opened = match opened {
         Ok(o) => o,
         Err(drop) => {
@@ -423,19 +378,6 @@ fn open_and_map(shared: &Shared, event: &Event) -> Option<(u64, Request)> {
         },
     }
 }
-
-/// What the ordered pipeline yields, in arrival order.
-enum Step {
-    /// An event was opened (or dropped: `None`).
-    Event(RelayUrl, &'static str, Option<Box<(u64, Request)>>),
-    /// A relay finished sending stored events for a subscription.
-    EndOfStored(RelayUrl, &'static str),
-}
-
-type Pipeline = FuturesOrdered<Pin<Box<dyn Future<Output = Step> + Send>>>;
-
-/// Most events being opened at once; past it the driver waits before reading more.
-const MAX_OPENING: usize = 512;
 
 /// Queues a request on its sender's worker, starting one if needed.
 fn dispatch<H: RequestHandler + ?Sized>(
