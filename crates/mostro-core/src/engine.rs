@@ -12,23 +12,24 @@
 //! in the same transaction as the transition its result causes, so a crash at any point leaves
 //! either the effect pending (it runs again; executors are idempotent) or its result recorded.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use serde::{Deserialize, Serialize};
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::fees::Price;
 use crate::machine::{
-    self, Authority, Caller, Command, Effect, Env, Input, NewOrder, Notice, Notify, PayoutDest,
-    Reject, Transition, UserUpdate,
+    self, Authority, Caller, Command, Effect, Env, Input, NewOrder, Notice, Notify, PayOutcome,
+    PayoutDest, Reject, Transition, UserUpdate,
 };
 use crate::order::{HoldState, NextTrade, Order, PayoutInvoice, PayoutState, Protocol};
 use crate::policy::Policy;
 use crate::ports::{
     Clock, Commit, EffectId, Entropy, HoldInvoiceRequest, HoldInvoiceState, LightningNode,
-    LnErrorKind, Network, NodeEvent, OrderWrite, PayRequest, PayoutResolver, PriceSource, Solver,
-    Store, StoreError, StoreErrorKind, Transport,
+    LnErrorKind, Network, NodeEvent, OrderWrite, PayRequest, PaymentStatus, PayoutResolver,
+    PriceSource, Solver, Store, StoreError, StoreErrorKind, Transport,
 };
 use crate::types::{BlockHeight, EventId, OrderId, PaymentHash, PubKey, Timestamp};
 
@@ -148,6 +149,9 @@ pub enum EngineError {
     /// Too many concurrent writers on the same order.
     #[error("order {0} kept changing under us")]
     Contention(OrderId),
+    /// The Lightning node could not answer.
+    #[error("lightning: {0}")]
+    Node(String),
 }
 
 /// Static engine settings.
@@ -180,6 +184,10 @@ pub struct Ports {
 
 const MAX_CONFLICT_RETRIES: usize = 16;
 const RESUME_BATCH: usize = 256;
+/// Most pending effects one retry round hands out (the cursor goes on from there next round).
+const RETRY_ROUND: usize = 1024;
+/// Longest pause between two attempts of a message that keeps failing transiently.
+const MAX_MESSAGE_BACKOFF_SECS: u64 = 300;
 /// Most orders a `restore-session` reply lists (most recent first); a NIP-44 message holds
 /// at most 64 KiB, and a restored order takes about 150 bytes.
 pub const MAX_RESTORE: usize = 200;
@@ -191,8 +199,40 @@ pub struct Engine {
     config: EngineConfig,
     policy: RwLock<Arc<Policy>>,
     /// Outbox effects some task of this engine is about to run or running, so that
-    /// [`Engine::resume`] does not start them a second time.
+    /// [`Engine::resume`] does not start them a second time. An id is claimed by exactly one
+    /// task (the committing task or a retry), and a retry re-reads the store after claiming.
     claimed: Mutex<HashSet<EffectId>>,
+    /// Payment hashes a `pay` call of this process is running for (never two at once, and a
+    /// missing node record is not read as "never sent" while one runs).
+    paying: Mutex<HashSet<PaymentHash>>,
+    /// Where the next retry round starts in the outbox.
+    cursor: Mutex<Option<EffectId>>,
+    /// Message effects that failed transiently: failures so far and when to try again.
+    backoff: Mutex<HashMap<EffectId, (u32, Timestamp)>>,
+    alarms: Alarms,
+}
+
+/// Counters of events an operator must look at (exposed on `/metrics` by the daemon).
+#[derive(Debug, Default)]
+pub struct Alarms {
+    /// A success the node reported for a payment hash other than the one the order was paid
+    /// with, or for an earlier hash (`mostro_payout_duplicate_total`).
+    pub payout_duplicates: AtomicU64,
+    /// Disputed trades whose escrow HTLC reached the expiry margin.
+    pub escrow_expiring: AtomicU64,
+    /// Effects given up as undeliverable.
+    pub dead_letters: AtomicU64,
+}
+
+/// What [`Engine::recover`] did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Recovery {
+    /// Open orders looked at.
+    pub orders: usize,
+    /// Hold invoices and payouts whose state the node reported.
+    pub checked: usize,
+    /// Orders whose node state could not be read (retry with [`Engine::recover_order`]).
+    pub failed: Vec<OrderId>,
 }
 
 type Queue = VecDeque<(EffectId, Effect)>;
@@ -208,7 +248,16 @@ impl Engine {
             config,
             policy: RwLock::new(Arc::new(policy)),
             claimed: Mutex::new(HashSet::new()),
+            paying: Mutex::new(HashSet::new()),
+            cursor: Mutex::new(None),
+            backoff: Mutex::new(HashMap::new()),
+            alarms: Alarms::default(),
         }
+    }
+
+    /// The operator alarms counted so far.
+    pub fn alarms(&self) -> &Alarms {
+        &self.alarms
     }
 
     /// Enables Lightning-address / LNURL payouts through `resolver`.
@@ -285,15 +334,18 @@ impl Engine {
     async fn commit(&self, commit: Commit) -> Result<Queue, StoreError> {
         let effects = commit.effects.clone();
         let ids = self.ports.store.commit(commit).await?;
-        self.claimed().extend(ids.iter().copied());
-        Ok(ids.into_iter().zip(effects).collect())
+        // Claim what we committed; an id a retry round claimed first (it read the outbox
+        // between our commit and this line) is that round's to run, not ours.
+        let mut claimed = self.claimed();
+        Ok(ids
+            .into_iter()
+            .zip(effects)
+            .filter(|(id, _)| claimed.insert(*id))
+            .collect())
     }
 
     fn claimed(&self) -> std::sync::MutexGuard<'_, HashSet<EffectId>> {
-        match self.claimed.lock() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        }
+        lock(&self.claimed)
     }
 
     async fn decide(&self, req: &Request, policy: &Policy) -> Result<(Outcome, Queue), Decided> {
@@ -377,10 +429,10 @@ impl Engine {
             },
             Action::AddInvoice(i) => Command::AddInvoice(self.payout_dest(i, now).await?),
             Action::FiatSent { next_trade } => Command::FiatSent {
-                next_trade: *next_trade,
+                next_trade: checked_next_trade(*next_trade)?,
             },
             Action::Release { next_trade } => Command::Release {
-                next_trade: *next_trade,
+                next_trade: checked_next_trade(*next_trade)?,
             },
             Action::Cancel => Command::Cancel,
             Action::Dispute => Command::Dispute,
@@ -392,6 +444,9 @@ impl Engine {
             Action::AdminAddSolver(s) => {
                 if authority != Authority::Admin {
                     return Err(Decided::Refuse(Reject::NotAuthorized));
+                }
+                if !s.identity.is_on_curve() {
+                    return Err(Decided::Refuse(Reject::InvalidPubkey));
                 }
                 let reply = reply(req, Notice::AdminAddSolver);
                 let commit = Commit {
@@ -577,6 +632,7 @@ impl Engine {
             hash: d.hash,
             amount: d.amount,
             expires_at: d.expires_at,
+            min_final_cltv: d.min_final_cltv,
         })
     }
 
@@ -602,6 +658,7 @@ impl Engine {
             orders,
             effects: t.effects,
             done,
+            dead: Vec::new(),
             users: t.users,
             solvers: Vec::new(),
         };
@@ -632,6 +689,7 @@ impl Engine {
             };
             let from = order.status;
             let to = t.order.status;
+            self.observe(&order, &t.order);
             match self
                 .commit_transition(None, Some(&order), t, done.clone())
                 .await
@@ -698,7 +756,8 @@ impl Engine {
     }
 
     /// Sends message effects concurrently (sequentially per recipient), then marks the ones that
-    /// went out done in one commit. Failed ones stay pending for [`Engine::resume`].
+    /// went out done (and the undeliverable ones dead) in one commit. Failed ones stay pending
+    /// for [`Engine::resume`], with a growing pause.
     async fn send_group(&self, group: Vec<(EffectId, Effect)>) {
         let ids: Vec<EffectId> = group.iter().map(|(id, _)| *id).collect();
         let mut lanes: Vec<Lane> = Vec::new();
@@ -714,21 +773,36 @@ impl Engine {
         }
         let runs = lanes.into_iter().map(|(_, lane)| async move {
             let mut ok = Vec::new();
+            let mut dead = Vec::new();
             for (id, e) in lane {
                 match self.send_message(&e).await {
                     Ok(()) => ok.push(id),
-                    Err(err) => warn!(effect = ?id, error = %err, "effect left pending"),
+                    Err(EffectFailed::Dead(reason)) => {
+                        error!(effect = ?id, %reason, "undeliverable message dead-lettered");
+                        dead.push((id, reason));
+                    },
+                    Err(err) => {
+                        self.note_failure(id);
+                        warn!(effect = ?id, error = %err, "effect left pending");
+                    },
                 }
             }
-            ok
+            (ok, dead)
         });
-        let done: Vec<EffectId> = futures::future::join_all(runs)
-            .await
-            .into_iter()
-            .flatten()
-            .collect();
-        if let Err(e) = self.complete(done).await {
+        let mut done = Vec::new();
+        let mut dead = Vec::new();
+        for (o, d) in futures::future::join_all(runs).await {
+            done.extend(o);
+            dead.extend(d);
+        }
+        if let Err(e) = self.finish(done.clone(), dead).await {
             warn!(error = %e, "sent messages not marked done; they are sent again on resume");
+        }
+        {
+            let mut b = lock(&self.backoff);
+            for id in &done {
+                b.remove(id);
+            }
         }
         let mut claimed = self.claimed();
         for id in ids {
@@ -736,15 +810,56 @@ impl Engine {
         }
     }
 
+    /// Marks effects done and dead-letters the undeliverable ones, in one commit.
+    async fn finish(
+        &self,
+        done: Vec<EffectId>,
+        dead: Vec<(EffectId, String)>,
+    ) -> Result<(), EngineError> {
+        if done.is_empty() && dead.is_empty() {
+            return Ok(());
+        }
+        let n = dead.len() as u64;
+        self.commit(Commit {
+            done,
+            dead,
+            ..Commit::default()
+        })
+        .await?;
+        self.alarms.dead_letters.fetch_add(n, Ordering::Relaxed);
+        Ok(())
+    }
+
+    fn note_failure(&self, id: EffectId) {
+        let now = self.ports.clock.now();
+        let mut b = lock(&self.backoff);
+        let e = b.entry(id).or_insert((0, now));
+        e.0 = e.0.saturating_add(1);
+        let pause = 5u64
+            .saturating_mul(1u64 << e.0.min(10))
+            .min(MAX_MESSAGE_BACKOFF_SECS);
+        e.1 = now.plus(pause);
+    }
+
     /// Sends one message effect (no store write).
     async fn send_message(&self, effect: &Effect) -> Result<(), EffectFailed> {
+        let transport = |e: crate::ports::TransportError| {
+            if e.permanent {
+                EffectFailed::Dead(e.message)
+            } else {
+                EffectFailed::Transport(e.message)
+            }
+        };
         match effect {
-            Effect::Notify(n) => self
-                .ports
-                .transport
-                .send(n)
-                .await
-                .map_err(|e| EffectFailed::Transport(e.0)),
+            Effect::Notify(n) => {
+                if !n.to.is_on_curve() {
+                    return Err(EffectFailed::Dead(format!(
+                        "recipient {} is not a valid public key",
+                        n.to
+                    )));
+                }
+                self.ports.transport.send(n).await.map_err(transport)
+            },
             Effect::PublishOrder { order_id } | Effect::PublishDispute { order_id } => {
                 if let Some(o) = self
                     .ports
@@ -758,7 +873,7 @@ impl Engine {
                     } else {
                         self.ports.transport.publish_dispute(&o).await
                     };
-                    r.map_err(|e| EffectFailed::Transport(e.0))?;
+                    r.map_err(transport)?;
                 }
                 Ok(())
             },
@@ -778,7 +893,7 @@ impl Engine {
                         .transport
                         .publish_rating(trade_key, &u)
                         .await
-                        .map_err(|e| EffectFailed::Transport(e.0))?;
+                        .map_err(transport)?;
                 }
                 Ok(())
             },
@@ -786,15 +901,30 @@ impl Engine {
             | Effect::SettleHold { .. }
             | Effect::CancelHold { .. }
             | Effect::Pay { .. }
+            | Effect::CheckPayment { .. }
             | Effect::ResolvePayout { .. } => Ok(()),
         }
     }
 
     /// Runs one pending outbox effect (and what its result causes) unless another task of this
-    /// engine already runs it. Drivers use it to retry effects concurrently.
+    /// engine already runs it or it is no longer pending. Drivers use it to retry effects
+    /// concurrently.
     pub async fn run_effect(&self, id: EffectId, effect: Effect) {
         if !self.claimed().insert(id) {
             return;
+        }
+        // The outbox row was read before the claim: another task may have finished it since.
+        match self.ports.store.effect_pending(id).await {
+            Ok(true) => {},
+            Ok(false) => {
+                self.claimed().remove(&id);
+                return;
+            },
+            Err(e) => {
+                self.claimed().remove(&id);
+                warn!(effect = ?id, error = %e, "outbox read failed; effect left pending");
+                return;
+            },
         }
         self.run_queue(Queue::from([(id, effect)])).await;
     }
@@ -837,16 +967,15 @@ impl Engine {
                 let input = match node.settle_hold_invoice(preimage).await {
                     Ok(()) => Input::HoldSettled { hash },
                     Err(e) if e.is_transient() => return Err(EffectFailed::Ln(e.to_string())),
-                    Err(e)
-                        if matches!(
-                            e.kind,
-                            LnErrorKind::AlreadyCanceled | LnErrorKind::NotFound
-                        ) =>
-                    {
+                    Err(e) if e.kind == LnErrorKind::AlreadyCanceled => {
                         warn!(order_id = %order_id, error = %e, "settle impossible: hold canceled");
                         Input::HoldCanceled { hash }
                     },
-                    Err(e) => return Err(EffectFailed::Ln(e.to_string())),
+                    Err(e) => {
+                        // Anything else (including "not found" while the node starts): the
+                        // settle is retried; the hold's real state is read back from the node.
+                        return Err(EffectFailed::Ln(e.to_string()));
+                    },
                 };
                 Ok(self.apply(*order_id, &input, vec![id]).await?)
             },
@@ -854,7 +983,7 @@ impl Engine {
                 Ok(()) => Ok(self.complete(vec![id]).await?),
                 Err(e) if e.kind == LnErrorKind::NotFound => Ok(self.complete(vec![id]).await?),
                 Err(e) if e.kind == LnErrorKind::AlreadySettled => {
-                    tracing::error!(order_id = %order_id, "cancel of a settled hold invoice refused");
+                    error!(order_id = %order_id, "cancel of a settled hold invoice refused");
                     Ok(self.complete(vec![id]).await?)
                 },
                 Err(e) => Err(EffectFailed::Ln(e.to_string())),
@@ -866,30 +995,96 @@ impl Engine {
                 amount,
                 fee_limit,
             } => {
+                // A `Pay` runs only while it is the order's current attempt.
+                let current = self.ports.store.order(*order_id).await?.is_some_and(|o| {
+                    o.status == crate::order::Status::SettledHoldInvoice
+                        && o.payout
+                            .as_ref()
+                            .is_some_and(|p| p.hash == *hash && p.state == PayoutState::InFlight)
+                });
+                if !current {
+                    debug!(order_id = %order_id, %hash, "stale payout effect skipped");
+                    return Ok(self.complete(vec![id]).await?);
+                }
+                let Some(_guard) = PayGuard::take(&self.paying, *hash) else {
+                    // Another task of ours is paying this hash; its result moves the order.
+                    return Ok(self.complete(vec![id]).await?);
+                };
                 let req = PayRequest {
                     invoice: invoice.clone(),
                     hash: *hash,
                     amount: *amount,
                     fee_limit: *fee_limit,
                     timeout_secs: self.config.pay_timeout_secs,
+                    max_cltv: self.policy().max_payout_cltv,
                 };
                 let outcome = match node.pay(&req).await {
+                    Ok(PayOutcome::Failed { reason }) => {
+                        // Trust a failure only when the node's own record agrees.
+                        match node.payment_status(hash).await {
+                            Ok(PaymentStatus::Failed { reason }) => PayOutcome::Failed { reason },
+                            // Refused before any attempt was recorded: nothing was sent.
+                            Ok(PaymentStatus::NotFound) => PayOutcome::Failed { reason },
+                            Ok(st) => status_outcome(st),
+                            Err(e) => PayOutcome::Unknown {
+                                reason: format!("{reason}; status unknown: {e}"),
+                            },
+                        }
+                    },
                     Ok(o) => o,
-                    Err(e) if e.is_transient() => return Err(EffectFailed::Ln(e.to_string())),
-                    Err(e) => machine::PayOutcome::Failed {
-                        reason: e.to_string(),
+                    Err(e) => {
+                        warn!(order_id = %order_id, error = %e, "payout call failed; asking the node");
+                        match node.payment_status(hash).await {
+                            // No record yet: the request may still be on its way; decided at
+                            // the next check, a retry interval later.
+                            Ok(PaymentStatus::NotFound) => PayOutcome::Unknown {
+                                reason: e.to_string(),
+                            },
+                            Ok(st) => status_outcome(st),
+                            Err(e2) => PayOutcome::Unknown {
+                                reason: format!("{e}; status: {e2}"),
+                            },
+                        }
                     },
                 };
-                Ok(self
-                    .apply(
-                        *order_id,
-                        &Input::PayResult {
-                            hash: *hash,
-                            outcome,
+                let input = Input::PayResult {
+                    hash: *hash,
+                    outcome,
+                };
+                Ok(self.apply(*order_id, &input, vec![id]).await?)
+            },
+            Effect::CheckPayment { order_id, hash } => {
+                let Some(order) = self.ports.store.order(*order_id).await? else {
+                    return Ok(self.complete(vec![id]).await?);
+                };
+                let Some(p) = &order.payout else {
+                    return Ok(self.complete(vec![id]).await?);
+                };
+                let current = p.hash == *hash;
+                if !p.knows(hash) {
+                    return Ok(self.complete(vec![id]).await?);
+                }
+                let outcome = if lock(&self.paying).contains(hash) {
+                    PayOutcome::InFlight
+                } else {
+                    match node.payment_status(hash).await {
+                        // A retry interval after the last call the node still has no record:
+                        // nothing was sent, nothing is in flight.
+                        Ok(PaymentStatus::NotFound) if current => PayOutcome::Failed {
+                            reason: "the node has no payment for this invoice".into(),
                         },
-                        vec![id],
-                    )
-                    .await?)
+                        Ok(PaymentStatus::NotFound) => {
+                            return Ok(self.complete(vec![id]).await?);
+                        },
+                        Ok(st) => status_outcome(st),
+                        Err(e) => return Err(EffectFailed::Ln(e.to_string())),
+                    }
+                };
+                let input = Input::PayResult {
+                    hash: *hash,
+                    outcome,
+                };
+                Ok(self.apply(*order_id, &input, vec![id]).await?)
             },
             Effect::ResolvePayout {
                 order_id,
@@ -920,10 +1115,53 @@ impl Engine {
             Effect::Notify(_)
             | Effect::PublishOrder { .. }
             | Effect::PublishDispute { .. }
-            | Effect::PublishRating { .. } => {
-                self.send_message(effect).await?;
-                Ok(self.complete(vec![id]).await?)
+            | Effect::PublishRating { .. } => match self.send_message(effect).await {
+                Ok(()) => {
+                    lock(&self.backoff).remove(&id);
+                    Ok(self.complete(vec![id]).await?)
+                },
+                Err(EffectFailed::Dead(reason)) => {
+                    error!(effect = ?id, %reason, "undeliverable message dead-lettered");
+                    self.finish(Vec::new(), vec![(id, reason)]).await?;
+                    Ok(Queue::new())
+                },
+                Err(e) => {
+                    self.note_failure(id);
+                    Err(e)
+                },
             },
+        }
+    }
+
+    /// Counts and logs what the operator must see in a transition.
+    fn observe(&self, before: &Order, after: &Order) {
+        let dups = |o: &Order| o.payout.as_ref().map_or(0, |p| p.duplicates.len());
+        let stale_paid = |o: &Order| {
+            o.payout
+                .as_ref()
+                .is_some_and(|p| p.paid_hash.is_some_and(|h| h != p.hash))
+        };
+        let new_dups = dups(after).saturating_sub(dups(before));
+        let newly_stale = stale_paid(after) && !stale_paid(before);
+        if new_dups > 0 || newly_stale {
+            error!(
+                order_id = %after.id,
+                "DUPLICATE OR STALE PAYOUT: the node reports a success for another payment hash of this order"
+            );
+            let n = new_dups as u64 + u64::from(newly_stale);
+            self.alarms
+                .payout_duplicates
+                .fetch_add(n, Ordering::Relaxed);
+        }
+        let warned = |o: &Order| o.dispute.as_ref().is_some_and(|d| d.expiry_warned);
+        if warned(after) && !warned(before) {
+            let expiry = after.hold.as_ref().and_then(|h| h.htlc_expiry);
+            error!(
+                order_id = %after.id,
+                expiry = ?expiry,
+                "escrow of a disputed trade nears its expiry: resolve the dispute now"
+            );
+            self.alarms.escrow_expiring.fetch_add(1, Ordering::Relaxed);
         }
     }
 
@@ -941,7 +1179,7 @@ impl Engine {
         state: HoldInvoiceState,
     ) -> Result<(), EngineError> {
         let input = match state {
-            HoldInvoiceState::Open => return Ok(()),
+            HoldInvoiceState::Open => Input::HoldOpen { hash },
             HoldInvoiceState::Accepted { htlc_expiry } => Input::HoldAccepted { hash, htlc_expiry },
             HoldInvoiceState::Settled => Input::HoldSettled { hash },
             HoldInvoiceState::Canceled => Input::HoldCanceled { hash },
@@ -1001,51 +1239,211 @@ impl Engine {
         Ok(self.ports.store.next_deadline().await?)
     }
 
-    /// Runs every pending outbox effect once (after a start, or to retry transient failures).
-    /// Returns how many effects were still pending before the run.
+    /// Runs every pending outbox effect once (after a start, or to retry transient failures),
+    /// Lightning effects first. Returns how many effects were pending before the run.
     pub async fn resume(&self) -> Result<usize, EngineError> {
-        let pending = self.pending_effects().await?;
-        let n = pending.len();
-        for (id, effect) in pending {
+        let mut all = Vec::new();
+        let mut after = None;
+        loop {
+            let page = self
+                .ports
+                .store
+                .pending_effects_after(after, RESUME_BATCH)
+                .await?;
+            let n = page.len();
+            after = page.last().map(|(id, _)| *id);
+            all.extend(page);
+            if n < RESUME_BATCH {
+                break;
+            }
+        }
+        let n = all.len();
+        let (ln, msgs): (Vec<_>, Vec<_>) = all.into_iter().partition(|(_, e)| !is_message(e));
+        for (id, effect) in ln.into_iter().chain(msgs) {
             self.run_effect(id, effect).await;
         }
         Ok(n)
     }
 
-    /// Pending outbox effects no task of this engine is running (oldest first).
+    /// The next round of pending outbox effects no task of this engine is running, Lightning
+    /// effects first. Rounds page through the whole outbox with a cursor, so old entries never
+    /// hide newer ones; a message that keeps failing waits longer between attempts.
     pub async fn pending_effects(&self) -> Result<Vec<(EffectId, Effect)>, EngineError> {
-        let pending = self.ports.store.pending_effects(RESUME_BATCH).await?;
-        let claimed = self.claimed();
-        Ok(pending
-            .into_iter()
-            .filter(|(id, _)| !claimed.contains(id))
-            .collect())
-    }
-
-    /// Restart reconciliation: asks the node for the state of every hold invoice an open order
-    /// depends on and feeds what changed while we were down, then resumes pending effects.
-    pub async fn reconcile(&self) -> Result<(), EngineError> {
-        let orders = self.ports.store.open_orders().await?;
-        for o in orders {
-            let Some(h) = &o.hold else { continue };
-            if matches!(
-                h.state,
-                HoldState::Canceled | HoldState::Settled | HoldState::Requested
-            ) {
-                continue;
+        let start = *lock(&self.cursor);
+        let mut after = start;
+        let mut got: Vec<(EffectId, Effect)> = Vec::new();
+        let mut wrapped = false;
+        loop {
+            let page = self
+                .ports
+                .store
+                .pending_effects_after(after, RESUME_BATCH)
+                .await?;
+            let n = page.len();
+            for (id, e) in page {
+                if wrapped && start.is_some_and(|s| id > s) {
+                    break;
+                }
+                after = Some(id);
+                got.push((id, e));
             }
-            match self.ports.node.lookup_hold_invoice(&h.hash).await {
-                Ok(state) => self.on_hold_state(h.hash, state).await?,
-                Err(e) => warn!(order_id = %o.id, error = %e, "hold lookup failed"),
+            if got.len() >= RETRY_ROUND {
+                break;
             }
-            if let Some(p) = &o.payout
-                && p.state == PayoutState::InFlight
-            {
-                debug!(order_id = %o.id, "payout in flight; the outbox or the retry deadline resumes it");
+            if n < RESUME_BATCH {
+                if wrapped || start.is_none() {
+                    after = None;
+                    break;
+                }
+                wrapped = true;
+                after = None;
+            } else if wrapped && after.zip(start).is_some_and(|(a, s)| a >= s) {
+                after = None;
+                break;
             }
         }
+        *lock(&self.cursor) = after;
+        let now = self.ports.clock.now();
+        let claimed = self.claimed();
+        let backoff = lock(&self.backoff);
+        let mut ready: Vec<(EffectId, Effect)> = got
+            .into_iter()
+            .filter(|(id, _)| !claimed.contains(id))
+            .filter(|(id, _)| backoff.get(id).is_none_or(|(_, at)| *at <= now))
+            .collect();
+        ready.sort_by_key(|(id, e)| (is_message(e), *id));
+        ready.dedup_by_key(|(id, _)| *id);
+        Ok(ready)
+    }
+
+    /// Restart reconciliation: [`Engine::recover`], then every pending effect once.
+    pub async fn reconcile(&self) -> Result<Recovery, EngineError> {
+        let r = self.recover().await?;
         self.resume().await?;
-        Ok(())
+        Ok(r)
+    }
+
+    /// Asks the node for the state of every hold invoice an open order knows of and of every
+    /// payout hash still in question, and feeds what changed while we were down. One order's
+    /// failure never stops the others: its id is returned for a later
+    /// [`Engine::recover_order`]. Pending effects are left to the retry loop.
+    pub async fn recover(&self) -> Result<Recovery, EngineError> {
+        let orders = self.ports.store.open_orders().await?;
+        let mut report = Recovery {
+            orders: orders.len(),
+            ..Recovery::default()
+        };
+        for o in orders {
+            match self.recover_one(&o).await {
+                Ok(n) => report.checked += n,
+                Err(e) => {
+                    warn!(order_id = %o.id, error = %e, "recovery of this order failed; retried later");
+                    report.failed.push(o.id);
+                },
+            }
+        }
+        Ok(report)
+    }
+
+    /// [`Engine::recover`] for one order.
+    pub async fn recover_order(&self, id: OrderId) -> Result<usize, EngineError> {
+        match self.ports.store.order(id).await? {
+            Some(o) => self.recover_one(&o).await,
+            None => Ok(0),
+        }
+    }
+
+    async fn recover_one(&self, o: &Order) -> Result<usize, EngineError> {
+        let mut checked = 0;
+        if let Some(h) = &o.hold {
+            match self.ports.node.lookup_hold_invoice(&h.hash).await {
+                Ok(state) => {
+                    checked += 1;
+                    self.on_hold_state(h.hash, state).await?;
+                },
+                Err(e) if e.kind == LnErrorKind::NotFound => {
+                    if matches!(h.state, HoldState::Open | HoldState::Accepted) {
+                        warn!(order_id = %o.id, "the node does not know this order's hold invoice");
+                    }
+                },
+                Err(e) => {
+                    return Err(EngineError::Node(e.to_string()));
+                },
+            }
+        }
+        let Some(p) = &o.payout else {
+            return Ok(checked);
+        };
+        // Every hash of the payout: a success the node recorded while we were down (on the
+        // current hash or an earlier one) must be recorded.
+        let hashes: Vec<PaymentHash> = std::iter::once(p.hash)
+            .filter(|h| *h != PaymentHash([0; 32]))
+            .chain(p.previous.iter().copied())
+            .collect();
+        for hash in hashes {
+            let st = self
+                .ports
+                .node
+                .payment_status(&hash)
+                .await
+                .map_err(|e| EngineError::Node(e.to_string()))?;
+            checked += 1;
+            let outcome = match st {
+                PaymentStatus::NotFound => continue,
+                PaymentStatus::Failed { .. } if hash != p.hash => continue,
+                st => status_outcome(st),
+            };
+            let q = self
+                .apply(o.id, &Input::PayResult { hash, outcome }, Vec::new())
+                .await?;
+            self.run_queue(q).await;
+        }
+        Ok(checked)
+    }
+}
+
+/// Claim on one payment hash for the duration of a `pay` call.
+struct PayGuard<'a> {
+    set: &'a Mutex<HashSet<PaymentHash>>,
+    hash: PaymentHash,
+}
+
+impl<'a> PayGuard<'a> {
+    fn take(set: &'a Mutex<HashSet<PaymentHash>>, hash: PaymentHash) -> Option<Self> {
+        lock(set).insert(hash).then_some(PayGuard { set, hash })
+    }
+}
+
+impl Drop for PayGuard<'_> {
+    fn drop(&mut self) {
+        lock(self.set).remove(&self.hash);
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    match m.lock() {
+        Ok(g) => g,
+        Err(p) => p.into_inner(),
+    }
+}
+
+/// What the node's record of a hash says, as a payout outcome.
+fn status_outcome(st: PaymentStatus) -> PayOutcome {
+    match st {
+        PaymentStatus::Succeeded { fee } => PayOutcome::Succeeded { fee },
+        PaymentStatus::InFlight => PayOutcome::InFlight,
+        PaymentStatus::Failed { reason } => PayOutcome::Failed { reason },
+        PaymentStatus::NotFound => PayOutcome::Unknown {
+            reason: "no payment record".into(),
+        },
+    }
+}
+
+/// A next-trade key the node will write to must be a curve point.
+fn checked_next_trade(n: Option<NextTrade>) -> Result<Option<NextTrade>, Decided> {
+    match n {
+        Some(k) if !k.trade_key.is_on_curve() => Err(Decided::Refuse(Reject::InvalidPubkey)),
+        n => Ok(n),
     }
 }
 
@@ -1053,6 +1451,8 @@ impl Engine {
 enum EffectFailed {
     #[error("lightning: {0}")]
     Ln(String),
+    #[error("undeliverable: {0}")]
+    Dead(String),
     #[error("transport: {0}")]
     Transport(String),
     #[error(transparent)]

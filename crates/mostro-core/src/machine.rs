@@ -205,9 +205,16 @@ pub enum PayOutcome {
         /// Routing fee paid.
         fee: Sats,
     },
-    /// Failed for good (may be retried by a new attempt).
+    /// The node confirmed that every attempt on this hash failed for good (a new attempt may
+    /// be made).
     Failed {
         /// Why.
+        reason: String,
+    },
+    /// The call failed without telling the outcome (the node starting up, a lost reply, an
+    /// unrecognized error): the payout stays in flight and the node is asked again later.
+    Unknown {
+        /// What the call answered.
         reason: String,
     },
 }
@@ -245,6 +252,11 @@ pub enum Input {
     },
     /// The node settled the hold invoice.
     HoldSettled {
+        /// Hash.
+        hash: PaymentHash,
+    },
+    /// The node reports the hold invoice open (unpaid).
+    HoldOpen {
         /// Hash.
         hash: PaymentHash,
     },
@@ -372,6 +384,16 @@ pub enum Notice {
         /// Solver key.
         solver: PubKey,
     },
+    /// The escrow HTLC of a disputed trade nears its expiry (to the assigned solver; sent as
+    /// `send-dm`): resolve before `expiry` or the node cancels it and the seller is refunded.
+    EscrowExpiring {
+        /// Dispute id.
+        dispute_id: OrderId,
+        /// Current chain tip.
+        height: BlockHeight,
+        /// Expiry height of the escrow HTLC.
+        expiry: BlockHeight,
+    },
     /// `admin-settled`.
     AdminSettled,
     /// `admin-canceled`.
@@ -443,6 +465,13 @@ pub enum Effect {
         /// Routing fee cap.
         fee_limit: Sats,
     },
+    /// Ask the node for the authoritative status of the payout with this hash.
+    CheckPayment {
+        /// Order.
+        order_id: OrderId,
+        /// Payment hash (current or earlier).
+        hash: PaymentHash,
+    },
     /// Resolve a Lightning address / LNURL-pay into an invoice for exactly `amount`.
     ResolvePayout {
         /// Order.
@@ -484,6 +513,7 @@ impl Effect {
             | Effect::SettleHold { order_id, .. }
             | Effect::CancelHold { order_id, .. }
             | Effect::Pay { order_id, .. }
+            | Effect::CheckPayment { order_id, .. }
             | Effect::ResolvePayout { order_id, .. }
             | Effect::PublishOrder { order_id }
             | Effect::PublishDispute { order_id }
@@ -740,6 +770,11 @@ fn check_invoice(inv: &PayoutInvoice, expected: Sats, env: &Env<'_>) -> Result<(
     if inv.expires_at < env.now.plus(env.policy.invoice_expiration_window_secs) {
         return Err(Reject::InvalidInvoice);
     }
+    if inv.min_final_cltv >= env.policy.max_payout_cltv {
+        // No route within the node's CLTV limit can reach it; a hostile invoice would pin the
+        // node's outgoing HTLC for weeks.
+        return Err(Reject::InvalidInvoice);
+    }
     Ok(())
 }
 
@@ -896,6 +931,7 @@ pub fn step(order: &Order, input: &Input, env: &Env<'_>) -> Result<Transition, R
             hold_accepted(&mut t, *hash, *htlc_expiry, env)
         },
         Input::HoldSettled { hash } => hold_settled(&mut t, *hash, env)?,
+        Input::HoldOpen { hash } => hold_open(&mut t, *hash),
         Input::HoldCanceled { hash } => hold_canceled(&mut t, *hash, env),
         Input::PayResult { hash, outcome } => pay_result(&mut t, *hash, outcome, env)?,
         Input::PayoutResolved { invoice } => payout_resolved(&mut t, invoice, env)?,
@@ -1207,12 +1243,50 @@ fn start_settle(t: &mut Transition) -> Result<(), Reject> {
     Ok(())
 }
 
+/// Starts (or retries) the buyer payout.
+///
+/// The payout rule: a payment hash's outcome is known only from the node's status for that
+/// hash. A new destination (a new invoice, a fresh Lightning-address resolution) is taken only
+/// when the current one is not in flight, which the callers guarantee: they reach here from
+/// `Failed` / `NeedInvoice` (the node confirmed every attempt failed), `Resolving` or a first
+/// payout. The hashes left behind are kept in `previous`.
 fn start_payout(t: &mut Transition, env: &Env<'_>) -> Result<(), Reject> {
     let amount = buyer_amount(&t.order)?;
+    let old = t.order.payout.clone();
+    if let Some(p) = &old
+        && p.state == PayoutState::InFlight
+    {
+        // Never switch away from (or re-send) a hash whose outcome is not known: ask the node.
+        if !p.checking {
+            let hash = p.hash;
+            if let Some(p) = &mut t.order.payout {
+                p.checking = true;
+            }
+            t.effects.push(Effect::CheckPayment {
+                order_id: t.order.id,
+                hash,
+            });
+        }
+        t.order.deadline = Some(env.now.plus(env.policy.payment_retry_secs));
+        return Ok(());
+    }
+    let mut previous = old.as_ref().map(|p| p.previous.clone()).unwrap_or_default();
+    let duplicates = old
+        .as_ref()
+        .map(|p| p.duplicates.clone())
+        .unwrap_or_default();
+    let remember = |previous: &mut Vec<PaymentHash>, h: PaymentHash, next: Option<PaymentHash>| {
+        if h != PaymentHash([0; 32]) && Some(h) != next && !previous.contains(&h) {
+            previous.push(h);
+        }
+    };
     if let (None, Some(address)) = (&t.order.buyer_invoice, t.order.buyer_address.clone()) {
         // A Lightning address: get an invoice for the exact amount first. Nothing is paid until
         // the resolved invoice is committed, so a re-resolution can never pay twice.
-        let attempts = t.order.payout.as_ref().map_or(0, |p| p.attempts);
+        let attempts = old.as_ref().map_or(0, |p| p.attempts);
+        if let Some(p) = &old {
+            remember(&mut previous, p.hash, None);
+        }
         t.order.payout = Some(Payout {
             invoice: address.clone(),
             hash: PaymentHash([0; 32]),
@@ -1220,6 +1294,10 @@ fn start_payout(t: &mut Transition, env: &Env<'_>) -> Result<(), Reject> {
             attempts,
             state: PayoutState::Resolving,
             routing_fee: Sats::ZERO,
+            previous,
+            checking: false,
+            paid_hash: None,
+            duplicates,
         });
         t.order.deadline = Some(env.now.plus(env.policy.payment_retry_secs));
         t.effects.push(Effect::ResolvePayout {
@@ -1235,10 +1313,13 @@ fn start_payout(t: &mut Transition, env: &Env<'_>) -> Result<(), Reject> {
         t.tell_role(Role::Buyer, None, Notice::AddInvoice(snap));
         return Ok(());
     };
-    let attempts = match &t.order.payout {
+    let attempts = match &old {
         Some(p) if p.hash == inv.hash || p.state == PayoutState::Resolving => p.attempts,
         _ => 0,
     };
+    if let Some(p) = &old {
+        remember(&mut previous, p.hash, Some(inv.hash));
+    }
     t.order.payout = Some(Payout {
         invoice: inv.bolt11.clone(),
         hash: inv.hash,
@@ -1246,6 +1327,10 @@ fn start_payout(t: &mut Transition, env: &Env<'_>) -> Result<(), Reject> {
         attempts,
         state: PayoutState::InFlight,
         routing_fee: Sats::ZERO,
+        previous,
+        checking: false,
+        paid_hash: None,
+        duplicates,
     });
     t.order.deadline = Some(env.now.plus(env.policy.payment_retry_secs));
     t.effects.push(Effect::Pay {
@@ -1373,6 +1458,8 @@ fn open_dispute(t: &mut Transition, initiator: Role, rid: Option<u64>, env: &Env
         taken_by_admin: false,
         created_at: env.now,
         taken_at: None,
+        expiry_warned: false,
+        solver_party: None,
     });
     t.order.status = Status::Dispute;
     t.order.deadline = None;
@@ -1455,6 +1542,10 @@ fn admin_take(
         Authority::Solver { write } => write,
         Authority::User => return Err(Reject::NotAuthorized),
     };
+    if is_party(&t.order, caller) {
+        // A buyer or seller never judges their own trade.
+        return Err(Reject::NotAuthorized);
+    }
     let Some(d) = &t.order.dispute else {
         return Err(Reject::NotFound);
     };
@@ -1476,6 +1567,7 @@ fn admin_take(
         d.solver_write = write;
         d.taken_by_admin = is_admin;
         d.taken_at = Some(env.now);
+        d.solver_party = Some(caller.party());
     }
     let snap = t.snapshot();
     let solver_party = caller.party();
@@ -1494,6 +1586,13 @@ fn admin_take(
     Ok(())
 }
 
+/// Whether the caller is the buyer or the seller of the order (by trade key or identity).
+fn is_party(o: &Order, caller: &Caller) -> bool {
+    o.trade_keys()
+        .any(|k| *k == caller.trade_key || *k == caller.identity)
+        || o.identities().any(|i| *i == caller.identity)
+}
+
 fn admin_resolve(
     t: &mut Transition,
     caller: &Caller,
@@ -1502,7 +1601,7 @@ fn admin_resolve(
 ) -> Result<(), Reject> {
     let o = &t.order;
     let admin = caller.authority == Authority::Admin;
-    if caller.authority == Authority::User {
+    if caller.authority == Authority::User || is_party(o, caller) {
         return Err(Reject::NotAuthorized);
     }
     // The operator may cancel an order that was never taken.
@@ -1641,7 +1740,19 @@ fn hold_accepted(
                 t.tell_role(Role::Seller, None, Notice::WaitingBuyerInvoice);
             }
         },
-        HoldState::Accepted | HoldState::Settling | HoldState::Settled => {
+        HoldState::Settling => {
+            if h.htlc_expiry.is_none() {
+                h.htlc_expiry = htlc_expiry;
+            }
+            // We asked to settle but the node still holds the HTLC (the settle was lost, or
+            // the node restarted before it took effect): ask again (settle is idempotent).
+            let preimage = h.preimage;
+            t.effects.push(Effect::SettleHold {
+                order_id: o.id,
+                preimage,
+            });
+        },
+        HoldState::Accepted | HoldState::Settled => {
             if h.htlc_expiry.is_none() {
                 h.htlc_expiry = htlc_expiry;
             }
@@ -1760,6 +1871,21 @@ fn make_child(t: &mut Transition, env: &Env<'_>) {
     t.child = Some(child);
 }
 
+fn hold_open(t: &mut Transition, hash: PaymentHash) {
+    let o = &t.order;
+    let gone = match &o.hold {
+        Some(h) if h.hash == hash => h.state == HoldState::Canceled,
+        _ => false,
+    };
+    if gone {
+        // We gave this invoice up but the node still offers it: make sure it cannot be paid.
+        t.effects.push(Effect::CancelHold {
+            order_id: o.id,
+            hash,
+        });
+    }
+}
+
 fn hold_canceled(t: &mut Transition, hash: PaymentHash, env: &Env<'_>) {
     let o = &mut t.order;
     let Some(h) = o.hold.as_mut().filter(|h| h.hash == hash) else {
@@ -1802,29 +1928,70 @@ fn pay_result(
     env: &Env<'_>,
 ) -> Result<(), Reject> {
     let o = &mut t.order;
-    if o.status != Status::SettledHoldInvoice {
-        return Ok(());
-    }
-    let Some(p) = o.payout.as_mut().filter(|p| p.hash == hash) else {
+    let Some(p) = o.payout.as_mut() else {
         return Ok(());
     };
-    if p.state != PayoutState::InFlight {
+    if !p.knows(&hash) {
+        return Ok(());
+    }
+    if hash == p.hash {
+        p.checking = false;
+    }
+    if let PayOutcome::Succeeded { fee } = outcome {
+        match o.status {
+            Status::SettledHoldInvoice => {
+                // Every success the node reports is recorded, whichever hash of the order it is
+                // for (a success on an earlier hash is an alarm, counted by the engine).
+                let current = p.hash;
+                let was_in_flight = p.state == PayoutState::InFlight;
+                p.state = PayoutState::Succeeded;
+                p.routing_fee = *fee;
+                p.paid_hash = Some(hash);
+                o.status = Status::Success;
+                o.deadline = None;
+                if hash != current && was_in_flight {
+                    // The current attempt may still land: find out, so a duplicate is recorded.
+                    t.effects.push(Effect::CheckPayment {
+                        order_id: t.order.id,
+                        hash: current,
+                    });
+                }
+                t.tell_role(Role::Buyer, None, Notice::PurchaseCompleted);
+                t.tell_role(Role::Buyer, None, Notice::Rate);
+                t.publish();
+            },
+            Status::Success => {
+                let paid = p.paid_hash.unwrap_or(p.hash);
+                if hash != paid && !p.duplicates.contains(&hash) {
+                    p.duplicates.push(hash);
+                }
+            },
+            _ => {},
+        }
+        return Ok(());
+    }
+    if o.status != Status::SettledHoldInvoice || hash != p.hash {
+        // Nothing to learn from a non-success on an earlier hash or after the payout ended.
         return Ok(());
     }
     match outcome {
-        PayOutcome::InFlight => {
-            o.deadline = Some(env.now.plus(env.policy.payment_retry_secs));
+        PayOutcome::InFlight | PayOutcome::Unknown { .. } => {
+            if matches!(outcome, PayOutcome::InFlight)
+                && matches!(p.state, PayoutState::Failed | PayoutState::NeedInvoice)
+            {
+                // The node says an attempt is pending: it is authoritative.
+                p.state = PayoutState::InFlight;
+            }
+            if p.state == PayoutState::InFlight {
+                o.deadline = Some(env.now.plus(env.policy.payment_retry_secs));
+            }
         },
-        PayOutcome::Succeeded { fee } => {
-            p.state = PayoutState::Succeeded;
-            p.routing_fee = *fee;
-            o.status = Status::Success;
-            o.deadline = None;
-            t.tell_role(Role::Buyer, None, Notice::PurchaseCompleted);
-            t.tell_role(Role::Buyer, None, Notice::Rate);
-            t.publish();
+        PayOutcome::Failed { .. } => {
+            if p.state == PayoutState::InFlight {
+                payout_failed(t, env);
+            }
         },
-        PayOutcome::Failed { .. } => payout_failed(t, env),
+        PayOutcome::Succeeded { .. } => {},
     }
     Ok(())
 }
@@ -1917,6 +2084,8 @@ fn timeout(t: &mut Transition, env: &Env<'_>) -> Result<(), Reject> {
             }
         },
         Status::SettledHoldInvoice => {
+            // In flight: ask the node for the hash's status (never a second `Pay`); failed or
+            // resolving: the next attempt.
             let retry = o.payout.as_ref().is_some_and(|p| {
                 matches!(
                     p.state,
@@ -1953,7 +2122,38 @@ fn block(t: &mut Transition, height: BlockHeight, env: &Env<'_>) {
             t.tell_both(&Notice::Canceled);
             t.publish();
         },
-        Status::FiatSent => open_dispute(t, Role::Buyer, None, env),
+        Status::FiatSent => {
+            // As the reference does (protocol notes §9.8): a dispute on the buyer's behalf.
+            open_dispute(t, Role::Buyer, None, env);
+            warn_expiry(t, height, expiry);
+        },
+        Status::Dispute => warn_expiry(t, height, expiry),
         _ => {},
     }
+}
+
+/// The escrow of a disputed trade nears its expiry: once per dispute, the assigned solver is
+/// told and the dispute event is republished with the expiry height (the engine also logs it
+/// at error level and counts it for the operator).
+fn warn_expiry(t: &mut Transition, height: BlockHeight, expiry: BlockHeight) {
+    let Some(d) = t.order.dispute.as_mut() else {
+        return;
+    };
+    if d.expiry_warned || !d.status.is_open() {
+        return;
+    }
+    d.expiry_warned = true;
+    let dispute_id = d.id;
+    if let Some(solver) = d.solver_party.clone() {
+        t.tell(
+            &solver,
+            None,
+            Notice::EscrowExpiring {
+                dispute_id,
+                height,
+                expiry,
+            },
+        );
+    }
+    t.publish_dispute();
 }

@@ -322,6 +322,29 @@ pub struct Payout {
     pub state: PayoutState,
     /// Routing fee paid, once succeeded.
     pub routing_fee: Sats,
+    /// Payment hashes of earlier destinations of this order. The order moved to a new
+    /// destination only after the node confirmed every attempt on each of them failed; they
+    /// are checked again at restart, and a success reported for one is recorded.
+    #[serde(default)]
+    pub previous: Vec<PaymentHash>,
+    /// A `CheckPayment` effect for `hash` is queued (at most one at a time).
+    #[serde(default)]
+    pub checking: bool,
+    /// The hash the buyer was paid with, once succeeded (normally `hash`).
+    #[serde(default)]
+    pub paid_hash: Option<PaymentHash>,
+    /// Successes the node reported for another hash of this order after it was paid: a
+    /// duplicate payout, kept for the operator.
+    #[serde(default)]
+    pub duplicates: Vec<PaymentHash>,
+}
+
+impl Payout {
+    /// Whether `hash` is the current or an earlier payment hash of this payout.
+    #[must_use]
+    pub fn knows(&self, hash: &PaymentHash) -> bool {
+        &self.hash == hash || self.previous.contains(hash)
+    }
 }
 
 /// Payout lifecycle.
@@ -334,7 +357,7 @@ pub enum PayoutState {
     Resolving,
     /// A `Pay` effect is queued or in flight.
     InFlight,
-    /// Last attempt failed; retry at the order's deadline.
+    /// The node confirmed the last attempt failed; retry at the order's deadline.
     Failed,
     /// Exhausted: waiting for a new invoice from the buyer.
     NeedInvoice,
@@ -353,6 +376,9 @@ pub struct PayoutInvoice {
     pub amount: Option<Sats>,
     /// When it expires.
     pub expires_at: Timestamp,
+    /// The final CLTV delta the invoice asks for (bounded by `Policy::max_payout_cltv`).
+    #[serde(default)]
+    pub min_final_cltv: u32,
 }
 
 /// A dispute (at most one per order).
@@ -376,6 +402,12 @@ pub struct Dispute {
     pub created_at: Timestamp,
     /// Taken at.
     pub taken_at: Option<Timestamp>,
+    /// The solver was warned that the escrow HTLC nears its expiry.
+    #[serde(default)]
+    pub expiry_warned: bool,
+    /// The assigned solver's trade key and protocol (where warnings go).
+    #[serde(default)]
+    pub solver_party: Option<Party>,
 }
 
 /// Next trade key of a range maker, for the child order.

@@ -41,7 +41,15 @@ pub struct Policy {
     pub max_orders_per_response: u32,
     /// Refuse new orders and takes (open trades keep working).
     pub maintenance: bool,
+    /// Largest total CLTV (blocks) a payout route may lock the node's outgoing HTLC for; a
+    /// payout invoice asking for a larger final CLTV is refused (576 blocks, about 4 days).
+    pub max_payout_cltv: u32,
 }
+
+/// Default [`Policy::max_payout_cltv`]: about four days of blocks, enough for the routes real
+/// wallets need (final deltas of 18-144 plus 40-144 per hop) and far from the ~2,016 blocks a
+/// hostile invoice could otherwise pin the node's funds for.
+pub const DEFAULT_MAX_PAYOUT_CLTV: u32 = 576;
 
 impl Default for Policy {
     fn default() -> Self {
@@ -62,6 +70,7 @@ impl Default for Policy {
             fiat_currencies: Vec::new(),
             max_orders_per_response: 10,
             maintenance: false,
+            max_payout_cltv: DEFAULT_MAX_PAYOUT_CLTV,
         }
     }
 }

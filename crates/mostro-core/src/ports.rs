@@ -136,6 +136,28 @@ pub struct PayRequest {
     pub fee_limit: Sats,
     /// Give up after this many seconds.
     pub timeout_secs: u32,
+    /// Largest total CLTV the route may lock (LND `cltv_limit`, CLN `maxdelay`).
+    pub max_cltv: u32,
+}
+
+/// The node's authoritative record of the outgoing payments for one payment hash
+/// (LND `TrackPaymentV2` / `ListPayments`, CLN `listpays`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PaymentStatus {
+    /// The node has no payment for this hash.
+    NotFound,
+    /// At least one attempt is still pending.
+    InFlight,
+    /// An attempt succeeded.
+    Succeeded {
+        /// Routing fee paid.
+        fee: Sats,
+    },
+    /// The node has a record and every attempt failed for good.
+    Failed {
+        /// Why the last attempt failed.
+        reason: String,
+    },
 }
 
 /// A decoded invoice.
@@ -225,8 +247,24 @@ pub trait LightningNode: fmt::Debug + Send + Sync {
     /// [`PayOutcome::InFlight`]; if it succeeded, report that success; never send a second
     /// payment while one is in flight or after one succeeded. A new attempt is sent only when
     /// every earlier attempt failed. May return `InFlight` when the payment has not finished
-    /// within `req.timeout_secs`.
+    /// within `req.timeout_secs`. MUST bound the route by `req.max_cltv`.
+    ///
+    /// MUST report [`PayOutcome::Failed`] only when the node itself reports the payment for
+    /// this hash as terminally failed. Every other failure (the node starting up, a locked
+    /// wallet, a dropped connection, an error the adapter does not recognize) MUST be an `Err`:
+    /// the engine treats any `Err` as "outcome unknown" and asks [`LightningNode::payment_status`].
     async fn pay(&self, req: &PayRequest) -> Result<PayOutcome, LnError>;
+
+    /// The node's authoritative status of the outgoing payment(s) for `hash`.
+    ///
+    /// # Implementations
+    /// MUST answer from the node's own payment record (never from a cache of earlier
+    /// answers): [`PaymentStatus::Succeeded`] if any attempt succeeded, else
+    /// [`PaymentStatus::InFlight`] if any attempt is pending, else [`PaymentStatus::Failed`]
+    /// when a record exists and all its attempts failed, and [`PaymentStatus::NotFound`] when
+    /// the node has no record. MUST return an `Err` (never a status) when the node cannot say:
+    /// starting up, wallet locked, unreachable.
+    async fn payment_status(&self, hash: &PaymentHash) -> Result<PaymentStatus, LnError>;
 
     /// Decodes and checks a BOLT11 invoice (signature included).
     ///
@@ -266,10 +304,24 @@ pub struct Commit {
     pub effects: Vec<Effect>,
     /// Outbox effects this commit completes.
     pub done: Vec<EffectId>,
+    /// Outbox effects that can never succeed: marked done and kept as dead letters with the
+    /// reason (visible to the operator, never retried).
+    pub dead: Vec<(EffectId, String)>,
     /// User record changes.
     pub users: Vec<UserUpdate>,
     /// Solver registrations.
     pub solvers: Vec<Solver>,
+}
+
+/// An effect that could never succeed, kept for the operator.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DeadEffect {
+    /// Its outbox id.
+    pub id: EffectId,
+    /// The effect.
+    pub effect: Effect,
+    /// Why it was given up.
+    pub reason: String,
 }
 
 /// Kind of store failure.
@@ -403,6 +455,24 @@ pub trait Store: Send + Sync {
     /// Outbox effects not yet done, oldest first (at most `limit`).
     async fn pending_effects(&self, limit: usize) -> Result<Vec<(EffectId, Effect)>, StoreError>;
 
+    /// Outbox effects not yet done whose id is greater than `after` (all when `None`), in id
+    /// order, at most `limit`: the cursor retries and recovery page with, so that old entries
+    /// never hide newer ones.
+    async fn pending_effects_after(
+        &self,
+        after: Option<EffectId>,
+        limit: usize,
+    ) -> Result<Vec<(EffectId, Effect)>, StoreError>;
+
+    /// Whether an outbox effect is still pending (inserted and neither done nor dead).
+    ///
+    /// # Implementations
+    /// MUST read committed state: once a commit completing `id` returned, this returns `false`.
+    async fn effect_pending(&self, id: EffectId) -> Result<bool, StoreError>;
+
+    /// Dead-lettered effects, newest first (at most `limit`), and how many there are in all.
+    async fn dead_effects(&self, limit: usize) -> Result<(Vec<DeadEffect>, u64), StoreError>;
+
     /// Whether an inbound event was already processed.
     async fn seen_event(&self, id: &EventId) -> Result<bool, StoreError>;
 
@@ -415,8 +485,32 @@ pub trait Store: Send + Sync {
 
 /// Transport failure.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("transport: {0}")]
-pub struct TransportError(pub String);
+#[error("transport: {message}")]
+pub struct TransportError {
+    /// Detail.
+    pub message: String,
+    /// The message can never be delivered (an invalid recipient key, an encryption or size
+    /// error): the engine dead-letters it instead of retrying.
+    pub permanent: bool,
+}
+
+impl TransportError {
+    /// A failure that may clear (relays down, timeouts): the effect is retried.
+    pub fn transient(message: impl Into<String>) -> Self {
+        TransportError {
+            message: message.into(),
+            permanent: false,
+        }
+    }
+
+    /// A failure that will never clear: the effect is dead-lettered.
+    pub fn permanent(message: impl Into<String>) -> Self {
+        TransportError {
+            message: message.into(),
+            permanent: true,
+        }
+    }
+}
 
 /// Outbound side of the transport (inbound requests are pushed into the engine by the adapter).
 #[async_trait]
@@ -424,7 +518,9 @@ pub trait Transport: Send + Sync {
     /// Sends a message to a party, in the party's protocol.
     ///
     /// # Implementations
-    /// May deliver more than once after a crash; clients tolerate repeats.
+    /// May deliver more than once after a crash; clients tolerate repeats. MUST mark an error
+    /// [`TransportError::permanent`] only when no retry can ever deliver the message (invalid
+    /// recipient key, encryption failure, a message over the size limit).
     async fn send(&self, msg: &Notify) -> Result<(), TransportError>;
 
     /// Publishes (replaces) the public event of an order from its current state.

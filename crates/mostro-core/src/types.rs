@@ -205,6 +205,15 @@ hex32_newtype!(
     Preimage
 );
 
+impl PubKey {
+    /// Whether the key is a point of secp256k1 (only such a key can receive an encrypted
+    /// message; the wire only checks its hex length).
+    #[must_use]
+    pub fn is_on_curve(&self) -> bool {
+        secp256k1::XOnlyPublicKey::from_slice(&self.0).is_ok()
+    }
+}
+
 impl fmt::Debug for PubKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "PubKey({})", self.to_hex())

@@ -13,9 +13,10 @@ use mostro_core::fees::Price;
 use mostro_core::machine::{Effect, Notify, PayOutcome};
 use mostro_core::order::Order;
 use mostro_core::ports::{
-    Clock, Commit, DecodedInvoice, EffectId, Entropy, HoldInvoiceRequest, HoldInvoiceState,
-    LightningNode, LnError, LnErrorKind, NodeEvent, NodeInfo, PayRequest, PriceSource, Solver,
-    Store, StoreError, StoreErrorKind, Transport, TransportError, User,
+    Clock, Commit, DeadEffect, DecodedInvoice, EffectId, Entropy, HoldInvoiceRequest,
+    HoldInvoiceState, LightningNode, LnError, LnErrorKind, NodeEvent, NodeInfo, PayRequest,
+    PaymentStatus, PriceSource, Solver, Store, StoreError, StoreErrorKind, Transport,
+    TransportError, User,
 };
 use mostro_core::types::{BlockHeight, EventId, OrderId, PaymentHash, Preimage, PubKey, Timestamp};
 
@@ -197,6 +198,10 @@ impl LightningNode for FakeNode {
         self.ledger.pay(req)
     }
 
+    async fn payment_status(&self, hash: &PaymentHash) -> Result<PaymentStatus, LnError> {
+        self.ledger.payment_status(hash)
+    }
+
     async fn decode_invoice(&self, bolt11: &str) -> Result<DecodedInvoice, LnError> {
         ledger::decode_bolt11(bolt11)
     }
@@ -210,6 +215,7 @@ impl LightningNode for FakeNode {
 struct MemState {
     orders: BTreeMap<OrderId, Order>,
     outbox: BTreeMap<EffectId, (Effect, bool)>,
+    dead: BTreeMap<EffectId, String>,
     next_effect: u64,
     events: HashSet<EventId>,
     users: HashMap<PubKey, User>,
@@ -348,6 +354,14 @@ impl Store for MemStore {
                 e.1 = true;
             }
         }
+        for (d, reason) in c.dead {
+            if let Some(e) = st.outbox.get_mut(&d)
+                && !e.1
+            {
+                e.1 = true;
+                st.dead.insert(d, reason);
+            }
+        }
         for u in c.users {
             let identity = match &u {
                 mostro_core::machine::UserUpdate::TradeIndex { identity, .. }
@@ -454,6 +468,48 @@ impl Store for MemStore {
             .collect())
     }
 
+    async fn pending_effects_after(
+        &self,
+        after: Option<EffectId>,
+        limit: usize,
+    ) -> Result<Vec<(EffectId, Effect)>, StoreError> {
+        use std::ops::Bound;
+        let st = lock(&self.st);
+        let from = after.map_or(Bound::Unbounded, Bound::Excluded);
+        Ok(st
+            .outbox
+            .range((from, Bound::Unbounded))
+            .filter(|(_, (_, done))| !done)
+            .take(limit)
+            .map(|(i, (e, _))| (*i, e.clone()))
+            .collect())
+    }
+
+    async fn effect_pending(&self, id: EffectId) -> Result<bool, StoreError> {
+        Ok(lock(&self.st)
+            .outbox
+            .get(&id)
+            .is_some_and(|(_, done)| !done))
+    }
+
+    async fn dead_effects(&self, limit: usize) -> Result<(Vec<DeadEffect>, u64), StoreError> {
+        let st = lock(&self.st);
+        let list = st
+            .dead
+            .iter()
+            .rev()
+            .take(limit)
+            .filter_map(|(id, reason)| {
+                st.outbox.get(id).map(|(e, _)| DeadEffect {
+                    id: *id,
+                    effect: e.clone(),
+                    reason: reason.clone(),
+                })
+            })
+            .collect();
+        Ok((list, st.dead.len() as u64))
+    }
+
     async fn seen_event(&self, id: &EventId) -> Result<bool, StoreError> {
         Ok(lock(&self.st).events.contains(id))
     }
@@ -510,7 +566,7 @@ impl RecordingTransport {
 
     fn check(&self) -> Result<(), TransportError> {
         if *lock(&self.fail) {
-            Err(TransportError("relays down (simulated)".into()))
+            Err(TransportError::transient("relays down (simulated)"))
         } else {
             Ok(())
         }

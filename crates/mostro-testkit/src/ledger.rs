@@ -14,7 +14,7 @@ use futures::channel::mpsc::{UnboundedReceiver, UnboundedSender, unbounded};
 use mostro_core::machine::PayOutcome;
 use mostro_core::ports::{
     Clock, HoldInvoiceRequest, HoldInvoiceState, LnError, LnErrorKind, Network, NodeEvent,
-    NodeInfo, PayRequest,
+    NodeInfo, PayRequest, PaymentStatus,
 };
 use mostro_core::types::{BlockHeight, PaymentHash, Preimage, Sats, Timestamp};
 
@@ -88,6 +88,14 @@ pub struct Faults {
     pub hang_payments: bool,
     /// The next mutating call is performed but its reply is lost (`Timeout`).
     pub lose_next_reply: bool,
+    /// The next N `pay` calls start (or finish) the payment for real but answer with an error
+    /// of no recognizable kind, as an unlisted gRPC `Unknown` or a plugin error does.
+    pub ambiguous_pays: u32,
+    /// The node is starting up: every call fails with `Other` "the RPC server is in the process
+    /// of starting up" (the kind a careless adapter gives it) and does nothing.
+    pub starting_up: bool,
+    /// The next N `payment_status` replies are lost (`Timeout`).
+    pub lose_status_replies: u32,
 }
 
 struct State {
@@ -101,6 +109,7 @@ struct State {
     faults: Faults,
     subscribers: Vec<UnboundedSender<NodeEvent>>,
     routing_fee: Sats,
+    status_calls: u64,
 }
 
 /// The simulated ledger. Cheap to clone (shared state).
@@ -171,6 +180,7 @@ impl Ledger {
                 faults: Faults::default(),
                 subscribers: Vec::new(),
                 routing_fee: Sats(1),
+                status_calls: 0,
             })),
             clock,
         }
@@ -221,7 +231,54 @@ impl Ledger {
                 "node unreachable (simulated)",
             ));
         }
+        if st.faults.starting_up {
+            return Err(err(
+                LnErrorKind::Other,
+                "the RPC server is in the process of starting up (simulated)",
+            ));
+        }
         Ok(())
+    }
+
+    /// The node's record of the outgoing payments for a hash (as `TrackPaymentV2` tells it).
+    pub fn payment_status(&self, hash: &PaymentHash) -> Result<PaymentStatus, LnError> {
+        let mut st = self.lock();
+        Self::gate(&st)?;
+        st.status_calls = st.status_calls.saturating_add(1);
+        let out = match st.payments.get(hash) {
+            None => PaymentStatus::NotFound,
+            Some(v) if v.is_empty() => PaymentStatus::NotFound,
+            Some(v) => {
+                if let Some(fee) = v.iter().find_map(|a| match a.status {
+                    AttemptStatus::Succeeded(fee) => Some(fee),
+                    _ => None,
+                }) {
+                    PaymentStatus::Succeeded { fee }
+                } else if v.iter().any(|a| a.status == AttemptStatus::InFlight) {
+                    PaymentStatus::InFlight
+                } else {
+                    let reason = v
+                        .iter()
+                        .rev()
+                        .find_map(|a| match &a.status {
+                            AttemptStatus::Failed(r) => Some(r.clone()),
+                            _ => None,
+                        })
+                        .unwrap_or_default();
+                    PaymentStatus::Failed { reason }
+                }
+            },
+        };
+        if st.faults.lose_status_replies > 0 {
+            st.faults.lose_status_replies = st.faults.lose_status_replies.saturating_sub(1);
+            return Err(err(LnErrorKind::Timeout, "status reply lost (simulated)"));
+        }
+        Ok(out)
+    }
+
+    /// How many `payment_status` calls the node answered.
+    pub fn status_calls(&self) -> u64 {
+        self.lock().status_calls
     }
 
     /// After a mutating call succeeded: drop the reply if a lost reply was injected.
@@ -585,6 +642,13 @@ impl Ledger {
             amount: req.amount,
             status,
         });
+        if st.faults.ambiguous_pays > 0 {
+            st.faults.ambiguous_pays = st.faults.ambiguous_pays.saturating_sub(1);
+            return Err(err(
+                LnErrorKind::Other,
+                "rpc error: code = Unknown desc = (simulated, outcome not reported)",
+            ));
+        }
         Self::reply(&mut st, out)
     }
 

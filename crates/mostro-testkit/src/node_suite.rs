@@ -174,6 +174,9 @@ pub async fn run_all(h: &dyn NodeHarness) {
     pay_once(h).await;
     pay_failure_then_retry(h).await;
     pay_hung(h).await;
+    payment_status_record(h).await;
+    starting_up_is_no_answer(h).await;
+    ambiguous_pay_error(h).await;
     decode_checks(h).await;
     info_and_mining(h).await;
     unreachable(h).await;
@@ -390,6 +393,7 @@ fn pay_req(invoice: String, amount: u64, timeout_secs: u32) -> PayRequest {
         amount: Sats(amount),
         fee_limit: Sats(10),
         timeout_secs,
+        max_cltv: 576,
     }
 }
 
@@ -462,6 +466,125 @@ pub async fn pay_hung(h: &dyn NodeHarness) {
     }
     assert!(matches!(out, PayOutcome::Succeeded { .. }), "{out:?}");
     assert_eq!(l.attempts(&req.hash).len(), 1);
+}
+
+/// `payment_status` answers from the node's record: nothing before a payment, in flight while
+/// hung, failed when every attempt failed, succeeded after a success (even after failures).
+pub async fn payment_status_record(h: &dyn NodeHarness) {
+    use mostro_core::ports::PaymentStatus;
+    let node = h.node();
+    let l = h.ledger();
+    let inv = ok(
+        l.wallet_invoice("buyer-status", Some(Sats(950)), 3600),
+        "invoice",
+    );
+    let req = pay_req(inv, 950, 1);
+    assert_eq!(
+        ok(node.payment_status(&req.hash).await, "status before"),
+        PaymentStatus::NotFound,
+        "no record before any payment"
+    );
+    l.set_faults(Faults {
+        fail_payments: 1,
+        ..l.faults()
+    });
+    let first = ok(node.pay(&req).await, "pay");
+    assert!(matches!(first, PayOutcome::Failed { .. }), "{first:?}");
+    let st = wait_status(h, &req.hash, |s| matches!(s, PaymentStatus::Failed { .. })).await;
+    assert!(matches!(st, PaymentStatus::Failed { .. }), "{st:?}");
+    l.set_faults(Faults {
+        hang_payments: true,
+        ..l.faults()
+    });
+    assert_eq!(ok(node.pay(&req).await, "pay again"), PayOutcome::InFlight);
+    let st = wait_status(h, &req.hash, |s| *s == PaymentStatus::InFlight).await;
+    assert_eq!(st, PaymentStatus::InFlight, "a hung attempt is in flight");
+    l.finish_hung(false);
+    let st = wait_status(h, &req.hash, |s| {
+        matches!(s, PaymentStatus::Succeeded { .. })
+    })
+    .await;
+    assert!(matches!(st, PaymentStatus::Succeeded { .. }), "{st:?}");
+    assert_eq!(l.attempts(&req.hash).len(), 2);
+}
+
+async fn wait_status(
+    h: &dyn NodeHarness,
+    hash: &PaymentHash,
+    done: impl Fn(&mostro_core::ports::PaymentStatus) -> bool,
+) -> mostro_core::ports::PaymentStatus {
+    let mut st = ok(h.node().payment_status(hash).await, "status");
+    for _ in 0..MAX_WAITS {
+        if done(&st) {
+            break;
+        }
+        h.settle_time().await;
+        st = ok(h.node().payment_status(hash).await, "status");
+    }
+    st
+}
+
+/// While the node starts up, no call reports a state or an outcome: each is an error (which
+/// the engine treats as "unknown"), and nothing is paid.
+pub async fn starting_up_is_no_answer(h: &dyn NodeHarness) {
+    let node = h.node();
+    let l = h.ledger();
+    let inv = ok(
+        l.wallet_invoice("buyer-startup", Some(Sats(960)), 3600),
+        "invoice",
+    );
+    let req = pay_req(inv, 960, 1);
+    l.set_faults(Faults {
+        starting_up: true,
+        ..l.faults()
+    });
+    let pay = node.pay(&req).await;
+    let status = node.payment_status(&req.hash).await;
+    let lookup = node.lookup_hold_invoice(&PaymentHash([0xee; 32])).await;
+    l.set_faults(Faults {
+        starting_up: false,
+        ..l.faults()
+    });
+    assert!(pay.is_err(), "pay while starting: {pay:?}");
+    assert!(status.is_err(), "status while starting: {status:?}");
+    assert!(
+        lookup
+            .as_ref()
+            .is_err_and(|e| e.kind != LnErrorKind::NotFound),
+        "a lookup while starting is not a 'not found': {lookup:?}"
+    );
+    assert!(l.attempts(&req.hash).is_empty(), "nothing was sent");
+}
+
+/// A `pay` that really sent but answered an unrecognized error is not a failure: the node's
+/// record (asked with `payment_status`) tells the truth.
+pub async fn ambiguous_pay_error(h: &dyn NodeHarness) {
+    use mostro_core::ports::PaymentStatus;
+    let node = h.node();
+    let l = h.ledger();
+    let inv = ok(
+        l.wallet_invoice("buyer-ambiguous", Some(Sats(970)), 3600),
+        "invoice",
+    );
+    let req = pay_req(inv, 970, 1);
+    l.set_faults(Faults {
+        ambiguous_pays: 1,
+        ..l.faults()
+    });
+    let r = node.pay(&req).await;
+    l.set_faults(Faults {
+        ambiguous_pays: 0,
+        ..l.faults()
+    });
+    assert!(
+        !matches!(r, Ok(PayOutcome::Failed { .. })),
+        "an unrecognized error is never reported as a failure: {r:?}"
+    );
+    let st = wait_status(h, &req.hash, |s| {
+        matches!(s, PaymentStatus::Succeeded { .. })
+    })
+    .await;
+    assert!(matches!(st, PaymentStatus::Succeeded { .. }), "{st:?}");
 }
 
 /// Decoding: own network, another network, garbage.

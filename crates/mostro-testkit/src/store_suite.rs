@@ -181,6 +181,8 @@ pub fn with_dispute(mut o: Order, id: OrderId) -> Order {
         taken_by_admin: false,
         created_at: o.created_at.plus(600),
         taken_at: None,
+        expiry_warned: false,
+        solver_party: None,
     });
     o.status = Status::Dispute;
     o
@@ -386,6 +388,7 @@ pub async fn commit_is_all_or_nothing<S: Store + ?Sized>(s: &S) {
         orders: vec![replace(&a1, 0), replace(&b_stale, 5)],
         effects: vec![effect(2), effect(3)],
         done: first.clone(),
+        dead: Vec::new(),
         users: vec![UserUpdate::TradeIndex {
             identity: identity(9),
             index: 4,
@@ -506,6 +509,7 @@ pub async fn replay_guard<S: Store + ?Sized>(s: &S) {
         orders: vec![insert(&other), replace(&bumped(&o), 0)],
         effects: vec![effect(2)],
         done: ids.clone(),
+        dead: Vec::new(),
         users: vec![UserUpdate::TradeIndex {
             identity: identity(3),
             index: 1,

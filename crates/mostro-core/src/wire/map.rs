@@ -595,6 +595,24 @@ pub fn to_message_at(n: &Notify, now: Timestamp) -> Message {
                     Some(P::UserInfo(user_info(u, now))),
                 )
             },
+            Notice::EscrowExpiring {
+                dispute_id,
+                height,
+                expiry,
+            } => {
+                id = Some(dispute_id.0);
+                let text = format!(
+                    "Dispute {dispute_id}: the seller's escrow HTLC expires at block {} (now {}). \
+                     Settle or cancel before then: near its expiry the Lightning node cancels it \
+                     and the seller is refunded.",
+                    expiry.0, height.0
+                );
+                (
+                    Message::Dispute,
+                    WireAction::SendDm,
+                    Some(P::TextMessage(text)),
+                )
+            },
             Notice::AdminAddSolver => {
                 id = None;
                 (Message::Dispute, WireAction::AdminAddSolver, None)
