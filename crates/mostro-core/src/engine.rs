@@ -1148,7 +1148,7 @@ impl Engine {
                 order_id = %after.id,
                 "DUPLICATE OR STALE PAYOUT: the node reports a success for another payment hash of this order"
             );
-            let n = new_dups as u64 + u64::from(newly_stale);
+            let n = (new_dups as u64).saturating_add(u64::from(newly_stale));
             self.alarms
                 .payout_duplicates
                 .fetch_add(n, Ordering::Relaxed);
@@ -1335,7 +1335,7 @@ impl Engine {
         };
         for o in orders {
             match self.recover_one(&o).await {
-                Ok(n) => report.checked += n,
+                Ok(n) => report.checked = report.checked.saturating_add(n),
                 Err(e) => {
                     warn!(order_id = %o.id, error = %e, "recovery of this order failed; retried later");
                     report.failed.push(o.id);
@@ -1354,11 +1354,11 @@ impl Engine {
     }
 
     async fn recover_one(&self, o: &Order) -> Result<usize, EngineError> {
-        let mut checked = 0;
+        let mut checked: usize = 0;
         if let Some(h) = &o.hold {
             match self.ports.node.lookup_hold_invoice(&h.hash).await {
                 Ok(state) => {
-                    checked += 1;
+                    checked = checked.saturating_add(1);
                     self.on_hold_state(h.hash, state).await?;
                 },
                 Err(e) if e.kind == LnErrorKind::NotFound => {
@@ -1370,6 +1370,23 @@ impl Engine {
                     return Err(EngineError::Node(e.to_string()));
                 },
             }
+        }
+        // Holds of earlier takes: none may stay payable or locked.
+        for hash in &o.abandoned_holds {
+            let input = match self.ports.node.lookup_hold_invoice(hash).await {
+                Ok(HoldInvoiceState::Open) => Input::HoldOpen { hash: *hash },
+                Ok(HoldInvoiceState::Accepted { htlc_expiry }) => Input::HoldAccepted {
+                    hash: *hash,
+                    htlc_expiry,
+                },
+                Ok(_) => continue,
+                Err(e) if e.kind == LnErrorKind::NotFound => continue,
+                Err(e) => return Err(EngineError::Node(e.to_string())),
+            };
+            checked = checked.saturating_add(1);
+            warn!(order_id = %o.id, %hash, "an abandoned hold invoice is still live; canceling");
+            let q = self.apply(o.id, &input, Vec::new()).await?;
+            self.run_queue(q).await;
         }
         let Some(p) = &o.payout else {
             return Ok(checked);
@@ -1387,7 +1404,7 @@ impl Engine {
                 .payment_status(&hash)
                 .await
                 .map_err(|e| EngineError::Node(e.to_string()))?;
-            checked += 1;
+            checked = checked.saturating_add(1);
             let outcome = match st {
                 PaymentStatus::NotFound => continue,
                 PaymentStatus::Failed { .. } if hash != p.hash => continue,

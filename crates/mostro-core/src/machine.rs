@@ -897,6 +897,7 @@ pub fn new_order(caller: &Caller, req: &NewOrder, env: &Env<'_>) -> Result<Trans
         seller_rated: false,
         next_trade: None,
         range_parent: None,
+        abandoned_holds: Vec::new(),
         deadline: Some(expires_at),
     };
     let mut t = Transition::new(order);
@@ -1348,7 +1349,15 @@ fn reset_to_pending(t: &mut Transition, now: Timestamp) {
     let taker = o.taker.take();
     o.status = Status::Pending;
     o.taken_at = None;
-    o.hold = None;
+    if let Some(h) = o.hold.take() {
+        o.abandoned_holds.retain(|x| *x != h.hash);
+        o.abandoned_holds.push(h.hash);
+        let extra = o
+            .abandoned_holds
+            .len()
+            .saturating_sub(crate::order::MAX_ABANDONED_HOLDS);
+        o.abandoned_holds.drain(..extra);
+    }
     o.payout = None;
     o.cancel_initiator = None;
     if o.kind == Kind::Sell {
@@ -1847,6 +1856,7 @@ fn make_child(t: &mut Transition, env: &Env<'_>) {
         seller_rated: false,
         next_trade: None,
         range_parent: Some(o.id),
+        abandoned_holds: Vec::new(),
         deadline: None,
     };
     let mut child = child;
@@ -1875,7 +1885,7 @@ fn hold_open(t: &mut Transition, hash: PaymentHash) {
     let o = &t.order;
     let gone = match &o.hold {
         Some(h) if h.hash == hash => h.state == HoldState::Canceled,
-        _ => false,
+        _ => o.abandoned_holds.contains(&hash),
     };
     if gone {
         // We gave this invoice up but the node still offers it: make sure it cannot be paid.

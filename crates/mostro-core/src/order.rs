@@ -419,6 +419,9 @@ pub struct NextTrade {
     pub trade_index: u32,
 }
 
+/// Most abandoned hold hashes an order remembers.
+pub const MAX_ABANDONED_HOLDS: usize = 8;
+
 /// An order and its whole trade state.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Order {
@@ -479,6 +482,10 @@ pub struct Order {
     pub next_trade: Option<NextTrade>,
     /// Parent of a range child order.
     pub range_parent: Option<OrderId>,
+    /// Hold invoices of earlier takes of this order that were given up (most recent last, at
+    /// most [`MAX_ABANDONED_HOLDS`]): restart recovery makes sure none stays payable.
+    #[serde(default)]
+    pub abandoned_holds: Vec<PaymentHash>,
     /// Wall-clock deadline of the current status (see `machine` for what fires).
     pub deadline: Option<Timestamp>,
 }

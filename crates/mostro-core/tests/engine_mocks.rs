@@ -19,7 +19,7 @@ use mostro_core::order::{HoldState, Protocol, Status};
 use mostro_core::policy::Policy;
 use mostro_core::ports::{
     DecodedInvoice, HoldInvoiceRequest, HoldInvoiceState, LightningNode, LnError, LnErrorKind,
-    Network, NodeEvent, NodeInfo, PayRequest, Store,
+    Network, NodeEvent, NodeInfo, PayRequest, PaymentStatus, Store,
 };
 use mostro_core::types::{EventId, OrderId, PaymentHash, Preimage, PubKey, Sats, Timestamp};
 use mostro_testkit::scenario::sell_order;
@@ -36,6 +36,7 @@ mock! {
         async fn lookup_hold_invoice(&self, hash: &PaymentHash) -> Result<HoldInvoiceState, LnError>;
         async fn next_event(&self) -> Result<NodeEvent, LnError>;
         async fn pay(&self, req: &PayRequest) -> Result<PayOutcome, LnError>;
+        async fn payment_status(&self, hash: &PaymentHash) -> Result<PaymentStatus, LnError>;
         async fn decode_invoice(&self, bolt11: &str) -> Result<DecodedInvoice, LnError>;
         async fn info(&self) -> Result<NodeInfo, LnError>;
     }

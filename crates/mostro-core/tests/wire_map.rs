@@ -128,6 +128,7 @@ fn sell_order(status: Status) -> Order {
         seller_rated: false,
         next_trade: None,
         range_parent: None,
+        abandoned_holds: Vec::new(),
         deadline: None,
     }
 }
@@ -781,6 +782,10 @@ fn disputed_order() -> Order {
         attempts: 0,
         state: PayoutState::Idle,
         routing_fee: Sats(0),
+        previous: Vec::new(),
+        checking: false,
+        paid_hash: None,
+        duplicates: Vec::new(),
     });
     o.dispute = Some(Dispute {
         id: oid(DISPUTE_ID),
@@ -792,6 +797,8 @@ fn disputed_order() -> Order {
         taken_by_admin: false,
         created_at: Timestamp(1_767_226_500),
         taken_at: Some(Timestamp(1_767_226_600)),
+        expiry_warned: false,
+        solver_party: None,
     });
     o
 }

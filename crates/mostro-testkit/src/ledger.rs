@@ -96,6 +96,9 @@ pub struct Faults {
     pub starting_up: bool,
     /// The next N `payment_status` replies are lost (`Timeout`).
     pub lose_status_replies: u32,
+    /// The next N settle / cancel / lookup calls answer "not found" and do nothing (a node whose
+    /// invoice database is not loaded yet; a careless adapter's mapping of a startup error).
+    pub spurious_not_found: u32,
 }
 
 struct State {
@@ -110,6 +113,7 @@ struct State {
     subscribers: Vec<UnboundedSender<NodeEvent>>,
     routing_fee: Sats,
     status_calls: u64,
+    pay_requests: Vec<PayRequest>,
 }
 
 /// The simulated ledger. Cheap to clone (shared state).
@@ -181,6 +185,7 @@ impl Ledger {
                 subscribers: Vec::new(),
                 routing_fee: Sats(1),
                 status_calls: 0,
+                pay_requests: Vec::new(),
             })),
             clock,
         }
@@ -274,6 +279,39 @@ impl Ledger {
             return Err(err(LnErrorKind::Timeout, "status reply lost (simulated)"));
         }
         Ok(out)
+    }
+
+    fn spurious(st: &mut State) -> Result<(), LnError> {
+        if st.faults.spurious_not_found > 0 {
+            st.faults.spurious_not_found = st.faults.spurious_not_found.saturating_sub(1);
+            return Err(err(
+                LnErrorKind::NotFound,
+                "unable to locate invoice (simulated while starting)",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Every `pay` request the node received (after the reachability gate), in order.
+    pub fn pay_requests(&self) -> Vec<PayRequest> {
+        self.lock().pay_requests.clone()
+    }
+
+    /// Test hook: sets the status of the last attempt on `hash` (crediting the payee when it
+    /// becomes a success), as if the network had resolved it that way.
+    pub fn force_attempt(&self, hash: &PaymentHash, status: AttemptStatus) {
+        let mut st = self.lock();
+        let Some(a) = st.payments.get_mut(hash).and_then(|v| v.last_mut()) else {
+            return;
+        };
+        let was_success = matches!(a.status, AttemptStatus::Succeeded(_));
+        a.status = status.clone();
+        let amount = a.amount;
+        if let AttemptStatus::Succeeded(fee) = status
+            && !was_success
+        {
+            complete_payment(&mut st, *hash, amount, fee);
+        }
     }
 
     /// How many `payment_status` calls the node answered.
@@ -406,6 +444,7 @@ impl Ledger {
         let hash = preimage.hash();
         let mut st = self.lock();
         Self::gate(&st)?;
+        Self::spurious(&mut st)?;
         let Some(rec) = st.holds.get_mut(&hash) else {
             return Err(err(LnErrorKind::NotFound, "unable to locate invoice"));
         };
@@ -441,6 +480,7 @@ impl Ledger {
     pub fn cancel(&self, hash: &PaymentHash) -> Result<(), LnError> {
         let mut st = self.lock();
         Self::gate(&st)?;
+        Self::spurious(&mut st)?;
         let Some(rec) = st.holds.get_mut(hash) else {
             return Err(err(LnErrorKind::NotFound, "unable to locate invoice"));
         };
@@ -471,8 +511,9 @@ impl Ledger {
 
     /// State of a hold invoice.
     pub fn lookup(&self, hash: &PaymentHash) -> Result<HoldInvoiceState, LnError> {
-        let st = self.lock();
+        let mut st = self.lock();
         Self::gate(&st)?;
+        Self::spurious(&mut st)?;
         st.holds
             .get(hash)
             .map(|r| r.state)
@@ -548,6 +589,18 @@ impl Ledger {
         expiry_secs: u64,
         network: Option<Network>,
     ) -> Result<String, LnError> {
+        self.wallet_invoice_full(wallet, amount, expiry_secs, network, 18)
+    }
+
+    /// A wallet invoice asking for a final CLTV delta of `min_final_cltv` blocks.
+    pub fn wallet_invoice_full(
+        &self,
+        wallet: &str,
+        amount: Option<Sats>,
+        expiry_secs: u64,
+        network: Option<Network>,
+        min_final_cltv: u32,
+    ) -> Result<String, LnError> {
         let now = self.now();
         let mut st = self.lock();
         let n = st.invoices.len();
@@ -564,7 +617,16 @@ impl Ledger {
         pre.extend_from_slice(&now.0.to_le_bytes());
         let hash = PaymentHash(sha256::Hash::hash(&pre).to_byte_array());
         let net = network.unwrap_or(st.network);
-        let bolt11 = make_bolt11(&key, net, hash, amount, "payout", now, expiry_secs, 18)?;
+        let bolt11 = make_bolt11(
+            &key,
+            net,
+            hash,
+            amount,
+            "payout",
+            now,
+            expiry_secs,
+            min_final_cltv,
+        )?;
         st.invoices.insert(
             hash,
             WalletInvoice {
@@ -583,6 +645,7 @@ impl Ledger {
         let now = self.now();
         let mut st = self.lock();
         Self::gate(&st)?;
+        st.pay_requests.push(req.clone());
         if d.network != st.network {
             return Err(err(
                 LnErrorKind::WrongNetwork,

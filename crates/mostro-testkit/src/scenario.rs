@@ -37,12 +37,23 @@ pub struct Trader {
     pub protocol: Protocol,
 }
 
+/// A deterministic key that is a real secp256k1 point (the engine refuses to write to others).
 fn key(seed: &str, n: u32) -> PubKey {
     use sha2::{Digest, Sha256};
-    let mut h = Sha256::new();
-    h.update(seed.as_bytes());
-    h.update(n.to_le_bytes());
-    PubKey(h.finalize().into())
+    let mut salt = 0u32;
+    loop {
+        let mut h = Sha256::new();
+        h.update(seed.as_bytes());
+        h.update(n.to_le_bytes());
+        if salt > 0 {
+            h.update(salt.to_le_bytes());
+        }
+        let k = PubKey(h.finalize().into());
+        if k.is_on_curve() {
+            return k;
+        }
+        salt = salt.wrapping_add(1);
+    }
 }
 
 impl Trader {

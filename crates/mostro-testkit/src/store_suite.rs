@@ -135,6 +135,7 @@ pub fn order(n: u16, maker: PubKey) -> Order {
         seller_rated: false,
         next_trade: None,
         range_parent: None,
+        abandoned_holds: Vec::new(),
         deadline: None,
     }
 }
