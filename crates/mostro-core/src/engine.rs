@@ -981,7 +981,21 @@ impl Engine {
             },
             Effect::CancelHold { order_id, hash } => match node.cancel_hold_invoice(hash).await {
                 Ok(()) => Ok(self.complete(vec![id]).await?),
-                Err(e) if e.kind == LnErrorKind::NotFound => Ok(self.complete(vec![id]).await?),
+                Err(e) if e.kind == LnErrorKind::NotFound => {
+                    // Believe "not found" only when a lookup agrees: a node that is still
+                    // loading its invoices may say it of a hold it holds.
+                    match node.lookup_hold_invoice(hash).await {
+                        Ok(HoldInvoiceState::Open | HoldInvoiceState::Accepted { .. }) => {
+                            warn!(order_id = %order_id, %hash, "cancel said not found but the hold is live; retrying");
+                            Err(EffectFailed::Ln(e.to_string()))
+                        },
+                        Ok(_) => Ok(self.complete(vec![id]).await?),
+                        Err(l) if l.kind == LnErrorKind::NotFound => {
+                            Ok(self.complete(vec![id]).await?)
+                        },
+                        Err(l) => Err(EffectFailed::Ln(l.to_string())),
+                    }
+                },
                 Err(e) if e.kind == LnErrorKind::AlreadySettled => {
                     error!(order_id = %order_id, "cancel of a settled hold invoice refused");
                     Ok(self.complete(vec![id]).await?)
@@ -995,6 +1009,11 @@ impl Engine {
                 amount,
                 fee_limit,
             } => {
+                // One task per hash at a time, `Pay` or `CheckPayment`, held until the result
+                // is committed: a check can never read "no record" while a send is on its way.
+                let Some(_guard) = PayGuard::take(&self.paying, *hash) else {
+                    return Err(EffectFailed::Ln("payment hash busy in this process".into()));
+                };
                 // A `Pay` runs only while it is the order's current attempt.
                 let current = self.ports.store.order(*order_id).await?.is_some_and(|o| {
                     o.status == crate::order::Status::SettledHoldInvoice
@@ -1006,10 +1025,6 @@ impl Engine {
                     debug!(order_id = %order_id, %hash, "stale payout effect skipped");
                     return Ok(self.complete(vec![id]).await?);
                 }
-                let Some(_guard) = PayGuard::take(&self.paying, *hash) else {
-                    // Another task of ours is paying this hash; its result moves the order.
-                    return Ok(self.complete(vec![id]).await?);
-                };
                 let req = PayRequest {
                     invoice: invoice.clone(),
                     hash: *hash,
@@ -1064,7 +1079,9 @@ impl Engine {
                 if !p.knows(hash) {
                     return Ok(self.complete(vec![id]).await?);
                 }
-                let outcome = if lock(&self.paying).contains(hash) {
+                let guard = PayGuard::take(&self.paying, *hash);
+                let outcome = if guard.is_none() {
+                    // A `pay` call of ours is running for this hash: it is in flight.
                     PayOutcome::InFlight
                 } else {
                     match node.payment_status(hash).await {
@@ -1398,6 +1415,9 @@ impl Engine {
             .chain(p.previous.iter().copied())
             .collect();
         for hash in hashes {
+            let Some(_guard) = PayGuard::take(&self.paying, hash) else {
+                continue; // a pay call of ours is running for it; its result is recorded
+            };
             let st = self
                 .ports
                 .node

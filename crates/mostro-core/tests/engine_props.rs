@@ -122,6 +122,65 @@ enum Op {
     RelaysDown {
         on: bool,
     },
+    /// The next N pays really happen but answer an unrecognized error.
+    AmbiguousPays {
+        n: u8,
+    },
+    /// The node is (or stops) starting up: every call errors, nothing happens.
+    StartingUp {
+        on: bool,
+    },
+    /// The next N payment status replies are lost.
+    LoseStatusReplies {
+        n: u8,
+    },
+    /// The next N settle / cancel / lookup calls answer a spurious "not found".
+    SpuriousNotFound {
+        n: u8,
+    },
+    /// Two engine tasks at once, interleaved at every await by `schedule`'s bits.
+    Race {
+        a: Task,
+        b: Task,
+        schedule: u64,
+    },
+    /// A task dropped after `polls` polls (the process dies between two awaits), then a
+    /// restart with recovery.
+    CrashDuring {
+        task: Task,
+        polls: u8,
+    },
+}
+
+/// An engine operation that can run concurrently with another.
+#[derive(Clone, Copy, Debug)]
+enum Task {
+    /// Fire due deadlines (after moving the clock by the payout retry interval).
+    Tick,
+    /// Run every pending effect.
+    Resume,
+    /// One retry round from a snapshot of the outbox (a second round may hold the same ids).
+    RetryRound,
+    /// The seller of the newest order releases.
+    Release,
+    /// The buyer of the newest order gives a fresh invoice.
+    FreshInvoice,
+    /// Restart recovery of every open order.
+    Recover,
+    /// Deliver the node's events.
+    Events,
+}
+
+fn task() -> impl Strategy<Value = Task> {
+    prop_oneof![
+        3 => Just(Task::Tick),
+        2 => Just(Task::Resume),
+        3 => Just(Task::RetryRound),
+        2 => Just(Task::Release),
+        2 => Just(Task::FreshInvoice),
+        1 => Just(Task::Recover),
+        2 => Just(Task::Events),
+    ]
 }
 
 fn who() -> impl Strategy<Value = Who> {
@@ -170,6 +229,12 @@ fn op() -> impl Strategy<Value = Op> {
         1 => Just(Op::Resume),
         1 => Just(Op::ReplayLast),
         1 => any::<bool>().prop_map(|on| Op::RelaysDown { on }),
+        1 => (1u8..3).prop_map(|n| Op::AmbiguousPays { n }),
+        1 => any::<bool>().prop_map(|on| Op::StartingUp { on }),
+        1 => (1u8..3).prop_map(|n| Op::LoseStatusReplies { n }),
+        1 => Just(Op::SpuriousNotFound { n: 1 }),
+        3 => (task(), task(), any::<u64>()).prop_map(|(a, b, schedule)| Op::Race { a, b, schedule }),
+        2 => (task(), 0u8..12).prop_map(|(task, polls)| Op::CrashDuring { task, polls }),
     ]
 }
 
@@ -194,6 +259,12 @@ fn noise() -> impl Strategy<Value = Op> {
         1 => who().prop_map(|who| Op::AdminSettle { order: 0, who }),
         1 => who().prop_map(|who| Op::AdminCancel { order: 0, who }),
         1 => (who(), 0u8..7).prop_map(|(who, r)| Op::Rate { order: 0, who, r }),
+        1 => (1u8..3).prop_map(|n| Op::AmbiguousPays { n }),
+        1 => any::<bool>().prop_map(|on| Op::StartingUp { on }),
+        1 => (1u8..3).prop_map(|n| Op::LoseStatusReplies { n }),
+        1 => Just(Op::SpuriousNotFound { n: 1 }),
+        3 => (task(), task(), any::<u64>()).prop_map(|(a, b, schedule)| Op::Race { a, b, schedule }),
+        2 => (task(), 0u8..12).prop_map(|(task, polls)| Op::CrashDuring { task, polls }),
     ]
 }
 
@@ -398,7 +469,8 @@ struct World {
 
 impl World {
     async fn new() -> Self {
-        let bed = TestBed::new();
+        // Every node and store call is an await point: races and crashes land between them.
+        let bed = TestBed::yielding(mostro_core::policy::Policy::default());
         bed.prices.set("EUR", 50_000.0, bed.now());
         let admin = Trader {
             identity: bed.node_key,
@@ -775,6 +847,134 @@ impl World {
                 }
             },
             Op::RelaysDown { on } => self.bed.transport.set_failing(*on),
+            Op::AmbiguousPays { n } => {
+                let mut f = self.bed.ledger.faults();
+                f.ambiguous_pays = u32::from(*n);
+                self.bed.ledger.set_faults(f);
+            },
+            Op::StartingUp { on } => {
+                let mut f = self.bed.ledger.faults();
+                f.starting_up = *on;
+                self.bed.ledger.set_faults(f);
+            },
+            Op::LoseStatusReplies { n } => {
+                let mut f = self.bed.ledger.faults();
+                f.lose_status_replies = u32::from(*n);
+                self.bed.ledger.set_faults(f);
+            },
+            Op::SpuriousNotFound { n } => {
+                let mut f = self.bed.ledger.faults();
+                f.spurious_not_found = u32::from(*n);
+                self.bed.ledger.set_faults(f);
+            },
+            Op::Race { a, b, schedule } => {
+                let pa = self.prepare(*a).await;
+                let pb = self.prepare(*b).await;
+                if matches!(pa, Prepared::Tick) || matches!(pb, Prepared::Tick) {
+                    let secs = self.bed.engine.policy().payment_retry_secs;
+                    self.bed.clock.advance(secs);
+                    self.bed.prices.set("EUR", 50_000.0, self.bed.now());
+                }
+                let (ra, rb) = {
+                    let fa = run_task(&self.bed, &pa);
+                    let fb = run_task(&self.bed, &pb);
+                    race(fa, fb, *schedule)
+                };
+                self.record(&pa, ra);
+                self.record(&pb, rb);
+                self.pump().await;
+            },
+            Op::CrashDuring { task, polls } => {
+                let p = self.prepare(*task).await;
+                if matches!(p, Prepared::Tick) {
+                    let secs = self.bed.engine.policy().payment_retry_secs;
+                    self.bed.clock.advance(secs);
+                }
+                let done = {
+                    let f = run_task(&self.bed, &p);
+                    poll_n(f, usize::from(*polls))
+                };
+                if let Some(r) = done {
+                    self.record(&p, r);
+                } else if let Prepared::Request(req) = &p {
+                    // Died mid-request: whether it committed decides if a release happened.
+                    if matches!(req.action, Action::Release { .. })
+                        && self
+                            .bed
+                            .store
+                            .seen_event(&req.event_id.unwrap())
+                            .await
+                            .unwrap()
+                    {
+                        let id = req.order_id.unwrap();
+                        if self.order(id).await.hold.is_some_and(|h| {
+                            matches!(h.state, HoldState::Settling | HoldState::Settled)
+                        }) {
+                            self.released.insert(id);
+                        }
+                    }
+                }
+                self.bed.restart();
+                let _ = self.bed.engine.recover().await;
+                self.pump().await;
+            },
+        }
+    }
+
+    /// Turns a task into something that can run on `&TestBed` (requests built up front).
+    async fn prepare(&mut self, t: Task) -> Prepared {
+        match t {
+            Task::Tick => Prepared::Tick,
+            Task::Resume => Prepared::Resume,
+            Task::RetryRound => match self.bed.engine.pending_effects().await {
+                Ok(p) => Prepared::Round(p),
+                Err(_) => Prepared::Nothing,
+            },
+            Task::Recover => Prepared::Recover,
+            Task::Events => Prepared::Events,
+            Task::Release | Task::FreshInvoice => {
+                let Some(id) = self.order_id(0) else {
+                    return Prepared::Nothing;
+                };
+                let o = self.order(id).await;
+                let role = if matches!(t, Task::Release) {
+                    mostro_core::order::Role::Seller
+                } else {
+                    mostro_core::order::Role::Buyer
+                };
+                let Some(party) = o.party(role).cloned() else {
+                    return Prepared::Nothing;
+                };
+                let (maker, taker) = self.parties.get(&id).cloned().unwrap();
+                let who = if party.trade_key == maker.trade_key {
+                    Some(maker)
+                } else {
+                    taker.filter(|t| t.trade_key == party.trade_key)
+                };
+                let Some(who) = who else {
+                    return Prepared::Nothing;
+                };
+                let action = if matches!(t, Task::Release) {
+                    Action::Release { next_trade: None }
+                } else {
+                    let amount = o.amount.checked_sub(o.fee).unwrap_or_default();
+                    let name = who.name.clone();
+                    Action::AddInvoice(self.invoice_for(id, &name, amount))
+                };
+                let req = self.bed.request(&who, Some(id), action);
+                Prepared::Request(req)
+            },
+        }
+    }
+
+    fn record(&mut self, p: &Prepared, r: Option<Outcome>) {
+        if let (Prepared::Request(req), Some(Outcome::Applied(Some(id)))) = (p, &r)
+            && matches!(req.action, Action::Release { .. })
+        {
+            self.released.insert(*id);
+        }
+        if let Prepared::Request(req) = p {
+            self.last = Some((req.clone(), r.is_some()));
         }
     }
 
@@ -886,6 +1086,9 @@ impl World {
                 );
             }
         }
+        // No `pay` ever went out for a hash that was not its order's current attempt.
+        let v = self.bed.violations.lock().unwrap().clone();
+        assert!(v.is_empty(), "{v:?}");
         // Only allowed status transitions.
         for (id, from, to) in self.bed.store.transitions() {
             assert!(allowed(from, to), "order {id}: {from} -> {to}");
@@ -938,6 +1141,33 @@ impl World {
                 let o = o.unwrap_or_else(|| panic!("accepted hold {hash} of no order"));
                 assert!(!o.status.is_terminal());
             }
+        }
+        // Every success the node reports is recorded on its order.
+        for (hash, a) in self.bed.ledger.all_attempts() {
+            if !matches!(a.status, AttemptStatus::Succeeded(_)) {
+                continue;
+            }
+            let id = self
+                .invoices
+                .get(&hash)
+                .copied()
+                .or_else(|| {
+                    let w = self.bed.ledger.invoice(&hash)?.wallet;
+                    self.address_wallets.get(&w).copied()
+                })
+                .expect("payment to a known invoice");
+            let o = self.order(id).await;
+            assert_eq!(
+                o.status,
+                Status::Success,
+                "{id}: node paid {hash}, order says {}",
+                o.status
+            );
+            let p = o.payout.unwrap();
+            assert!(
+                p.paid_hash.unwrap_or(p.hash) == hash || p.duplicates.contains(&hash),
+                "{id}: success on {hash} not recorded ({p:?})"
+            );
         }
         // Outbox effects are all done.
         assert!(
@@ -1177,4 +1407,96 @@ fn random_schedules_cover_the_lifecycle() {
         crashes_mid_trade > 20,
         "only {crashes_mid_trade} crashes during a live trade"
     );
+}
+
+/// What a [`Task`] runs.
+#[derive(Clone, Debug)]
+enum Prepared {
+    Tick,
+    Resume,
+    Round(Vec<(mostro_core::ports::EffectId, Effect)>),
+    Recover,
+    Events,
+    Request(Request),
+    Nothing,
+}
+
+fn run_task<'a>(
+    bed: &'a TestBed,
+    p: &'a Prepared,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = Option<Outcome>> + 'a>> {
+    Box::pin(async move {
+        match p {
+            Prepared::Tick => {
+                let _ = bed.engine.tick().await;
+                None
+            },
+            Prepared::Resume => {
+                let _ = bed.engine.resume().await;
+                None
+            },
+            Prepared::Round(effects) => {
+                for (id, e) in effects {
+                    bed.engine.run_effect(*id, e.clone()).await;
+                }
+                None
+            },
+            Prepared::Recover => {
+                let _ = bed.engine.recover().await;
+                None
+            },
+            Prepared::Events => {
+                for ev in bed.node.drain_events() {
+                    let _ = bed.engine.on_node_event(ev).await;
+                }
+                None
+            },
+            Prepared::Request(req) => bed.engine.handle(req.clone()).await.ok(),
+            Prepared::Nothing => None,
+        }
+    })
+}
+
+type TaskFuture<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = Option<Outcome>> + 'a>>;
+
+/// Polls two futures to completion, choosing which one to poll at each step from `schedule`.
+fn race(
+    mut a: TaskFuture<'_>,
+    mut b: TaskFuture<'_>,
+    schedule: u64,
+) -> (Option<Outcome>, Option<Outcome>) {
+    use std::task::{Context, Poll};
+    let waker = futures::task::noop_waker();
+    let mut cx = Context::from_waker(&waker);
+    let (mut ra, mut rb) = (None, None);
+    let mut step = 0u32;
+    loop {
+        if ra.is_some() && rb.is_some() {
+            break;
+        }
+        let pick_a = (schedule.rotate_right(step % 64) & 1 == 0 && ra.is_none()) || rb.is_some();
+        step = step.wrapping_add(1);
+        if pick_a {
+            if let Poll::Ready(r) = a.as_mut().poll(&mut cx) {
+                ra = Some(r);
+            }
+        } else if let Poll::Ready(r) = b.as_mut().poll(&mut cx) {
+            rb = Some(r);
+        }
+        assert!(step < 1_000_000, "tasks never finished");
+    }
+    (ra.flatten(), rb.flatten())
+}
+
+/// Polls a future at most `n` times; `None` when it had not finished (it is then dropped).
+fn poll_n(mut f: TaskFuture<'_>, n: usize) -> Option<Option<Outcome>> {
+    use std::task::{Context, Poll};
+    let waker = futures::task::noop_waker();
+    let mut cx = Context::from_waker(&waker);
+    for _ in 0..n {
+        if let Poll::Ready(r) = f.as_mut().poll(&mut cx) {
+            return Some(r);
+        }
+    }
+    None
 }

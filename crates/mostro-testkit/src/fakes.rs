@@ -661,3 +661,178 @@ impl mostro_core::ports::PayoutResolver for FakeResolver {
             })
     }
 }
+
+/// A future that is ready on its second poll: a point where another task may run, or where a
+/// test may drop the task (a crash between two awaits).
+#[derive(Debug, Default)]
+pub struct YieldOnce(bool);
+
+impl std::future::Future for YieldOnce {
+    type Output = ();
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<()> {
+        if self.0 {
+            std::task::Poll::Ready(())
+        } else {
+            self.0 = true;
+            cx.waker().wake_by_ref();
+            std::task::Poll::Pending
+        }
+    }
+}
+
+/// Yields once.
+pub fn yield_now() -> YieldOnce {
+    YieldOnce(false)
+}
+
+/// [`FakeNode`] with an await point before every call, and a check at every `pay` that the
+/// payment is the current attempt of an order (recorded in `violations`).
+#[derive(Debug, Clone)]
+pub struct YieldingNode {
+    inner: Arc<FakeNode>,
+    store: MemStore,
+    violations: Arc<Mutex<Vec<String>>>,
+}
+
+impl YieldingNode {
+    /// Wraps `inner`; `store` is read at each `pay`.
+    pub fn new(inner: Arc<FakeNode>, store: MemStore, violations: Arc<Mutex<Vec<String>>>) -> Self {
+        YieldingNode {
+            inner,
+            store,
+            violations,
+        }
+    }
+}
+
+#[async_trait]
+impl LightningNode for YieldingNode {
+    async fn create_hold_invoice(&self, req: &HoldInvoiceRequest) -> Result<String, LnError> {
+        yield_now().await;
+        self.inner.create_hold_invoice(req).await
+    }
+
+    async fn settle_hold_invoice(&self, preimage: &Preimage) -> Result<(), LnError> {
+        yield_now().await;
+        self.inner.settle_hold_invoice(preimage).await
+    }
+
+    async fn cancel_hold_invoice(&self, hash: &PaymentHash) -> Result<(), LnError> {
+        yield_now().await;
+        self.inner.cancel_hold_invoice(hash).await
+    }
+
+    async fn lookup_hold_invoice(&self, hash: &PaymentHash) -> Result<HoldInvoiceState, LnError> {
+        yield_now().await;
+        self.inner.lookup_hold_invoice(hash).await
+    }
+
+    async fn next_event(&self) -> Result<NodeEvent, LnError> {
+        self.inner.next_event().await
+    }
+
+    async fn pay(&self, req: &PayRequest) -> Result<PayOutcome, LnError> {
+        // Checked when the engine issues the call, before any other task can run.
+        let current = self.store.all_orders().iter().any(|o| {
+            o.status == mostro_core::order::Status::SettledHoldInvoice
+                && o.payout.as_ref().is_some_and(|p| {
+                    p.hash == req.hash && p.state == mostro_core::order::PayoutState::InFlight
+                })
+        });
+        if !current {
+            lock(&self.violations).push(format!("pay for a non-current hash {}", req.hash));
+        }
+        yield_now().await;
+        self.inner.pay(req).await
+    }
+
+    async fn payment_status(&self, hash: &PaymentHash) -> Result<PaymentStatus, LnError> {
+        yield_now().await;
+        self.inner.payment_status(hash).await
+    }
+
+    async fn decode_invoice(&self, bolt11: &str) -> Result<DecodedInvoice, LnError> {
+        self.inner.decode_invoice(bolt11).await
+    }
+
+    async fn info(&self) -> Result<NodeInfo, LnError> {
+        self.inner.info().await
+    }
+}
+
+/// [`MemStore`] with an await point before every call.
+#[derive(Debug, Clone)]
+pub struct YieldingStore(pub MemStore);
+
+#[async_trait]
+impl Store for YieldingStore {
+    async fn commit(&self, c: Commit) -> Result<Vec<EffectId>, StoreError> {
+        yield_now().await;
+        self.0.commit(c).await
+    }
+    async fn order(&self, id: OrderId) -> Result<Option<Order>, StoreError> {
+        yield_now().await;
+        self.0.order(id).await
+    }
+    async fn order_by_hold_hash(&self, hash: &PaymentHash) -> Result<Option<Order>, StoreError> {
+        yield_now().await;
+        self.0.order_by_hold_hash(hash).await
+    }
+    async fn order_by_dispute(&self, id: OrderId) -> Result<Option<Order>, StoreError> {
+        yield_now().await;
+        self.0.order_by_dispute(id).await
+    }
+    async fn due(&self, now: Timestamp, limit: usize) -> Result<Vec<OrderId>, StoreError> {
+        yield_now().await;
+        self.0.due(now, limit).await
+    }
+    async fn next_deadline(&self) -> Result<Option<Timestamp>, StoreError> {
+        self.0.next_deadline().await
+    }
+    async fn htlc_expiring(&self, height: BlockHeight) -> Result<Vec<OrderId>, StoreError> {
+        yield_now().await;
+        self.0.htlc_expiring(height).await
+    }
+    async fn open_orders_of(&self, identity: &PubKey) -> Result<Vec<Order>, StoreError> {
+        yield_now().await;
+        self.0.open_orders_of(identity).await
+    }
+    async fn open_orders(&self) -> Result<Vec<Order>, StoreError> {
+        yield_now().await;
+        self.0.open_orders().await
+    }
+    async fn pending_effects(&self, limit: usize) -> Result<Vec<(EffectId, Effect)>, StoreError> {
+        yield_now().await;
+        self.0.pending_effects(limit).await
+    }
+    async fn pending_effects_after(
+        &self,
+        after: Option<EffectId>,
+        limit: usize,
+    ) -> Result<Vec<(EffectId, Effect)>, StoreError> {
+        yield_now().await;
+        self.0.pending_effects_after(after, limit).await
+    }
+    async fn effect_pending(&self, id: EffectId) -> Result<bool, StoreError> {
+        yield_now().await;
+        self.0.effect_pending(id).await
+    }
+    async fn dead_effects(&self, limit: usize) -> Result<(Vec<DeadEffect>, u64), StoreError> {
+        self.0.dead_effects(limit).await
+    }
+    async fn seen_event(&self, id: &EventId) -> Result<bool, StoreError> {
+        yield_now().await;
+        self.0.seen_event(id).await
+    }
+    async fn user(&self, identity: &PubKey) -> Result<Option<User>, StoreError> {
+        yield_now().await;
+        self.0.user(identity).await
+    }
+    async fn solver(&self, identity: &PubKey) -> Result<Option<Solver>, StoreError> {
+        yield_now().await;
+        self.0.solver(identity).await
+    }
+}

@@ -9,7 +9,7 @@ use mostro_core::engine::{Action, Engine, EngineConfig, NewOrderRequest, Outcome
 use mostro_core::machine::{NewOrder, Notice, Notify};
 use mostro_core::order::{Kind, Order, Protocol};
 use mostro_core::policy::Policy;
-use mostro_core::ports::{Clock, Network};
+use mostro_core::ports::{Clock, LightningNode, Network, Store};
 use mostro_core::types::{EventId, OrderId, PubKey, Sats, Timestamp};
 
 use crate::fakes::{
@@ -149,6 +149,9 @@ pub struct TestBed {
     pub engine: Engine,
     policy: Policy,
     events: AtomicU64,
+    yielding: bool,
+    /// What the yielding node saw go wrong (a `pay` for a hash that was not the current attempt).
+    pub violations: Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl TestBed {
@@ -159,6 +162,18 @@ impl TestBed {
 
     /// Custom policy.
     pub fn with_policy(policy: Policy) -> Self {
+        Self::build(policy, false)
+    }
+
+    /// Every node and store call is an await point where other tasks run (and where a test
+    /// may drop a task: a crash between two awaits); every `pay` is checked to be for the
+    /// current attempt of an order (see [`TestBed::violations`]).
+    pub fn yielding(policy: Policy) -> Self {
+        Self::build(policy, true)
+    }
+
+    fn build(policy: Policy, yielding: bool) -> Self {
+        let violations = Arc::new(std::sync::Mutex::new(Vec::new()));
         let clock = Arc::new(ManualClock::new(T0));
         let ledger = Ledger::new(Network::Regtest, clock.clone());
         let node = Arc::new(FakeNode::new(ledger.clone()));
@@ -167,10 +182,9 @@ impl TestBed {
         let prices = Arc::new(FixedPrices::default());
         let node_key = key("mostro-node", 0);
         let resolver = Arc::new(FakeResolver::new(ledger.clone()));
-        let engine = build_engine(
-            &clock, &node, &store, &transport, &prices, node_key, &policy, 1,
-        )
-        .with_resolver(resolver.clone());
+        let (n, st) = ports_for(&node, &store, yielding, &violations);
+        let engine = build_engine(&clock, n, st, &transport, &prices, node_key, &policy, 1)
+            .with_resolver(resolver.clone());
         TestBed {
             clock,
             ledger,
@@ -183,16 +197,19 @@ impl TestBed {
             engine,
             policy,
             events: AtomicU64::new(0),
+            yielding,
+            violations,
         }
     }
 
     /// Drops the engine and builds a new one on the same store and node (a process restart).
     pub fn restart(&mut self) {
         let seed = self.events.load(Ordering::SeqCst).wrapping_add(1000);
+        let (n, st) = ports_for(&self.node, &self.store, self.yielding, &self.violations);
         self.engine = build_engine(
             &self.clock,
-            &self.node,
-            &self.store,
+            n,
+            st,
             &self.transport,
             &self.prices,
             self.node_key,
@@ -339,11 +356,31 @@ impl Default for TestBed {
     }
 }
 
+fn ports_for(
+    node: &Arc<FakeNode>,
+    store: &MemStore,
+    yielding: bool,
+    violations: &Arc<std::sync::Mutex<Vec<String>>>,
+) -> (Arc<dyn LightningNode>, Arc<dyn Store>) {
+    if yielding {
+        (
+            Arc::new(crate::fakes::YieldingNode::new(
+                node.clone(),
+                store.clone(),
+                violations.clone(),
+            )),
+            Arc::new(crate::fakes::YieldingStore(store.clone())),
+        )
+    } else {
+        (node.clone(), Arc::new(store.clone()))
+    }
+}
+
 #[allow(clippy::too_many_arguments, reason = "wiring helper")]
 fn build_engine(
     clock: &Arc<ManualClock>,
-    node: &Arc<FakeNode>,
-    store: &MemStore,
+    node: Arc<dyn LightningNode>,
+    store: Arc<dyn Store>,
     transport: &Arc<RecordingTransport>,
     prices: &Arc<FixedPrices>,
     node_key: PubKey,
@@ -351,8 +388,8 @@ fn build_engine(
     seed: u64,
 ) -> Engine {
     let ports = Ports {
-        node: node.clone(),
-        store: Arc::new(store.clone()),
+        node,
+        store,
         transport: transport.clone(),
         clock: clock.clone(),
         entropy: Arc::new(SeqEntropy::new(seed)),
