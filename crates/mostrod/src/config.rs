@@ -166,7 +166,7 @@ impl Default for LightningSection {
         LightningSection {
             backend: Backend::Lnd,
             network: Network::Regtest,
-            pay_timeout_secs: 60,
+            pay_timeout_secs: 30,
             lnd: LndSection::default(),
             cln: ClnSection::default(),
         }
@@ -226,6 +226,9 @@ pub struct MostroSection {
     pub fiat_currencies_accepted: Vec<String>,
     /// Maximum ids in an `orders` request.
     pub max_orders_per_response: u32,
+    /// Largest total CLTV (blocks) a payout route may lock the node's HTLC for; payout
+    /// invoices asking for a larger final CLTV are refused.
+    pub max_payout_cltv: u32,
 }
 
 impl Default for MostroSection {
@@ -246,6 +249,7 @@ impl Default for MostroSection {
             max_price_staleness_seconds: 1800,
             fiat_currencies_accepted: Vec::new(),
             max_orders_per_response: 10,
+            max_payout_cltv: mostro_core::policy::DEFAULT_MAX_PAYOUT_CLTV,
         }
     }
 }
@@ -501,6 +505,21 @@ impl Config {
             5,
             3600,
         )?;
+        if m.payment_retries_interval <= u64::from(self.lightning.pay_timeout_secs) {
+            // A payout is asked about a retry interval after its last call; that must be after
+            // the call could have given up, or a payment still on its way could look absent.
+            return Err(invalid(
+                "mostro.payment_retries_interval",
+                m.payment_retries_interval,
+                "must be greater than lightning.pay_timeout_secs",
+            ));
+        }
+        check_u64(
+            "mostro.max_payout_cltv",
+            u64::from(m.max_payout_cltv),
+            40,
+            2016,
+        )?;
         check_u64(
             "mostro.invoice_expiration_window",
             m.invoice_expiration_window,
@@ -640,6 +659,7 @@ impl Config {
             fiat_currencies: m.fiat_currencies_accepted.clone(),
             max_orders_per_response: m.max_orders_per_response,
             maintenance: false,
+            max_payout_cltv: m.max_payout_cltv,
         }
     }
 
@@ -691,6 +711,7 @@ const KEYS: &[&str] = &[
     "mostro.max_price_staleness_seconds",
     "mostro.fiat_currencies_accepted",
     "mostro.max_orders_per_response",
+    "mostro.max_payout_cltv",
     "price.providers",
     "price.update_interval_seconds",
     "price.outlier_threshold_pct",
@@ -771,7 +792,9 @@ dm_expiration_days = 30
 backend = "lnd"
 # Network payout invoices must be on: mainnet, testnet, signet, regtest.
 network = "regtest"
-pay_timeout_secs = 60
+# Seconds a payout call waits before the payment is reported in flight (5-600); must be below
+# mostro.payment_retries_interval.
+pay_timeout_secs = 30
 
 [lightning.lnd]
 host = "https://127.0.0.1:10009"
@@ -803,12 +826,16 @@ hold_invoice_cltv_delta = 144
 # The CLTV guard acts this many blocks before the escrow HTLC expires (>= 18, < cltv delta).
 escrow_deadline_margin_blocks = 24
 payment_attempts = 3
+# Seconds between payout checks and attempts; must be greater than lightning.pay_timeout_secs.
 payment_retries_interval = 60
 invoice_expiration_window = 3600
 max_price_staleness_seconds = 1800
 # Empty accepts every fiat code.
 fiat_currencies_accepted = []
 max_orders_per_response = 10
+# Largest total CLTV (blocks, 40-2016) a payout route may lock the node's outgoing HTLC for;
+# payout invoices asking for a final CLTV at or above it are refused (invalid_invoice).
+max_payout_cltv = 576
 
 [prices]
 # Fixed prices (fiat per BTC) for market-price orders, used when [price] has no providers.
@@ -847,6 +874,33 @@ mod tests {
         assert_eq!(cfg, def);
         assert_eq!(cfg.policy().fee_ppm, 6000);
         assert_eq!(cfg.policy(), Policy::default());
+    }
+
+    #[test]
+    fn a_retry_interval_not_above_the_pay_timeout_is_refused() {
+        let e = Config::parse(
+            "[lightning]\npay_timeout_secs = 60\n[mostro]\npayment_retries_interval = 60\n",
+            &[],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("mostro.payment_retries_interval") && e.contains("pay_timeout_secs"),
+            "{e}"
+        );
+        assert!(
+            Config::parse(
+                "[lightning]\npay_timeout_secs = 59\n[mostro]\npayment_retries_interval = 60\n",
+                &[],
+            )
+            .is_ok()
+        );
+        let e = Config::parse("[mostro]\nmax_payout_cltv = 5000\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("mostro.max_payout_cltv"), "{e}");
+        let c = Config::parse("[mostro]\nmax_payout_cltv = 300\n", &[]).unwrap();
+        assert_eq!(c.policy().max_payout_cltv, 300);
     }
 
     #[test]

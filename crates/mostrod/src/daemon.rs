@@ -66,10 +66,14 @@ pub async fn drive(
     engine: Arc<Engine>,
     node: Arc<dyn LightningNode>,
     counters: Arc<Counters>,
+    unrecovered: Vec<OrderId>,
     shutdown: impl Future<Output = ()> + Send,
 ) {
     let (stop, rx) = Shutdown::new();
     let mut tasks = JoinSet::new();
+    if !unrecovered.is_empty() {
+        tasks.spawn(recover_later(engine.clone(), unrecovered, rx.clone()));
+    }
     tasks.spawn(node_events(
         engine.clone(),
         node,
@@ -175,13 +179,45 @@ async fn scheduler(engine: Arc<Engine>, counters: Arc<Counters>, mut stop: watch
     while work.join_next().await.is_some() {}
 }
 
+/// Retries the restart reconciliation of orders whose node state could not be read at start,
+/// with a growing pause, until each one succeeded.
+async fn recover_later(
+    engine: Arc<Engine>,
+    mut left: Vec<OrderId>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut pause = Duration::from_secs(2);
+    while !left.is_empty() {
+        tokio::select! {
+            () = stopped(&mut stop) => return,
+            () = tokio::time::sleep(pause) => {},
+        }
+        let mut still = Vec::new();
+        for id in left {
+            if let Err(e) = engine.recover_order(id).await {
+                warn!(order_id = %id, error = %e, "reconciliation still failing");
+                still.push(id);
+            } else {
+                info!(order_id = %id, "reconciled");
+            }
+        }
+        left = still;
+        pause = (pause * 2).min(Duration::from_secs(60));
+    }
+}
+
 async fn retries(engine: Arc<Engine>, counters: Arc<Counters>, mut stop: watch::Receiver<bool>) {
     let mut work = JoinSet::new();
+    // The first round runs at once: it is the restart's resume of the outbox.
+    let mut first = true;
     loop {
-        tokio::select! {
-            () = stopped(&mut stop) => break,
-            () = tokio::time::sleep(RESUME_EVERY) => {},
+        if !first {
+            tokio::select! {
+                () = stopped(&mut stop) => break,
+                () = tokio::time::sleep(RESUME_EVERY) => {},
+            }
         }
+        first = false;
         match engine.pending_effects().await {
             Ok(pending) => {
                 for (id, effect) in pending {

@@ -2,7 +2,9 @@
 //! admin API used by `mostrod admin ...`:
 //! - `GET /admin/orders[?status=<status>]`: open orders (optionally of one status), as JSON;
 //! - `GET /admin/disputes`: orders in dispute with their dispute, as JSON;
-//! - `POST /admin/maintenance?on=true|false`: refuse new orders and takes (open trades go on).
+//! - `POST /admin/maintenance?on=true|false`: refuse new orders and takes (open trades go on);
+//! - `GET /admin/alarms`: duplicate / stale payouts, escrows near expiry in disputes, and the
+//!   dead-lettered effects (newest 100, with their reasons).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -214,6 +216,30 @@ async fn admin(
             },
             Err(e) => err(e.to_string()),
         },
+        ("GET", "/admin/alarms") => match state.store.dead_effects(100).await {
+            Ok((dead, total)) => {
+                let a = state.engine.alarms();
+                let list: Vec<_> = dead
+                    .iter()
+                    .map(|d| {
+                        json!({
+                            "id": d.id.0,
+                            "order_id": d.effect.order_id().map(|o| o.to_string()),
+                            "reason": d.reason,
+                            "effect": serde_json::to_value(&d.effect).unwrap_or_default(),
+                        })
+                    })
+                    .collect();
+                let body = json!({
+                    "payout_duplicates": a.payout_duplicates.load(Ordering::Relaxed),
+                    "escrow_expiring": a.escrow_expiring.load(Ordering::Relaxed),
+                    "dead_letters_total": total,
+                    "dead_letters": list,
+                });
+                ("200 OK", JSON, body.to_string())
+            },
+            Err(e) => err(e.to_string()),
+        },
         ("POST", "/admin/maintenance") => {
             let on = match q.get("on") {
                 Some(&"true") => true,
@@ -263,6 +289,22 @@ async fn metrics(state: &State) -> String {
     let _ = writeln!(
         out,
         "# TYPE mostro_outbox_pending gauge\nmostro_outbox_pending {depth}"
+    );
+    let dead = state.store.dead_effects(0).await.map_or(0, |(_, n)| n);
+    let a = state.engine.alarms();
+    let _ = writeln!(
+        out,
+        "# HELP mostro_outbox_dead Effects given up as undeliverable (see /admin/alarms).\n# TYPE mostro_outbox_dead gauge\nmostro_outbox_dead {dead}"
+    );
+    let _ = writeln!(
+        out,
+        "# HELP mostro_payout_duplicate_total Successes the node reported for another payment hash of an already paid order, or for an earlier hash.\n# TYPE mostro_payout_duplicate_total counter\nmostro_payout_duplicate_total {}",
+        a.payout_duplicates.load(Ordering::Relaxed)
+    );
+    let _ = writeln!(
+        out,
+        "# HELP mostro_escrow_expiring_total Disputed trades whose escrow HTLC reached the expiry margin.\n# TYPE mostro_escrow_expiring_total counter\nmostro_escrow_expiring_total {}",
+        a.escrow_expiring.load(Ordering::Relaxed)
     );
     let c = &state.counters;
     let _ = writeln!(

@@ -80,6 +80,8 @@ enum AdminCmd {
     },
     /// List orders in dispute.
     Disputes,
+    /// Payout alarms (duplicates, escrows near expiry) and dead-lettered effects.
+    Alarms,
     /// Refuse new orders and takes (`on`) or accept them again (`off`).
     Maintenance {
         /// on | off
@@ -136,6 +138,7 @@ async fn admin(config: &Path, what: AdminCmd) -> anyhow::Result<()> {
         AdminCmd::Orders { status: Some(s) } => ("GET", format!("/admin/orders?status={s}")),
         AdminCmd::Orders { status: None } => ("GET", "/admin/orders".to_owned()),
         AdminCmd::Disputes => ("GET", "/admin/disputes".to_owned()),
+        AdminCmd::Alarms => ("GET", "/admin/alarms".to_owned()),
         AdminCmd::Maintenance { state } => match state.as_str() {
             "on" => ("POST", "/admin/maintenance?on=true".to_owned()),
             "off" => ("POST", "/admin/maintenance?on=false".to_owned()),

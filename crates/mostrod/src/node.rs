@@ -133,8 +133,17 @@ pub async fn run_with(
     let engine =
         Arc::new(Engine::new(ports, engine_cfg, cfg.policy()).with_resolver(Arc::new(resolver)));
 
-    // Restart recovery before any new message is accepted.
-    engine.reconcile().await.context("restart reconciliation")?;
+    // Restart recovery before any new message is accepted: the node's view of every hold and
+    // payout hash an open order knows. One order that cannot be read never stops the start;
+    // it is retried in the background. Pending effects run in the retry loop, next to the
+    // scheduler and the CLTV guard, not before them.
+    let recovery = engine.recover().await.context("restart reconciliation")?;
+    info!(
+        orders = recovery.orders,
+        checked = recovery.checked,
+        failed = recovery.failed.len(),
+        "restart reconciliation"
+    );
 
     let counters = Arc::new(Counters::default());
     let token = ensure_token(&cfg.data_path(&cfg.admin.token_file))?;
@@ -207,7 +216,7 @@ pub async fn run_with(
     ));
     info!(pubkey = %key.public(), relays = ?cfg.nostr.relays, admin = %cfg.admin.listen, "mostrod running");
 
-    daemon::drive(engine, node, counters, async {
+    daemon::drive(engine, node, counters, recovery.failed, async {
         shutdown.await;
         let _ = stop_tx.send(true);
     })
