@@ -1128,7 +1128,7 @@ fn take(
             t.publish();
         },
         Kind::Sell | Kind::Buy => {
-            request_hold(t, env)?;
+            request_hold(t, env, rid)?;
             t.publish();
         },
     }
@@ -1136,7 +1136,7 @@ fn take(
 }
 
 /// Moves to `waiting-payment` and asks the node for a hold invoice.
-fn request_hold(t: &mut Transition, env: &Env<'_>) -> Result<(), Reject> {
+fn request_hold(t: &mut Transition, env: &Env<'_>, rid: Option<u64>) -> Result<(), Reject> {
     let preimage = Preimage(env.derive(b"preimage"));
     let hash = preimage.hash();
     let amount = seller_amount(&t.order)?;
@@ -1151,6 +1151,7 @@ fn request_hold(t: &mut Transition, env: &Env<'_>) -> Result<(), Reject> {
         bolt11: None,
         state: HoldState::Requested,
         htlc_expiry: None,
+        request_id: rid,
     });
     let memo = format!(
         "Escrow amount Order #{}: {} BTC for {} {} - it stays frozen until you release it",
@@ -1192,7 +1193,7 @@ fn add_invoice(
             if accepted {
                 activate(t);
             } else {
-                request_hold(t, env)?;
+                request_hold(t, env, rid)?;
             }
             Ok(())
         },
@@ -1677,16 +1678,20 @@ fn hold_created(t: &mut Transition, hash: PaymentHash, bolt11: &str) {
         Some(h) if h.state == HoldState::Requested && o.status == Status::WaitingPayment => {
             h.state = HoldState::Open;
             h.bolt11 = Some(bolt11.to_owned());
+            // These answer the take / add-invoice that asked for the hold: echo its id (as the
+            // reference does, to both parties; mostro-cli requires it on the `pay-invoice`
+            // that answers its `take-buy`).
+            let rid = h.request_id;
             let snap = t.snapshot();
             t.tell_role(
                 Role::Seller,
-                None,
+                rid,
                 Notice::PayInvoice {
                     order: snap,
                     bolt11: bolt11.to_owned(),
                 },
             );
-            t.tell_role(Role::Buyer, None, Notice::WaitingSellerToPay);
+            t.tell_role(Role::Buyer, rid, Notice::WaitingSellerToPay);
         },
         Some(h) if h.state == HoldState::Canceled => {
             // Created after we gave up on it: make sure it cannot be paid.

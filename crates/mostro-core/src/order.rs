@@ -305,6 +305,10 @@ pub struct Hold {
     pub state: HoldState,
     /// Expiry height of the accepted HTLC, when known (CLTV guard).
     pub htlc_expiry: Option<BlockHeight>,
+    /// Correlation id of the request that asked for this hold (a take or an add-invoice),
+    /// echoed on the `pay-invoice` / `waiting-seller-to-pay` the node sends once it exists.
+    #[serde(default)]
+    pub request_id: Option<u64>,
 }
 
 /// The buyer's payout.

@@ -783,3 +783,24 @@ fn malformed_lightning_address_is_refused() {
         }
     });
 }
+
+#[test]
+fn the_pay_invoice_answering_a_take_buy_echoes_its_request_id() {
+    // mostro-cli refuses a `pay-invoice` without the request id of its `take-buy`.
+    block_on(async {
+        let bed = TestBed::new();
+        let buyer = Trader::new("buyer");
+        let seller = Trader::new("seller");
+        let id = bed.new_order(&buyer, buy_order(100_000, 50)).await;
+        let req = bed.request(&seller, Some(id), Action::TakeBuy { fiat_amount: None });
+        let rid = req.request_id;
+        assert!(rid.is_some());
+        assert_eq!(bed.send_request(req).await, Outcome::Applied(Some(id)));
+        let pay = bed
+            .sent()
+            .into_iter()
+            .find(|n| n.to == seller.trade_key && matches!(n.notice, Notice::PayInvoice { .. }))
+            .expect("pay-invoice to the seller");
+        assert_eq!(pay.request_id, rid);
+    });
+}

@@ -774,6 +774,7 @@ fn disputed_order() -> Order {
         bolt11: Some("lnbcrt1hold".into()),
         state: HoldState::Accepted,
         htlc_expiry: None,
+        request_id: None,
     });
     o.payout = Some(Payout {
         invoice: INVOICE.into(),

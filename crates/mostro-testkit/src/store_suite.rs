@@ -165,6 +165,7 @@ pub fn with_hold(mut o: Order, h: PaymentHash, state: HoldState, expiry: Option<
         bolt11: Some(format!("lnbcrt1500u1{}", h.to_hex())),
         state,
         htlc_expiry: expiry.map(BlockHeight),
+        request_id: None,
     });
     o
 }
