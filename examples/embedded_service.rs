@@ -44,7 +44,7 @@ impl Transport for ChannelTransport {
         let users = self
             .users
             .lock()
-            .map_err(|_| TransportError("poisoned".into()))?;
+            .map_err(|_| TransportError::transient("poisoned"))?;
         if let Some(tx) = users.get(&msg.to) {
             // A closed channel is the user's problem, not a reason to retry forever.
             let _ = tx.send(msg.notice.clone());

@@ -13,7 +13,7 @@ use mostro_core::machine::{Notify, PayOutcome};
 use mostro_core::order::{Order, Protocol};
 use mostro_core::ports::{
     DecodedInvoice, HoldInvoiceRequest, HoldInvoiceState, LightningNode, LnError, NodeEvent,
-    NodeInfo, PayRequest, Transport, TransportError, User,
+    NodeInfo, PayRequest, PaymentStatus, Transport, TransportError, User,
 };
 use mostro_core::types::{PaymentHash, Preimage, PubKey};
 use mostro_nostr::RequestHandler;
@@ -198,6 +198,9 @@ impl LightningNode for MeteredNode {
     }
     async fn pay(&self, req: &PayRequest) -> Result<PayOutcome, LnError> {
         timed!(self, "pay", self.inner.pay(req))
+    }
+    async fn payment_status(&self, hash: &PaymentHash) -> Result<PaymentStatus, LnError> {
+        timed!(self, "payment_status", self.inner.payment_status(hash))
     }
     async fn decode_invoice(&self, bolt11: &str) -> Result<DecodedInvoice, LnError> {
         timed!(self, "decode_invoice", self.inner.decode_invoice(bolt11))
