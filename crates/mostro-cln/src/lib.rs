@@ -804,6 +804,135 @@ mod tests {
         assert_eq!(fee_of(None, Some(1)), Sats(0));
     }
 
+    /// Real CLN error codes and messages of `pay` (lightningd `sendpay`, the `pay` plugin,
+    /// `xpay`) and how each is handled.
+    #[test]
+    fn pay_errors_are_classified_by_code_and_message() {
+        use PayErrorClass as C;
+        let cases: [(i64, &str, PayErrorClass); 17] = [
+            (200, "Payment is still in progress", C::InFlight),
+            (
+                200,
+                "Payment is pending with full amount already commited",
+                C::InFlight,
+            ),
+            (
+                201,
+                "Already succeeded with amount 1200000msat",
+                C::AlreadyPaid,
+            ),
+            (
+                218,
+                "Already paid this invoice successfully",
+                C::AlreadyPaid,
+            ),
+            (
+                203,
+                "Destination said it doesn't know invoice: incorrect_or_unknown_payment_details",
+                C::Failed,
+            ),
+            (205, "Could not find a route", C::Failed),
+            (206, "Fee exceeds our fee budget", C::Failed),
+            (210, "Ran out of routes to try after 3 attempts", C::Failed),
+            (
+                209,
+                "Could not create payment onion: path too long!",
+                C::Failed,
+            ),
+            (207, "Invoice expired", C::Refused(LnErrorKind::Expired)),
+            (
+                -32602,
+                "Invalid bolt11: Invoice is for another network",
+                C::Refused(LnErrorKind::InvalidInvoice),
+            ),
+            (-32601, "Unknown command 'pay'", C::Unavailable),
+            (
+                -4,
+                "Plugin terminated before replying to RPC call.",
+                C::Unavailable,
+            ),
+            (-5, "lightningd is shutting down", C::Unavailable),
+            (-1, "Error retrieving previous pay attempts", C::Unknown),
+            (211, "Payment status unexpected", C::Unknown),
+            (
+                -3,
+                "Unexpected injectpaymentonion error 204: {}",
+                C::Unknown,
+            ),
+        ];
+        for (code, msg, want) in cases {
+            assert_eq!(classify_pay_error(code, msg), want, "{code} {msg}");
+        }
+        assert_eq!(classify_pay_error(999, "whatever"), C::Unknown);
+    }
+
+    fn row(status: &str, amount: u64, sent: u64, group: Option<u64>) -> PayRow {
+        PayRow {
+            status: status.to_owned(),
+            amount_msat: Some(amount),
+            amount_sent_msat: Some(sent),
+            groupid: group,
+        }
+    }
+
+    #[test]
+    fn the_record_aggregates_pays_and_parts() {
+        assert_eq!(aggregate_status(&[], &[]).unwrap(), PaymentStatus::NotFound);
+        let failed = [row("failed", 1000, 1000, Some(1))];
+        assert!(matches!(
+            aggregate_status(&failed, &failed).unwrap(),
+            PaymentStatus::Failed { .. }
+        ));
+        // A pending part after a failed group is in flight, in either list.
+        let parts = [
+            row("failed", 1000, 1000, Some(1)),
+            row("pending", 1000, 2000, Some(2)),
+        ];
+        assert_eq!(
+            aggregate_status(&failed, &parts).unwrap(),
+            PaymentStatus::InFlight
+        );
+        assert_eq!(
+            aggregate_status(&[row("pending", 0, 0, None)], &[]).unwrap(),
+            PaymentStatus::InFlight
+        );
+        // Complete wins over everything; the fee comes from the listpays summary...
+        let pays = [
+            row("failed", 5_000_000, 5_000_000, None),
+            row("complete", 5_000_000, 5_002_500, None),
+        ];
+        assert_eq!(
+            aggregate_status(&pays, &parts).unwrap(),
+            PaymentStatus::Succeeded { fee: Sats(3) }
+        );
+        // ... or the sum over the complete group's parts (MPP), ignoring other groups.
+        let mpp = [
+            row("failed", 5_000_000, 5_009_000, Some(1)),
+            row("complete", 2_000_000, 2_001_000, Some(2)),
+            row("complete", 3_000_000, 3_002_000, Some(2)),
+        ];
+        assert_eq!(
+            aggregate_status(&[], &mpp).unwrap(),
+            PaymentStatus::Succeeded { fee: Sats(3) }
+        );
+        // A status this adapter does not know is no answer.
+        assert_eq!(
+            aggregate_status(&[row("settling", 1, 1, None)], &[])
+                .unwrap_err()
+                .kind,
+            LnErrorKind::Other
+        );
+        // ... unless a complete attempt already says it all.
+        assert!(matches!(
+            aggregate_status(
+                &[row("settling", 1, 1, None)],
+                &[row("complete", 1000, 1000, Some(1))]
+            )
+            .unwrap(),
+            PaymentStatus::Succeeded { fee: Sats(0) }
+        ));
+    }
+
     #[test]
     fn networks() {
         assert_eq!(cln_network("bitcoin").unwrap(), Network::Mainnet);
