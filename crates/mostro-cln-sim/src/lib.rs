@@ -14,7 +14,14 @@
 //!
 //! Faults: [`mostro_testkit::Faults::unreachable`] makes the node drop every connection
 //! without answering; `lose_next_reply` performs the call and never answers it (the client
-//! times out); `fail_payments` and `hang_payments` shape `pay` as in the ledger.
+//! times out); `fail_payments` and `hang_payments` shape `pay` as in the ledger;
+//! `starting_up` answers every call with an error and performs nothing (see [`codes`]);
+//! `ambiguous_pays` makes `pay` send the payment for real and then answer an uncategorized
+//! error (`-1`); `lose_status_replies` leaves the next `listpays`/`listsendpays` unanswered.
+//!
+//! How a repeated `pay` of an already paid invoice is answered is chosen with
+//! [`ClnSim::set_repeat_pay`] ([`RepeatPay`]), and [`ClnSim::race_next_pay`] lets another
+//! client's payment of the same invoice land just before the next `pay` is handled.
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -48,8 +55,37 @@ pub enum HoldPlugin {
     None,
 }
 
+/// How `pay` answers for an invoice whose payment already succeeded.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum RepeatPay {
+    /// The legacy `pay` plugin: the earlier success is returned again as a result
+    /// (`status: complete`), nothing is sent.
+    #[default]
+    Success,
+    /// Error `201` `Already succeeded with amount ...`: what lightningd's `sendpay` answers
+    /// when the earlier success had other parameters, and `pay` passes on.
+    AlreadyUsed,
+    /// Error `218` `Already paid this invoice successfully`: what `xpay` (also serving `pay`
+    /// with `xpay-handle-pay`) answers when `injectpaymentonion` finds the hash paid.
+    Xpay,
+}
+
 /// CLN's JSON-RPC error codes used by the simulator.
+///
+/// While [`mostro_testkit::Faults::starting_up`] is set, plugin commands (`pay`, `listpays`,
+/// `decode`, the hold plugin's) answer [`METHOD_NOT_FOUND`] `Unknown command`, as lightningd
+/// does for a command whose plugin is not (yet) registered, and lightningd's built-ins
+/// (`getinfo`, `help`, `listsendpays`) answer [`LIGHTNINGD`] `lightningd is starting up`.
+/// A real lightningd has no dedicated "starting" code: before its socket exists connections
+/// fail (the `unreachable` fault), and a plugin that is not up yet has no commands. The
+/// built-ins' error is the simulator's choice, so that no call answers while starting.
 pub mod codes {
+    /// Uncategorized lightningd error.
+    pub const LIGHTNINGD: i64 = -1;
+    /// A plugin died before replying.
+    pub const PLUGIN_TERMINATED: i64 = -4;
+    /// lightningd is shutting down.
+    pub const LIGHTNINGD_SHUTDOWN: i64 = -5;
     /// JSON-RPC: method not found (`Unknown command`).
     pub const METHOD_NOT_FOUND: i64 = -32601;
     /// JSON-RPC: invalid parameters.
@@ -58,10 +94,16 @@ pub mod codes {
     pub const PLUGIN_ERROR: i64 = -32600;
     /// `pay`: a payment for this hash is already in progress.
     pub const PAY_IN_PROGRESS: i64 = 200;
+    /// `pay`/`sendpay`: the hash was already paid (with other parameters).
+    pub const PAY_RHASH_ALREADY_USED: i64 = 201;
+    /// `pay`: no route.
+    pub const PAY_ROUTE_NOT_FOUND: i64 = 205;
     /// `pay`: the invoice expired.
     pub const PAY_INVOICE_EXPIRED: i64 = 207;
     /// `pay`: gave up after the attempts failed.
     pub const PAY_STOPPED_RETRYING: i64 = 210;
+    /// `xpay`/`injectpaymentonion`: the payment failed (also "already paid").
+    pub const PAY_INJECTPAYMENTONION_FAILED: i64 = 218;
     /// `invoice`: duplicate label or preimage.
     pub const INVOICE_LABEL_ALREADY_EXISTS: i64 = 900;
 }
@@ -93,6 +135,11 @@ struct Shared {
     labels: Mutex<HashSet<String>>,
     /// Invoices seen by `pay`, for `listpays`/`listsendpays` (hash -> bolt11, created_at).
     paid: Mutex<HashMap<PaymentHash, (String, u64)>>,
+    /// `maxdelay` of every `pay` call, in order (`None`: not given).
+    maxdelays: Mutex<Vec<Option<u64>>>,
+    repeat_pay: Mutex<RepeatPay>,
+    /// Another client pays the invoice right before the next `pay` is handled.
+    race_next_pay: Mutex<bool>,
 }
 
 /// A running (or stopped) simulated CLN node.
@@ -126,6 +173,9 @@ impl ClnSim {
                 preimages: Mutex::new(HashMap::new()),
                 labels: Mutex::new(HashSet::new()),
                 paid: Mutex::new(HashMap::new()),
+                maxdelays: Mutex::new(Vec::new()),
+                repeat_pay: Mutex::new(RepeatPay::default()),
+                race_next_pay: Mutex::new(false),
             }),
             path: dir.join(SOCKET_NAME),
             server: Mutex::new(None),
@@ -152,6 +202,23 @@ impl ClnSim {
     /// How many times `method` was called (since the simulator was created, across restarts).
     pub fn calls(&self, method: &str) -> u64 {
         lock(&self.shared.calls).get(method).copied().unwrap_or(0)
+    }
+
+    /// The `maxdelay` parameter of every `pay` call so far, in order (`None` when not given).
+    pub fn pay_maxdelays(&self) -> Vec<Option<u64>> {
+        lock(&self.shared.maxdelays).clone()
+    }
+
+    /// How a `pay` of an already paid invoice is answered.
+    pub fn set_repeat_pay(&self, r: RepeatPay) {
+        *lock(&self.shared.repeat_pay) = r;
+    }
+
+    /// Makes the next `pay` find its invoice just paid by another client (a payment that
+    /// lands between a caller's `listpays` check and its `pay`). The race payment is made
+    /// with the same amount and budget, then the `pay` is handled as usual.
+    pub fn race_next_pay(&self) {
+        *lock(&self.shared.race_next_pay) = true;
     }
 
     /// Whether the server is listening.
@@ -289,7 +356,11 @@ async fn handle(shared: &Shared, req: &Value) -> Option<Value> {
         let n = calls.entry(method.to_owned()).or_insert(0);
         *n = n.saturating_add(1);
     }
-    let reply = dispatch(shared, method, &params).await;
+    let reply = if shared.ledger.faults().starting_up {
+        starting_up(method)
+    } else {
+        dispatch(shared, method, &params).await
+    };
     match reply {
         Reply::Ok(v) => Some(json!({"jsonrpc": "2.0", "id": id, "result": v})),
         Reply::Err(code, msg) => Some(error_response(&id, code, &msg)),
@@ -358,14 +429,28 @@ fn parse_hash(s: Option<&str>, name: &str) -> Result<PaymentHash, Reply> {
     })
 }
 
+/// The answer of a node that is starting up (see [`codes`]): nothing is performed.
+fn starting_up(method: &str) -> Reply {
+    match method {
+        "getinfo" | "help" | "listsendpays" => rpc_err(
+            codes::LIGHTNINGD,
+            "lightningd is starting up (cln-sim starting_up)",
+        ),
+        _ => rpc_err(
+            codes::METHOD_NOT_FOUND,
+            format!("Unknown command '{method}'"),
+        ),
+    }
+}
+
 async fn dispatch(shared: &Shared, method: &str, p: &Params) -> Reply {
     let r = match (method, shared.plugin) {
         ("getinfo", _) => getinfo(shared),
         ("help", _) => Ok(help(shared)),
         ("decode", _) => decode(shared, p),
         ("pay", _) => return pay(shared, p).await,
-        ("listpays", _) => list_pays(shared, p, false),
-        ("listsendpays", _) => list_pays(shared, p, true),
+        ("listpays", _) => return lost_status(shared, list_pays(shared, p, false)),
+        ("listsendpays", _) => return lost_status(shared, list_pays(shared, p, true)),
         ("holdinvoice", HoldPlugin::Boltz) => boltz_create(shared, p),
         ("settleholdinvoice", HoldPlugin::Boltz) => boltz_settle(shared, p),
         ("cancelholdinvoice", HoldPlugin::Boltz) => boltz_cancel(shared, p),
@@ -379,6 +464,20 @@ async fn dispatch(shared: &Shared, method: &str, p: &Params) -> Reply {
             format!("Unknown command '{method}'"),
         )),
     };
+    match r {
+        Ok(v) => Reply::Ok(v),
+        Err(e) => e,
+    }
+}
+
+/// Applies `lose_status_replies` to a payment-record answer.
+fn lost_status(shared: &Shared, r: Result<Value, Reply>) -> Reply {
+    let mut f = shared.ledger.faults();
+    if f.lose_status_replies > 0 {
+        f.lose_status_replies = f.lose_status_replies.saturating_sub(1);
+        shared.ledger.set_faults(f);
+        return Reply::Silent;
+    }
     match r {
         Ok(v) => Reply::Ok(v),
         Err(e) => e,
@@ -571,6 +670,25 @@ async fn pay(shared: &Shared, p: &Params) -> Reply {
         .u64(10, "maxfee")
         .unwrap_or_else(|| (amount_msat / 200).max(5000));
     let retry_for = p.u64(5, "retry_for").unwrap_or(60);
+    // CLN's default `maxdelay` is its `max-locktime-blocks` (2016).
+    let maxdelay = p.u64(6, "maxdelay");
+    lock(&shared.maxdelays).push(maxdelay);
+    let max_cltv = u32::try_from(maxdelay.unwrap_or(2016)).unwrap_or(u32::MAX);
+    let req = PayRequest {
+        invoice: bolt11.to_owned(),
+        hash,
+        amount,
+        fee_limit: Sats(maxfee_msat / 1000),
+        timeout_secs: u32::try_from(retry_for).unwrap_or(u32::MAX),
+        max_cltv,
+    };
+    if std::mem::take(&mut *lock(&shared.race_next_pay)) {
+        // Another client's payment of the same invoice lands first.
+        lock(&shared.paid)
+            .entry(hash)
+            .or_insert_with(|| (bolt11.to_owned(), now_secs()));
+        let _ = shared.ledger.pay(&req);
+    }
     let existing = shared.ledger.attempts(&hash);
     if existing.iter().any(|a| a.status == AttemptStatus::InFlight) {
         return rpc_err(
@@ -578,16 +696,37 @@ async fn pay(shared: &Shared, p: &Params) -> Reply {
             "Already have pending payment for this payment_hash",
         );
     }
+    if existing
+        .iter()
+        .any(|a| matches!(a.status, AttemptStatus::Succeeded(_)))
+    {
+        match *lock(&shared.repeat_pay) {
+            RepeatPay::Success => {},
+            RepeatPay::AlreadyUsed => {
+                return rpc_err(
+                    codes::PAY_RHASH_ALREADY_USED,
+                    format!("Already succeeded with amount {amount_msat}msat"),
+                );
+            },
+            RepeatPay::Xpay => {
+                return rpc_err(
+                    codes::PAY_INJECTPAYMENTONION_FAILED,
+                    "Already paid this invoice successfully",
+                );
+            },
+        }
+    }
+    // The route's total CLTV is the final hop's delta (one direct channel in the simulator).
+    let final_cltv = u32::try_from(inv.min_final_cltv_expiry_delta()).unwrap_or(u32::MAX);
+    if max_cltv < final_cltv {
+        return rpc_err(
+            codes::PAY_ROUTE_NOT_FOUND,
+            format!("No path found: maxdelay {max_cltv} is below the final CLTV {final_cltv}"),
+        );
+    }
     lock(&shared.paid)
         .entry(hash)
         .or_insert_with(|| (bolt11.to_owned(), now_secs()));
-    let req = PayRequest {
-        invoice: bolt11.to_owned(),
-        hash,
-        amount,
-        fee_limit: Sats(maxfee_msat / 1000),
-        timeout_secs: u32::try_from(retry_for).unwrap_or(u32::MAX),
-    };
     let before = existing.len();
     let outcome = match shared.ledger.pay(&req) {
         Ok(o) => o,
@@ -598,7 +737,8 @@ async fn pay(shared: &Shared, p: &Params) -> Reply {
                     codes::INVALID_PARAMS,
                     format!("Invalid bolt11: {}", e.message),
                 ),
-                _ => ledger_err(&e, -1),
+                // `ambiguous_pays`: the payment happened, the answer is uncategorized.
+                _ => ledger_err(&e, codes::LIGHTNINGD),
             };
         },
     };
@@ -634,7 +774,8 @@ async fn pay(shared: &Shared, p: &Params) -> Reply {
             codes::PAY_STOPPED_RETRYING,
             format!("Ran out of routes to try after 1 attempt: {reason}"),
         ),
-        PayOutcome::InFlight => rpc_err(-1, "unreachable: still in flight"),
+        PayOutcome::InFlight => rpc_err(codes::LIGHTNINGD, "unreachable: still in flight"),
+        PayOutcome::Unknown { reason } => rpc_err(codes::LIGHTNINGD, reason),
     }
 }
 

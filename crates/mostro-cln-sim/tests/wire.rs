@@ -168,3 +168,57 @@ async fn restart_on_the_same_socket() {
     let mut rpc = ClnRpc::new(sim.socket_path()).await.unwrap();
     let _: Value = rpc.call_raw("getinfo", &json!({})).await.unwrap();
 }
+
+#[tokio::test]
+async fn starting_up_ambiguous_pays_and_maxdelay_on_the_wire() {
+    use mostro_testkit::Faults;
+    let (_d, sim) = sim(HoldPlugin::Boltz).await;
+    let mut rpc = ClnRpc::new(sim.socket_path()).await.unwrap();
+    let l = sim.ledger();
+    let inv = l.wallet_invoice("buyer", Some(Sats(3_000)), 3600).unwrap();
+    l.set_faults(Faults {
+        starting_up: true,
+        ..l.faults()
+    });
+    for (method, code) in [
+        ("getinfo", codes::LIGHTNINGD),
+        ("listsendpays", codes::LIGHTNINGD),
+        ("listpays", codes::METHOD_NOT_FOUND),
+        ("listholdinvoices", codes::METHOD_NOT_FOUND),
+        ("pay", codes::METHOD_NOT_FOUND),
+    ] {
+        let e = rpc
+            .call_raw::<Value, _>(method, &json!({"bolt11": inv}))
+            .await
+            .unwrap_err();
+        assert_eq!(e.code, Some(i32::try_from(code).unwrap()), "{method}");
+    }
+    assert!(sim.pay_maxdelays().is_empty(), "pay was not handled");
+    l.set_faults(Faults {
+        starting_up: false,
+        ambiguous_pays: 1,
+        ..l.faults()
+    });
+    // Named `maxdelay`, and the position CLN gives it (6).
+    let e = rpc
+        .call_raw::<Value, _>("pay", &json!({"bolt11": inv, "maxdelay": 144}))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code, Some(-1), "uncategorized: {}", e.message);
+    let pays: Value = rpc
+        .call_raw("listpays", &json!({"bolt11": inv}))
+        .await
+        .unwrap();
+    assert_eq!(pays["pays"][0]["status"], "complete", "{pays}");
+    let again: Value = rpc
+        .call_raw("pay", &json!([inv, null, null, null, null, null, 200]))
+        .await
+        .unwrap();
+    assert_eq!(again["status"], "complete");
+    assert_eq!(sim.pay_maxdelays(), vec![Some(144), Some(200)]);
+    assert_eq!(
+        l.attempts(&mostro_testkit::ledger::decode_bolt11(&inv).unwrap().hash)
+            .len(),
+        1
+    );
+}

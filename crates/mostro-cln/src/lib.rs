@@ -10,6 +10,9 @@
 //!   while the node was unreachable is reported once it is back.
 //! - `pay` is idempotent per payment hash: `listpays` and `listsendpays` are checked first and
 //!   `pay` is only called when no attempt is pending or complete.
+//! - A payment is reported failed only when CLN's own record for the hash says every attempt
+//!   failed; any other error of `pay` (including "already paid") is resolved from that record
+//!   or returned as an `Err` (outcome unknown). See [`classify_pay_error`].
 #![warn(missing_docs)]
 
 mod plugin;
@@ -24,7 +27,7 @@ use async_trait::async_trait;
 use mostro_core::machine::PayOutcome;
 use mostro_core::ports::{
     DecodedInvoice, HoldInvoiceRequest, HoldInvoiceState, LightningNode, LnError, LnErrorKind,
-    Network, NodeEvent, NodeInfo, PayRequest,
+    Network, NodeEvent, NodeInfo, PayRequest, PaymentStatus,
 };
 use mostro_core::types::{BlockHeight, PaymentHash, Preimage, Sats};
 use serde::Deserialize;
@@ -242,39 +245,39 @@ impl ClnNode {
         }
     }
 
-    async fn pay_status(&self, hash: &PaymentHash) -> Result<Option<PayOutcome>, LnError> {
-        let mut failed = None;
-        for (method, key) in [("listpays", "pays"), ("listsendpays", "payments")] {
-            let v = self
-                .rpc
-                .call(method, json!({ "payment_hash": hash.to_hex() }))
-                .await
-                .map_err(|e| e.into_ln(method))?;
-            let rows: Vec<PayRow> = v
-                .get(key)
-                .cloned()
-                .map(serde_json::from_value)
-                .transpose()
-                .map_err(|e| {
-                    LnError::new(
-                        LnErrorKind::Other,
-                        format!("{method}: unexpected result: {e}"),
-                    )
-                })?
-                .unwrap_or_default();
-            if let Some(done) = rows.iter().find(|r| r.status == "complete") {
-                return Ok(Some(PayOutcome::Succeeded { fee: done.fee() }));
-            }
-            if rows.iter().any(|r| r.status == "pending") {
-                return Ok(Some(PayOutcome::InFlight));
-            }
-            if !rows.is_empty() {
-                failed = Some(PayOutcome::Failed {
-                    reason: "every earlier attempt failed".to_owned(),
-                });
-            }
-        }
-        Ok(failed)
+    /// The rows `method` (`listpays` / `listsendpays`) reports for `hash`.
+    async fn pay_rows(
+        &self,
+        method: &str,
+        key: &str,
+        hash: &PaymentHash,
+    ) -> Result<Vec<PayRow>, LnError> {
+        let v = self
+            .rpc
+            .call(method, json!({ "payment_hash": hash.to_hex() }))
+            .await
+            .map_err(|e| e.into_ln(method))?;
+        let rows = v.get(key).cloned().ok_or_else(|| {
+            LnError::new(
+                LnErrorKind::Other,
+                format!("{method}: no `{key}` in the result"),
+            )
+        })?;
+        serde_json::from_value(rows).map_err(|e| {
+            LnError::new(
+                LnErrorKind::Other,
+                format!("{method}: unexpected result: {e}"),
+            )
+        })
+    }
+
+    /// The node's record for `hash`: `listpays` (the pay plugin's per-payment summary) and
+    /// `listsendpays` (lightningd's own per-part table), both asked, either failing is an
+    /// `Err`.
+    async fn record(&self, hash: &PaymentHash) -> Result<PaymentStatus, LnError> {
+        let pays = self.pay_rows("listpays", "pays", hash).await?;
+        let parts = self.pay_rows("listsendpays", "payments", hash).await?;
+        aggregate_status(&pays, &parts)
     }
 
     fn check_invoice(&self, bolt11: &str) -> Result<DecodedInvoice, LnError> {
@@ -293,6 +296,7 @@ impl ClnNode {
     }
 }
 
+/// A row of `listpays`, `listsendpays` or a `pay` result.
 #[derive(Debug, Deserialize)]
 struct PayRow {
     status: String,
@@ -300,6 +304,9 @@ struct PayRow {
     amount_msat: Option<u64>,
     #[serde(default)]
     amount_sent_msat: Option<u64>,
+    /// `listsendpays` only: the payment group (one `pay` command) of the part.
+    #[serde(default)]
+    groupid: Option<u64>,
 }
 
 fn fee_of(amount_msat: Option<u64>, sent_msat: Option<u64>) -> Sats {
@@ -312,6 +319,115 @@ fn fee_of(amount_msat: Option<u64>, sent_msat: Option<u64>) -> Sats {
 impl PayRow {
     fn fee(&self) -> Sats {
         fee_of(self.amount_msat, self.amount_sent_msat)
+    }
+}
+
+/// What one payment-record status string means.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum RowStatus {
+    Complete,
+    Pending,
+    Failed,
+}
+
+fn row_status(s: &str) -> Option<RowStatus> {
+    match s {
+        "complete" => Some(RowStatus::Complete),
+        "pending" => Some(RowStatus::Pending),
+        "failed" => Some(RowStatus::Failed),
+        _ => None,
+    }
+}
+
+/// The status of a hash from its `listpays` rows (one per payment group) and `listsendpays`
+/// rows (one per part): any complete gives `Succeeded` (fee from the `listpays` summary, or
+/// the sum over the complete group's parts), else any pending gives `InFlight`, else any row
+/// gives `Failed`, else `NotFound`. A status string this adapter does not know, with no
+/// complete row, is an `Err`: the record cannot be read.
+fn aggregate_status(pays: &[PayRow], parts: &[PayRow]) -> Result<PaymentStatus, LnError> {
+    let complete = |r: &&PayRow| row_status(&r.status) == Some(RowStatus::Complete);
+    if let Some(done) = pays.iter().find(complete) {
+        return Ok(PaymentStatus::Succeeded { fee: done.fee() });
+    }
+    if let Some(first) = parts.iter().find(complete) {
+        let group: Vec<&PayRow> = parts
+            .iter()
+            .filter(complete)
+            .filter(|r| r.groupid == first.groupid)
+            .collect();
+        let sum = |f: fn(&PayRow) -> Option<u64>| {
+            group
+                .iter()
+                .try_fold(0u64, |acc, r| f(r).map(|v| acc.saturating_add(v)))
+        };
+        return Ok(PaymentStatus::Succeeded {
+            fee: fee_of(sum(|r| r.amount_msat), sum(|r| r.amount_sent_msat)),
+        });
+    }
+    let mut pending = false;
+    for r in pays.iter().chain(parts) {
+        match row_status(&r.status) {
+            Some(RowStatus::Pending) => pending = true,
+            Some(_) => {},
+            None => {
+                return Err(LnError::new(
+                    LnErrorKind::Other,
+                    format!("unknown payment status {:?} in the node's record", r.status),
+                ));
+            },
+        }
+    }
+    Ok(if pending {
+        PaymentStatus::InFlight
+    } else if pays.is_empty() && parts.is_empty() {
+        PaymentStatus::NotFound
+    } else {
+        PaymentStatus::Failed {
+            reason: format!(
+                "every attempt failed ({} payment(s), {} part(s))",
+                pays.len(),
+                parts.len()
+            ),
+        }
+    })
+}
+
+/// What an error answer of `pay` says about the payment, before the node's record is asked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PayErrorClass {
+    /// `200` `PAY_IN_PROGRESS`: a payment for the hash is pending.
+    InFlight,
+    /// `201` `PAY_RHASH_ALREADY_USED`, or any code whose message says "already paid" (`xpay`
+    /// answers `218` `Already paid this invoice successfully`): the hash was paid before.
+    /// Only the record can tell the fee, and whether it really succeeded.
+    AlreadyPaid,
+    /// A code of a payment that failed: `202`-`206`, `209`, `210`, `218`. Reported as failed
+    /// only when the record then shows no pending and no complete attempt.
+    Failed,
+    /// Refused before anything was sent: `207` (expired), `-32602` (invalid parameters).
+    Refused(LnErrorKind),
+    /// The command is not served right now: `-32601` (unknown command: the node is starting
+    /// or the plugin is (re)starting), `-4` (the plugin died before replying), `-5`
+    /// (lightningd shutting down). Transient; the outcome is unknown.
+    Unavailable,
+    /// Anything else (`-1`, `-3`, `-32600`, `208`, `211`, unlisted codes): outcome unknown.
+    Unknown,
+}
+
+/// Classifies an error answer of `pay` (see [`PayErrorClass`]).
+#[must_use]
+pub fn classify_pay_error(code: i64, message: &str) -> PayErrorClass {
+    if message.to_ascii_lowercase().contains("already paid") {
+        return PayErrorClass::AlreadyPaid;
+    }
+    match code {
+        200 => PayErrorClass::InFlight,
+        201 => PayErrorClass::AlreadyPaid,
+        202..=206 | 209 | 210 | 218 => PayErrorClass::Failed,
+        207 => PayErrorClass::Refused(LnErrorKind::Expired),
+        -32602 => PayErrorClass::Refused(LnErrorKind::InvalidInvoice),
+        -32601 | -4 | -5 => PayErrorClass::Unavailable,
+        _ => PayErrorClass::Unknown,
     }
 }
 
@@ -473,6 +589,10 @@ impl LightningNode for ClnNode {
         out
     }
 
+    async fn payment_status(&self, hash: &PaymentHash) -> Result<PaymentStatus, LnError> {
+        self.record(hash).await
+    }
+
     async fn decode_invoice(&self, bolt11: &str) -> Result<DecodedInvoice, LnError> {
         self.check_invoice(bolt11)
     }
@@ -506,15 +626,23 @@ impl ClnNode {
                 "amount does not match the invoice",
             ));
         }
+        if req.max_cltv == 0 {
+            return Err(LnError::new(
+                LnErrorKind::Other,
+                "max_cltv must be positive",
+            ));
+        }
         // Never pay twice: a pending or complete attempt answers for itself.
-        match self.pay_status(&req.hash).await? {
-            Some(o @ (PayOutcome::InFlight | PayOutcome::Succeeded { .. })) => return Ok(o),
-            Some(PayOutcome::Failed { .. }) | None => {},
+        match self.record(&req.hash).await? {
+            PaymentStatus::InFlight => return Ok(PayOutcome::InFlight),
+            PaymentStatus::Succeeded { fee } => return Ok(PayOutcome::Succeeded { fee }),
+            PaymentStatus::Failed { .. } | PaymentStatus::NotFound => {},
         }
         let mut params = json!({
             "bolt11": req.invoice,
             "maxfee": msat(req.fee_limit)?,
             "retry_for": req.timeout_secs,
+            "maxdelay": req.max_cltv,
         });
         if d.amount.is_none() {
             params["amount_msat"] = json!(msat(req.amount)?);
@@ -525,30 +653,63 @@ impl ClnNode {
                 let row: PayRow = serde_json::from_value(v).map_err(|e| {
                     LnError::new(LnErrorKind::Other, format!("pay: unexpected result: {e}"))
                 })?;
-                Ok(match row.status.as_str() {
-                    "complete" => PayOutcome::Succeeded { fee: row.fee() },
-                    "pending" => PayOutcome::InFlight,
-                    _ => PayOutcome::Failed {
-                        reason: "payment failed".to_owned(),
+                match row_status(&row.status) {
+                    Some(RowStatus::Complete) => Ok(PayOutcome::Succeeded { fee: row.fee() }),
+                    Some(RowStatus::Pending) => Ok(PayOutcome::InFlight),
+                    Some(RowStatus::Failed) => {
+                        self.confirm_failure(&req.hash, "pay: status failed".to_owned())
+                            .await
                     },
-                })
+                    None => Err(LnError::new(
+                        LnErrorKind::Other,
+                        format!("pay: unknown status {:?}", row.status),
+                    )),
+                }
             },
-            Err(CallError::Rpc { code, message }) => match code {
-                200 => Ok(PayOutcome::InFlight),
-                207 => Err(LnError::new(LnErrorKind::Expired, message)),
-                -32602 => Err(LnError::new(LnErrorKind::InvalidInvoice, message)),
-                201..=299 => Ok(PayOutcome::Failed { reason: message }),
-                _ => Err(LnError::new(
-                    LnErrorKind::Other,
-                    format!("pay: error {code}: {message}"),
-                )),
+            Err(CallError::Rpc { code, message }) => {
+                let detail = format!("pay: error {code}: {message}");
+                match classify_pay_error(code, &message) {
+                    PayErrorClass::InFlight => Ok(PayOutcome::InFlight),
+                    PayErrorClass::AlreadyPaid => match self.record(&req.hash).await? {
+                        PaymentStatus::Succeeded { fee } => Ok(PayOutcome::Succeeded { fee }),
+                        PaymentStatus::InFlight => Ok(PayOutcome::InFlight),
+                        other => Err(LnError::new(
+                            LnErrorKind::AlreadySettled,
+                            format!("{detail} (the node's record says {other:?})"),
+                        )),
+                    },
+                    PayErrorClass::Failed => self.confirm_failure(&req.hash, detail).await,
+                    PayErrorClass::Refused(kind) => Err(LnError::new(kind, detail)),
+                    PayErrorClass::Unavailable => {
+                        Err(LnError::new(LnErrorKind::Unreachable, detail))
+                    },
+                    PayErrorClass::Unknown => Err(LnError::new(LnErrorKind::Other, detail)),
+                }
             },
-            // Not finished in time (or the answer was lost): ask the node what it knows.
-            Err(e) => match self.pay_status(&req.hash).await {
-                Ok(Some(o)) => Ok(o),
-                Ok(None) | Err(_) => Err(e.into_ln("pay")),
+            // Not finished in time (or the answer was lost): only a pending or complete
+            // record is an answer; earlier failed attempts say nothing about this one.
+            Err(e) => match self.record(&req.hash).await {
+                Ok(PaymentStatus::InFlight) => Ok(PayOutcome::InFlight),
+                Ok(PaymentStatus::Succeeded { fee }) => Ok(PayOutcome::Succeeded { fee }),
+                Ok(PaymentStatus::Failed { .. } | PaymentStatus::NotFound) | Err(_) => {
+                    Err(e.into_ln("pay"))
+                },
             },
         }
+    }
+
+    /// After `pay` answered a failure: `Failed` only when the record shows nothing pending
+    /// or complete for the hash.
+    async fn confirm_failure(
+        &self,
+        hash: &PaymentHash,
+        reason: String,
+    ) -> Result<PayOutcome, LnError> {
+        Ok(match self.record(hash).await? {
+            PaymentStatus::Failed { .. } | PaymentStatus::NotFound => PayOutcome::Failed { reason },
+            PaymentStatus::InFlight => PayOutcome::InFlight,
+            PaymentStatus::Succeeded { fee } => PayOutcome::Succeeded { fee },
+        })
     }
 }
 
@@ -641,6 +802,135 @@ mod tests {
         assert_eq!(fee_of(Some(700_000), Some(700_001)), Sats(1));
         assert_eq!(fee_of(Some(700_000), Some(700_000)), Sats(0));
         assert_eq!(fee_of(None, Some(1)), Sats(0));
+    }
+
+    /// Real CLN error codes and messages of `pay` (lightningd `sendpay`, the `pay` plugin,
+    /// `xpay`) and how each is handled.
+    #[test]
+    fn pay_errors_are_classified_by_code_and_message() {
+        use PayErrorClass as C;
+        let cases: [(i64, &str, PayErrorClass); 17] = [
+            (200, "Payment is still in progress", C::InFlight),
+            (
+                200,
+                "Payment is pending with full amount already commited",
+                C::InFlight,
+            ),
+            (
+                201,
+                "Already succeeded with amount 1200000msat",
+                C::AlreadyPaid,
+            ),
+            (
+                218,
+                "Already paid this invoice successfully",
+                C::AlreadyPaid,
+            ),
+            (
+                203,
+                "Destination said it doesn't know invoice: incorrect_or_unknown_payment_details",
+                C::Failed,
+            ),
+            (205, "Could not find a route", C::Failed),
+            (206, "Fee exceeds our fee budget", C::Failed),
+            (210, "Ran out of routes to try after 3 attempts", C::Failed),
+            (
+                209,
+                "Could not create payment onion: path too long!",
+                C::Failed,
+            ),
+            (207, "Invoice expired", C::Refused(LnErrorKind::Expired)),
+            (
+                -32602,
+                "Invalid bolt11: Invoice is for another network",
+                C::Refused(LnErrorKind::InvalidInvoice),
+            ),
+            (-32601, "Unknown command 'pay'", C::Unavailable),
+            (
+                -4,
+                "Plugin terminated before replying to RPC call.",
+                C::Unavailable,
+            ),
+            (-5, "lightningd is shutting down", C::Unavailable),
+            (-1, "Error retrieving previous pay attempts", C::Unknown),
+            (211, "Payment status unexpected", C::Unknown),
+            (
+                -3,
+                "Unexpected injectpaymentonion error 204: {}",
+                C::Unknown,
+            ),
+        ];
+        for (code, msg, want) in cases {
+            assert_eq!(classify_pay_error(code, msg), want, "{code} {msg}");
+        }
+        assert_eq!(classify_pay_error(999, "whatever"), C::Unknown);
+    }
+
+    fn row(status: &str, amount: u64, sent: u64, group: Option<u64>) -> PayRow {
+        PayRow {
+            status: status.to_owned(),
+            amount_msat: Some(amount),
+            amount_sent_msat: Some(sent),
+            groupid: group,
+        }
+    }
+
+    #[test]
+    fn the_record_aggregates_pays_and_parts() {
+        assert_eq!(aggregate_status(&[], &[]).unwrap(), PaymentStatus::NotFound);
+        let failed = [row("failed", 1000, 1000, Some(1))];
+        assert!(matches!(
+            aggregate_status(&failed, &failed).unwrap(),
+            PaymentStatus::Failed { .. }
+        ));
+        // A pending part after a failed group is in flight, in either list.
+        let parts = [
+            row("failed", 1000, 1000, Some(1)),
+            row("pending", 1000, 2000, Some(2)),
+        ];
+        assert_eq!(
+            aggregate_status(&failed, &parts).unwrap(),
+            PaymentStatus::InFlight
+        );
+        assert_eq!(
+            aggregate_status(&[row("pending", 0, 0, None)], &[]).unwrap(),
+            PaymentStatus::InFlight
+        );
+        // Complete wins over everything; the fee comes from the listpays summary...
+        let pays = [
+            row("failed", 5_000_000, 5_000_000, None),
+            row("complete", 5_000_000, 5_002_500, None),
+        ];
+        assert_eq!(
+            aggregate_status(&pays, &parts).unwrap(),
+            PaymentStatus::Succeeded { fee: Sats(3) }
+        );
+        // ... or the sum over the complete group's parts (MPP), ignoring other groups.
+        let mpp = [
+            row("failed", 5_000_000, 5_009_000, Some(1)),
+            row("complete", 2_000_000, 2_001_000, Some(2)),
+            row("complete", 3_000_000, 3_002_000, Some(2)),
+        ];
+        assert_eq!(
+            aggregate_status(&[], &mpp).unwrap(),
+            PaymentStatus::Succeeded { fee: Sats(3) }
+        );
+        // A status this adapter does not know is no answer.
+        assert_eq!(
+            aggregate_status(&[row("settling", 1, 1, None)], &[])
+                .unwrap_err()
+                .kind,
+            LnErrorKind::Other
+        );
+        // ... unless a complete attempt already says it all.
+        assert!(matches!(
+            aggregate_status(
+                &[row("settling", 1, 1, None)],
+                &[row("complete", 1000, 1000, Some(1))]
+            )
+            .unwrap(),
+            PaymentStatus::Succeeded { fee: Sats(0) }
+        ));
     }
 
     #[test]

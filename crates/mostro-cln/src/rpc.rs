@@ -36,12 +36,23 @@ impl CallError {
                 LnError::new(LnErrorKind::Timeout, format!("{what}: no answer in time"))
             },
             CallError::Rpc { code, message } => LnError::new(
-                LnErrorKind::Other,
+                if unavailable(code) {
+                    LnErrorKind::Unreachable
+                } else {
+                    LnErrorKind::Other
+                },
                 format!("{what}: error {code}: {message}"),
             ),
             CallError::Parse(m) => LnError::new(LnErrorKind::Other, format!("{what}: {m}")),
         }
     }
+}
+
+/// Codes meaning the command is not served right now (transient, outcome unknown):
+/// `-32601` unknown command (lightningd starting, the plugin not (yet) registered or
+/// restarting), `-4` the plugin terminated before replying, `-5` lightningd shutting down.
+pub(crate) fn unavailable(code: i64) -> bool {
+    matches!(code, -32601 | -4 | -5)
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -212,5 +223,14 @@ mod tests {
             .kind,
             LnErrorKind::Other
         );
+        for code in [-32601, -4, -5] {
+            let e = CallError::Rpc {
+                code,
+                message: "Unknown command 'listpays'".into(),
+            }
+            .into_ln("listpays");
+            assert_eq!(e.kind, LnErrorKind::Unreachable, "{code}");
+            assert!(e.is_transient());
+        }
     }
 }

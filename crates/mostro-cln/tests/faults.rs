@@ -11,11 +11,11 @@ mod common;
 use std::time::Duration;
 
 use mostro_cln::{ClnConfig, ClnNode, HoldPlugin};
-use mostro_cln_sim::HoldPlugin as SimPlugin;
+use mostro_cln_sim::{HoldPlugin as SimPlugin, RepeatPay};
 use mostro_core::machine::PayOutcome;
 use mostro_core::ports::{
     HoldInvoiceRequest, HoldInvoiceState, LightningNode, LnErrorKind, Network, NodeEvent,
-    PayRequest,
+    PayRequest, PaymentStatus,
 };
 use mostro_core::types::{PaymentHash, Preimage, Sats};
 use mostro_testkit::Faults;
@@ -178,6 +178,7 @@ async fn pay_is_never_sent_twice_for_an_in_flight_hash() {
         amount: Sats(1_500),
         fee_limit: Sats(10),
         timeout_secs: 1,
+        max_cltv: 576,
     };
     l.set_faults(Faults {
         hang_payments: true,
@@ -222,6 +223,7 @@ async fn pay_errors_map_to_kinds() {
         amount: Sats(10),
         fee_limit: Sats(10),
         timeout_secs: 5,
+        max_cltv: 576,
     };
     assert_eq!(
         node.pay(&req).await.unwrap_err().kind,
@@ -234,6 +236,7 @@ async fn pay_errors_map_to_kinds() {
         amount: Sats(11),
         fee_limit: Sats(10),
         timeout_secs: 5,
+        max_cltv: 576,
     };
     assert_eq!(
         node.pay(&req).await.unwrap_err().kind,
@@ -258,6 +261,7 @@ async fn pay_errors_map_to_kinds() {
         amount: Sats(42),
         fee_limit: Sats(10),
         timeout_secs: 5,
+        max_cltv: 576,
     };
     assert!(matches!(
         node.pay(&req).await.unwrap(),
@@ -403,4 +407,164 @@ async fn daywalker_plugin_mode() {
             .kind,
         LnErrorKind::NotFound
     );
+}
+
+fn pay_req(invoice: String, amount: u64) -> PayRequest {
+    PayRequest {
+        hash: decode_bolt11(&invoice).unwrap().hash,
+        invoice,
+        amount: Sats(amount),
+        fee_limit: Sats(10),
+        timeout_secs: 5,
+        max_cltv: 576,
+    }
+}
+
+/// Another client's payment lands between the adapter's `listpays` check and its `pay`, and
+/// CLN answers the `pay` with an "already paid" error (201 from `sendpay`, 218 from `xpay`):
+/// the adapter reports the success from the record, never a failure, and nothing is paid twice.
+#[tokio::test]
+async fn already_paid_errors_are_resolved_from_the_record() {
+    for (mode, code) in [(RepeatPay::AlreadyUsed, 201), (RepeatPay::Xpay, 218)] {
+        let env = common::sim(SimPlugin::Boltz, Network::Regtest).await;
+        let node = common::node(&env).await;
+        let l = env.sim.ledger();
+        env.sim.set_repeat_pay(mode);
+        let wallet = format!("buyer-{code}");
+        let inv = l.wallet_invoice(&wallet, Some(Sats(1_200)), 3600).unwrap();
+        let req = pay_req(inv, 1_200);
+        env.sim.race_next_pay();
+        let out = node.pay(&req).await.expect("resolved from the record");
+        assert_eq!(out, PayOutcome::Succeeded { fee: Sats(1) }, "{code}");
+        assert_eq!(env.sim.calls("pay"), 1, "{code}");
+        assert_eq!(l.attempts(&req.hash).len(), 1, "{code}: paid once");
+        assert_eq!(l.balance(&wallet), 1_200, "{code}");
+        // A plain repeat is answered from the record without calling `pay` again.
+        assert_eq!(node.pay(&req).await.unwrap(), out);
+        assert_eq!(env.sim.calls("pay"), 1, "{code}");
+    }
+}
+
+/// `pay` sends the payment for real but answers an uncategorized error (`-1`): the adapter
+/// reports an `Err` (outcome unknown), never `Failed`, and `payment_status` then says
+/// succeeded; a retry does not send again.
+#[tokio::test]
+async fn ambiguous_error_after_a_real_send_is_not_a_failure() {
+    let env = common::sim(SimPlugin::Boltz, Network::Regtest).await;
+    let node = common::node(&env).await;
+    let l = env.sim.ledger();
+    let inv = l
+        .wallet_invoice("buyer-amb", Some(Sats(1_300)), 3600)
+        .unwrap();
+    let req = pay_req(inv, 1_300);
+    l.set_faults(Faults {
+        ambiguous_pays: 1,
+        ..l.faults()
+    });
+    let err = node.pay(&req).await.expect_err("outcome unknown is an Err");
+    assert_eq!(err.kind, LnErrorKind::Other, "{err}");
+    assert!(!err.is_transient(), "{err}");
+    assert!(err.message.contains("error -1"), "{err}");
+    assert_eq!(
+        node.payment_status(&req.hash).await.unwrap(),
+        PaymentStatus::Succeeded { fee: Sats(1) }
+    );
+    assert_eq!(
+        node.pay(&req).await.unwrap(),
+        PayOutcome::Succeeded { fee: Sats(1) }
+    );
+    assert_eq!(env.sim.calls("pay"), 1, "no second send");
+    assert_eq!(l.balance("buyer-amb"), 1_300);
+}
+
+/// While the node is starting up every call is a transient error, never a status or an
+/// outcome, and nothing is sent.
+#[tokio::test]
+async fn starting_up_gives_errors_not_statuses() {
+    let env = common::sim(SimPlugin::Boltz, Network::Regtest).await;
+    let node = common::node(&env).await;
+    let l = env.sim.ledger();
+    let inv = l
+        .wallet_invoice("buyer-start", Some(Sats(1_400)), 3600)
+        .unwrap();
+    let req = pay_req(inv, 1_400);
+    l.set_faults(Faults {
+        starting_up: true,
+        ..l.faults()
+    });
+    let status = node.payment_status(&req.hash).await;
+    let pay = node.pay(&req).await;
+    let lookup = node.lookup_hold_invoice(&req.hash).await;
+    l.set_faults(Faults {
+        starting_up: false,
+        ..l.faults()
+    });
+    for (what, r) in [
+        ("status", status.map(|s| format!("{s:?}"))),
+        ("pay", pay.map(|o| format!("{o:?}"))),
+        ("lookup", lookup.map(|s| format!("{s:?}"))),
+    ] {
+        let e = r.expect_err(what);
+        assert_eq!(e.kind, LnErrorKind::Unreachable, "{what}: {e}");
+        assert!(e.is_transient(), "{what}");
+    }
+    assert_eq!(env.sim.calls("pay"), 0, "nothing sent while starting");
+    assert!(l.attempts(&req.hash).is_empty());
+    // Once up, the record answers and the payment goes through.
+    assert_eq!(
+        node.payment_status(&req.hash).await.unwrap(),
+        PaymentStatus::NotFound
+    );
+    assert!(matches!(
+        node.pay(&req).await.unwrap(),
+        PayOutcome::Succeeded { .. }
+    ));
+}
+
+/// A lost `listpays` reply is a `Timeout`, not a status.
+#[tokio::test]
+async fn lost_status_reply_is_a_timeout() {
+    let env = common::sim(SimPlugin::Boltz, Network::Regtest).await;
+    let mut cfg = common::config(&env);
+    cfg.call_timeout = Duration::from_millis(300);
+    let node = ClnNode::connect(cfg).await.unwrap();
+    let l = env.sim.ledger();
+    l.set_faults(Faults {
+        lose_status_replies: 1,
+        ..l.faults()
+    });
+    let e = node
+        .payment_status(&PaymentHash([7; 32]))
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind, LnErrorKind::Timeout, "{e}");
+    assert_eq!(
+        node.payment_status(&PaymentHash([7; 32])).await.unwrap(),
+        PaymentStatus::NotFound
+    );
+}
+
+/// `max_cltv` reaches CLN as `maxdelay`, and a bound below the invoice's final CLTV fails
+/// the route (nothing sent) rather than being ignored.
+#[tokio::test]
+async fn maxdelay_is_passed() {
+    let env = common::sim(SimPlugin::Boltz, Network::Regtest).await;
+    let node = common::node(&env).await;
+    let l = env.sim.ledger();
+    let inv = l
+        .wallet_invoice("buyer-cltv", Some(Sats(1_500)), 3600)
+        .unwrap();
+    let mut req = pay_req(inv, 1_500);
+    req.max_cltv = 10; // the wallet invoice asks for a final CLTV of 18
+    let out = node.pay(&req).await.unwrap();
+    assert!(matches!(out, PayOutcome::Failed { .. }), "{out:?}");
+    assert!(l.attempts(&req.hash).is_empty(), "nothing was sent");
+    req.max_cltv = 333;
+    assert!(matches!(
+        node.pay(&req).await.unwrap(),
+        PayOutcome::Succeeded { .. }
+    ));
+    assert_eq!(env.sim.pay_maxdelays(), vec![Some(10), Some(333)]);
+    req.max_cltv = 0;
+    assert!(node.pay(&req).await.is_err(), "a zero bound is refused");
 }
