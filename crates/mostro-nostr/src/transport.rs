@@ -150,7 +150,7 @@ impl NostrTransport {
                 .pool()
                 .add_relay(url.as_str(), opts.clone())
                 .await
-                .map_err(|e| TransportError(format!("relay {url}: {e}")))?;
+                .map_err(|e| TransportError::permanent(format!("relay {url}: {e}")))?;
         }
         self.client.connect().await;
         Ok(())
@@ -209,8 +209,15 @@ impl NostrTransport {
     pub fn build_reply(&self, n: &Notify) -> Result<Event, TransportError> {
         let now = self.clock.now();
         let msg = to_message_at(n, now);
-        let to =
-            to_nostr_key(&n.to).ok_or_else(|| TransportError("invalid recipient key".into()))?;
+        // No retry can deliver these: the engine dead-letters them.
+        let to = to_nostr_key(&n.to)
+            .ok_or_else(|| TransportError::permanent("invalid recipient key"))?;
+        let size = serde_json::to_string(&msg).map_or(usize::MAX, |j| j.len());
+        if size > MAX_PLAINTEXT {
+            return Err(TransportError::permanent(format!(
+                "reply of {size} bytes is over the NIP-44 limit of {MAX_PLAINTEXT}"
+            )));
+        }
         let created_at = Timestamp::from_secs(now.0);
         let event = match n.protocol {
             Protocol::V2 => {
@@ -220,7 +227,7 @@ impl NostrTransport {
             },
             Protocol::V1 => v1::wrap_reply(&msg, &self.keys, &to, created_at),
         };
-        event.map_err(|e| TransportError(e.to_string()))
+        event.map_err(|e| TransportError::permanent(e.to_string()))
     }
 
     /// Publishes an event to every relay, retrying with backoff until at
@@ -243,7 +250,10 @@ impl NostrTransport {
             }
         }
         warn!(id = %event.id, error = %last, "publish failed");
-        Err(TransportError(format!("publish {}: {last}", event.id)))
+        Err(TransportError::transient(format!(
+            "publish {}: {last}",
+            event.id
+        )))
     }
 
     /// One publish attempt to every relay; `Ok` when at least one accepted it.
@@ -301,14 +311,16 @@ impl NostrTransport {
             }
             let at = self.stamp(kind, &d);
             let event = events::sign(&self.keys, kind, tags.clone(), at)
-                .map_err(|e| TransportError(e.to_string()))?;
+                .map_err(|e| TransportError::permanent(e.to_string()))?;
             match self.send_once(&event).await {
                 Ok(()) => return Ok(()),
                 Err(e) => last = e,
             }
         }
         warn!(kind, d = %d, error = %last, "publish failed");
-        Err(TransportError(format!("publish kind {kind} {d}: {last}")))
+        Err(TransportError::transient(format!(
+            "publish kind {kind} {d}: {last}"
+        )))
     }
 
     /// The maker's reputation for the `rating` tag (reputation mode only).
@@ -362,10 +374,13 @@ impl NostrTransport {
     pub async fn publish_relay_list(&self) -> Result<(), TransportError> {
         let tags = events::relay_list_tags(&self.config.relays);
         let event = events::sign(&self.keys, events::KIND_RELAY_LIST, tags, self.now())
-            .map_err(|e| TransportError(e.to_string()))?;
+            .map_err(|e| TransportError::permanent(e.to_string()))?;
         self.publish(&event).await
     }
 }
+
+/// Largest NIP-44 plaintext (bytes).
+const MAX_PLAINTEXT: usize = 65_535;
 
 #[async_trait]
 impl Transport for NostrTransport {

@@ -117,5 +117,6 @@ async fn sending_without_relays_fails_so_the_engine_retries_later() {
         .send(&notify(Protocol::V2, Notice::Released))
         .await
         .unwrap_err();
-    assert!(err.0.contains("publish"), "{err}");
+    assert!(err.message.contains("publish"), "{err}");
+    assert!(!err.permanent, "relays down is transient: {err}");
 }

@@ -582,6 +582,8 @@ fn rating_info_and_dispute_events() {
             taken_by_admin: false,
             created_at: Timestamp(1_767_229_200),
             taken_at: None,
+            expiry_warned: false,
+            solver_party: None,
         };
         check_event(get(name), 38386, events::dispute_tags(&d, &cfg(), NOW));
     }

@@ -80,6 +80,7 @@ fn trade(n: u64, identities: u64, open: bool) -> Order {
         hash: PaymentHash(key(0x4b, n).0),
         amount: Some(Sats(149_850)),
         expires_at: Timestamp(NOW),
+        min_final_cltv: 18,
     });
     o.payout = Some(Payout {
         invoice,
@@ -88,6 +89,10 @@ fn trade(n: u64, identities: u64, open: bool) -> Order {
         attempts: 1,
         state: PayoutState::Succeeded,
         routing_fee: Sats(12),
+        previous: Vec::new(),
+        checking: false,
+        paid_hash: None,
+        duplicates: Vec::new(),
     });
     o.version = 9;
     o.status = Status::Success;
@@ -162,6 +167,7 @@ async fn stepper(store: Arc<SqliteStore>, worker: u64, commits: u64) {
             effects: effects(&next),
             orders: vec![write],
             done: std::mem::take(&mut done),
+            dead: Vec::new(),
             users: vec![UserUpdate::TradeIndex {
                 identity: next.maker.identity,
                 index: u32::try_from(i).unwrap(),

@@ -14,7 +14,7 @@ use crate::schema;
 use crate::sql::PLANNED;
 
 /// Indexes that hold only the rows a query wants (partial indexes): scanning them is fine.
-const PARTIAL: &[&str] = &["orders_open", "outbox_pending"];
+const PARTIAL: &[&str] = &["orders_open", "outbox_pending", "outbox_dead"];
 
 fn plan(conn: &Connection, sql: &str) -> Vec<String> {
     let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();

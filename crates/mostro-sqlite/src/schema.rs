@@ -14,10 +14,13 @@ pub const APPLICATION_ID: i64 = 0x4D53_5452;
 
 /// The migrations, in order; migration `i` (0-based) brings the schema to version `i + 1`.
 /// Append only: a released migration is never edited.
-const MIGRATIONS: &[&str] = &[include_str!("../migrations/001_init.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../migrations/001_init.sql"),
+    include_str!("../migrations/002_dead_letters.sql"),
+];
 
 /// The schema version this binary writes (`PRAGMA user_version`).
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 const _: () = assert!(MIGRATIONS.len() == SCHEMA_VERSION as usize);
 
@@ -248,6 +251,7 @@ pub(crate) fn check_indexes(conn: &Connection, path: &Path) {
         "orders_open_taker",
         "orders_open",
         "outbox_pending",
+        "outbox_dead",
         "events_seen_at",
     ];
     for name in INDEXES {

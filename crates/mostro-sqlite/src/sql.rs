@@ -3,7 +3,7 @@
 
 use mostro_core::machine::{Effect, UserUpdate};
 use mostro_core::order::{HoldState, Order};
-use mostro_core::ports::{Commit, EffectId, Solver, StoreError, StoreErrorKind, User};
+use mostro_core::ports::{Commit, DeadEffect, EffectId, Solver, StoreError, StoreErrorKind, User};
 use mostro_core::types::{BlockHeight, EventId, OrderId, PaymentHash, PubKey, Timestamp};
 use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension, Row, ToSql, params};
@@ -41,6 +41,16 @@ pub(crate) const ORDERS_BY_TRADE_KEY: &str = "SELECT id, version, body FROM orde
 /// `pending_effects(limit)`.
 pub(crate) const PENDING_EFFECTS: &str =
     "SELECT id, effect FROM outbox WHERE done_at IS NULL ORDER BY id LIMIT ?1";
+/// `pending_effects_after(after, limit)`: the retry cursor.
+pub(crate) const PENDING_EFFECTS_AFTER: &str =
+    "SELECT id, effect FROM outbox WHERE done_at IS NULL AND id > ?1 ORDER BY id LIMIT ?2";
+/// `effect_pending(id)`.
+pub(crate) const EFFECT_PENDING: &str = "SELECT 1 FROM outbox WHERE id = ?1 AND done_at IS NULL";
+/// `dead_effects(limit)`: newest first.
+pub(crate) const DEAD_EFFECTS: &str = "SELECT id, effect, dead_reason FROM outbox \
+     WHERE dead_reason IS NOT NULL ORDER BY id DESC LIMIT ?1";
+/// `dead_effects(..)` total.
+pub(crate) const DEAD_COUNT: &str = "SELECT COUNT(*) FROM outbox WHERE dead_reason IS NOT NULL";
 /// `seen_event(id)`.
 pub(crate) const SEEN_EVENT: &str = "SELECT 1 FROM events WHERE id = ?1";
 /// `user(identity)`.
@@ -51,8 +61,9 @@ pub(crate) const SOLVER: &str = "SELECT can_write FROM solvers WHERE identity = 
 /// `prune_events(older_than)`.
 pub(crate) const PRUNE_EVENTS: &str = "DELETE FROM events WHERE seen_at < ?1";
 /// `prune_outbox(older_than)`.
+/// Dead letters are kept for the operator.
 pub(crate) const PRUNE_OUTBOX: &str =
-    "DELETE FROM outbox WHERE done_at IS NOT NULL AND done_at < ?1";
+    "DELETE FROM outbox WHERE done_at IS NOT NULL AND done_at < ?1 AND dead_reason IS NULL";
 
 const INSERT_ORDER: &str = "INSERT INTO orders (id, version, body, status, terminal, deadline, \
      hold_hash, dispute_id, htlc_expiry, maker_identity, taker_identity, maker_trade_key, \
@@ -68,6 +79,8 @@ const UPDATE_ORDER: &str = "UPDATE orders SET version = ?1, body = ?2, status = 
 const INSERT_EVENT: &str = "INSERT INTO events (id, seen_at) VALUES (?1, ?2)";
 const INSERT_EFFECT: &str = "INSERT INTO outbox (order_id, effect, created_at) VALUES (?1, ?2, ?3)";
 const MARK_DONE: &str = "UPDATE outbox SET done_at = ?2 WHERE id = ?1 AND done_at IS NULL";
+const MARK_DEAD: &str =
+    "UPDATE outbox SET done_at = ?2, dead_reason = ?3 WHERE id = ?1 AND done_at IS NULL";
 const UPSERT_USER: &str = "INSERT INTO users (identity, last_trade_index, reviews, rating_sum, \
      min_rating, max_rating, last_rating, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) \
      ON CONFLICT (identity) DO UPDATE SET last_trade_index = excluded.last_trade_index, \
@@ -92,6 +105,11 @@ pub(crate) const PLANNED: &[(&str, &str)] = &[
     ("open_orders", OPEN_ORDERS),
     ("orders_by_trade_key", ORDERS_BY_TRADE_KEY),
     ("pending_effects", PENDING_EFFECTS),
+    ("pending_effects_after", PENDING_EFFECTS_AFTER),
+    ("effect_pending", EFFECT_PENDING),
+    ("dead_effects", DEAD_EFFECTS),
+    ("dead_count", DEAD_COUNT),
+    ("mark_dead", MARK_DEAD),
     ("seen_event", SEEN_EVENT),
     ("user", USER),
     ("solver", SOLVER),
@@ -304,6 +322,12 @@ pub(crate) fn apply_commit(conn: &Connection, c: &Commit, now: Timestamp) -> R<V
             done.execute(params![int(id.0), now])?;
         }
     }
+    if !c.dead.is_empty() {
+        let mut dead = conn.prepare_cached(MARK_DEAD)?;
+        for (id, reason) in &c.dead {
+            dead.execute(params![int(id.0), now, reason])?;
+        }
+    }
     for u in &c.users {
         apply_user(conn, u, now)?;
     }
@@ -451,6 +475,47 @@ pub(crate) fn pending_effects(conn: &Connection, limit: usize) -> R<Vec<(EffectI
         out.push((id, effect));
     }
     Ok(out)
+}
+
+pub(crate) fn pending_effects_after(
+    conn: &Connection,
+    after: Option<EffectId>,
+    limit: usize,
+) -> R<Vec<(EffectId, Effect)>> {
+    let mut stmt = conn.prepare_cached(PENDING_EFFECTS_AFTER)?;
+    let from = after.map_or(-1, |a| int(a.0));
+    let mut rows = stmt.query(params![from, int(u64::try_from(limit).unwrap_or(u64::MAX))])?;
+    let mut out = Vec::new();
+    while let Some(row) = rows.next()? {
+        let id = EffectId(uint(row.get(0)?, "outbox id")?);
+        let json: String = row.get(1)?;
+        let effect: Effect = serde_json::from_str(&json)
+            .map_err(|e| corrupt(format!("outbox effect {}: undecodable: {e}", id.0)))?;
+        out.push((id, effect));
+    }
+    Ok(out)
+}
+
+pub(crate) fn effect_pending(conn: &Connection, id: EffectId) -> R<bool> {
+    Ok(conn.prepare_cached(EFFECT_PENDING)?.exists([int(id.0)])?)
+}
+
+pub(crate) fn dead_effects(conn: &Connection, limit: usize) -> R<(Vec<DeadEffect>, u64)> {
+    let total: i64 = conn
+        .prepare_cached(DEAD_COUNT)?
+        .query_row([], |r| r.get(0))?;
+    let mut stmt = conn.prepare_cached(DEAD_EFFECTS)?;
+    let mut rows = stmt.query([int(u64::try_from(limit).unwrap_or(u64::MAX))])?;
+    let mut out = Vec::new();
+    while let Some(row) = rows.next()? {
+        let id = EffectId(uint(row.get(0)?, "outbox id")?);
+        let json: String = row.get(1)?;
+        let reason: String = row.get(2)?;
+        let effect: Effect = serde_json::from_str(&json)
+            .map_err(|e| corrupt(format!("outbox effect {}: undecodable: {e}", id.0)))?;
+        out.push(DeadEffect { id, effect, reason });
+    }
+    Ok((out, uint(total, "dead count")?))
 }
 
 pub(crate) fn seen_event(conn: &Connection, id: &EventId) -> R<bool> {

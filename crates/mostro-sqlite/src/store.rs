@@ -6,7 +6,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use mostro_core::machine::Effect;
 use mostro_core::order::Order;
-use mostro_core::ports::{Commit, EffectId, Solver, Store, StoreError, User};
+use mostro_core::ports::{Commit, DeadEffect, EffectId, Solver, Store, StoreError, User};
 use mostro_core::types::{BlockHeight, EventId, OrderId, PaymentHash, PubKey, Timestamp};
 use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 
@@ -304,6 +304,23 @@ impl Store for SqliteStore {
 
     async fn pending_effects(&self, limit: usize) -> Result<Vec<(EffectId, Effect)>, StoreError> {
         self.read(move |c| sql::pending_effects(c, limit)).await
+    }
+
+    async fn pending_effects_after(
+        &self,
+        after: Option<EffectId>,
+        limit: usize,
+    ) -> Result<Vec<(EffectId, Effect)>, StoreError> {
+        self.read(move |c| sql::pending_effects_after(c, after, limit))
+            .await
+    }
+
+    async fn effect_pending(&self, id: EffectId) -> Result<bool, StoreError> {
+        self.read(move |c| sql::effect_pending(c, id)).await
+    }
+
+    async fn dead_effects(&self, limit: usize) -> Result<(Vec<DeadEffect>, u64), StoreError> {
+        self.read(move |c| sql::dead_effects(c, limit)).await
     }
 
     async fn seen_event(&self, id: &EventId) -> Result<bool, StoreError> {

@@ -96,6 +96,7 @@ fn commit_for(c: u64, done: Vec<EffectId>) -> Commit {
         }],
         effects,
         done,
+        dead: Vec::new(),
         users: vec![UserUpdate::TradeIndex {
             identity: identity(1),
             index: u32::try_from(c).unwrap(),

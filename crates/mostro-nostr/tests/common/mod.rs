@@ -79,6 +79,7 @@ pub fn order(id: &str, kind: Kind, status: Status, amount: u64) -> Order {
         seller_rated: false,
         next_trade: None,
         range_parent: None,
+        abandoned_holds: Vec::new(),
         deadline: None,
     }
 }
