@@ -109,6 +109,7 @@ freshness_secs = 30
 [lightning]
 backend = "lnd"
 network = "regtest"
+# A hung payout keeps its call pending this long (below [mostro] payment_retries_interval).
 pay_timeout_secs = 120
 
 [lightning.lnd]
@@ -119,6 +120,9 @@ macaroon_file = "{mac}"
 [database]
 path = "mostro.db"
 synchronous = "{sync}"
+
+[mostro]
+payment_retries_interval = 180
 
 [prices.fixed]
 EUR = 50000.0

@@ -1194,7 +1194,12 @@ async fn trades_on_one_daemon() {
 /// `add-invoice`; a new invoice is paid (`invoice-updated`, `purchase-completed`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn payout_failure_then_new_invoice() {
-    let h = Harness::start("payment_attempts = 2\npayment_retries_interval = 5", "", "").await;
+    let h = Harness::start(
+        "payment_attempts = 2\npayment_retries_interval = 5",
+        "",
+        "pay_timeout_secs = 4",
+    )
+    .await;
     let t0 = Instant::now();
     let mut t = sell_to_active(&h, "pf", 80_000, Protocol::V2, Protocol::V2)
         .await
