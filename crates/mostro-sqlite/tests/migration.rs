@@ -121,7 +121,9 @@ async fn a_version_1_database_migrates_and_keeps_its_data() {
     let s = SqliteStore::open_with(&path, config).unwrap();
     assert_eq!(s.dead_effects(10).await.unwrap(), (dead, 1));
     assert_eq!(
-        s.pending_effects_after(Some(EffectId(1)), 10).await.unwrap(),
+        s.pending_effects_after(Some(EffectId(1)), 10)
+            .await
+            .unwrap(),
         vec![(EffectId(3), effect(3))]
     );
     s.integrity_check().await.unwrap();
