@@ -147,14 +147,22 @@ async fn a_message_over_the_nip44_limit_is_a_permanent_error() {
         order: order.clone(),
         bolt11: "x".repeat(len),
     };
-    // Just under the limit: encodes and encrypts (v2 adds only the tuple around it).
+    // Under the limit (nostr-sdk's NIP-44 takes up to 65 408 bytes): v2 adds only the tuple.
     let fits = notify(Protocol::V2, notice(1000));
     let base = to_message_at(&fits, Timestamp(NOW)).to_json().len() - 1000;
     let under = notify(
         Protocol::V2,
-        notice(mostro_nostr::MAX_PLAINTEXT - base - 20),
+        notice(mostro_nostr::MAX_PLAINTEXT - base - 200),
     );
-    assert!(t.build_reply(&under).is_ok());
+    if let Err(e) = t.build_reply(&under) {
+        panic!("under the limit: {e:?}");
+    }
+    // The same message in v1 does not fit the gift wrap (the seal holds the encrypted rumor):
+    // the encryption error is permanent too.
+    let mut v1 = under.clone();
+    v1.protocol = Protocol::V1;
+    let err = t.build_reply(&v1).unwrap_err();
+    assert!(err.permanent, "{err:?}");
     for protocol in [Protocol::V2, Protocol::V1] {
         let n = notify(protocol, notice(mostro_nostr::MAX_PLAINTEXT));
         let err = t.build_reply(&n).unwrap_err();
