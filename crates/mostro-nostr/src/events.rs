@@ -7,6 +7,7 @@
 
 use mostro_core::order::{Dispute, Order};
 use mostro_core::ports::User;
+use mostro_core::types::BlockHeight;
 use nostr_sdk::{Event, EventBuilder, Keys, Kind, Tag, Timestamp};
 use serde::Serialize;
 
@@ -230,6 +231,40 @@ pub fn dispute_tags(dispute: &Dispute, cfg: &PublishConfig, now: u64) -> Vec<Vec
         cfg.y_tag(),
         pair("z", "dispute"),
     ]
+}
+
+/// Name of the dispute event's tag holding the escrow HTLC's expiry height.
+pub const ESCROW_EXPIRY_TAG: &str = "escrow_expiry";
+
+/// The tags of a kind-38386 dispute event at `now`: [`dispute_tags`], then, when the block
+/// height at which the escrow's HTLC expires is known, `["escrow_expiry", "<height>"]` (last,
+/// so the other tags keep their order). Solvers see how long they have before the seller's
+/// HTLC times out.
+#[must_use]
+pub fn dispute_tags_with_escrow(
+    dispute: &Dispute,
+    escrow_expiry: Option<BlockHeight>,
+    cfg: &PublishConfig,
+    now: u64,
+) -> Vec<Vec<String>> {
+    let mut tags = dispute_tags(dispute, cfg, now);
+    if let Some(BlockHeight(h)) = escrow_expiry {
+        tags.push(pair(ESCROW_EXPIRY_TAG, h));
+    }
+    tags
+}
+
+/// The tags of the dispute event of `order` (`None` when it has no dispute), with the escrow
+/// expiry of its hold invoice when known.
+#[must_use]
+pub fn order_dispute_tags(
+    order: &Order,
+    cfg: &PublishConfig,
+    now: u64,
+) -> Option<Vec<Vec<String>>> {
+    let d = order.dispute.as_ref()?;
+    let expiry = order.hold.as_ref().and_then(|h| h.htlc_expiry);
+    Some(dispute_tags_with_escrow(d, expiry, cfg, now))
 }
 
 /// A rated user's aggregates, as the kind-38384 event shows them.

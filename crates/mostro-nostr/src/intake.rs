@@ -7,17 +7,24 @@
 //! 3. NIP-13 proof of work on the outer event id (when configured);
 //! 4. in-memory replay guard of recent event ids (in front of the store's
 //!    persistent one);
-//! 5. v2: per-sender token bucket keyed by the outer (trade) key;
+//! 5. v2: a sender (outer trade key) whose token bucket is already empty is
+//!    dropped here, before any signature check; this only reads the bucket;
 //! 6. unwrap (signature, decryption, tuple, trade signature, identity
 //!    proof); the event id is recorded in the replay guard only after this
 //!    authenticated it;
-//! 7. v1: the same token bucket keyed by the rumor author (the outer key of a
-//!    gift wrap is throwaway);
-//! 8. a message the node itself sent, coming back (the admin may use the node
+//! 7. a message the node itself sent, coming back (the admin may use the node
 //!    key as trade key), is dropped when unsigned, so a node reply can never
 //!    loop;
-//! 9. freshness: the sender's timestamp (v2 event, v1 rumor) must not be older
-//!    than the window (no future bound, as the reference).
+//! 8. freshness: the sender's timestamp (v2 event, v1 rumor) must not be older
+//!    than the window (no future bound, as the reference);
+//! 9. the rate limit: a token is taken from the sender's bucket (v2: the outer
+//!    trade key; v1: the rumor author, since the outer key of a gift wrap is
+//!    throwaway).
+//!
+//! Only an event that verified and passed every other check costs its sender a
+//! token: anybody can put a victim's public key on a forged event (a relay does
+//! not have to verify signatures), or replay a victim's old genuine events, so
+//! a token taken before those checks would let a stranger silence the victim.
 
 use std::collections::{HashMap, VecDeque};
 
@@ -159,8 +166,9 @@ impl Intake {
         self.finish(event, opened, node, now)
     }
 
-    /// The cheap checks before decryption: kind, size, proof of work, replay guard, and the
-    /// v2 per-sender rate limit (the outer author is the sender there).
+    /// The cheap checks before decryption: kind, size, proof of work, replay guard, and, for
+    /// v2, whether the claimed sender (the outer author) has a token left. Nothing is taken
+    /// here: the claim is not verified yet.
     pub fn precheck(&mut self, event: &Event, now: u64) -> Result<(), IntakeDrop> {
         let kind = event.kind.as_u16();
         if kind != KIND_V2 && kind != KIND_GIFT_WRAP {
@@ -177,14 +185,15 @@ impl Intake {
         if self.seen.contains_key(&event.id) {
             return Err(IntakeDrop::Replay);
         }
-        if kind == KIND_V2 {
-            self.take_token(&event.pubkey, now)?;
+        if kind == KIND_V2 && !self.has_token(&event.pubkey, now) {
+            return Err(IntakeDrop::RateLimited);
         }
         Ok(())
     }
 
     /// The checks after decryption: replay guard (again: a twin may have been opened
-    /// concurrently), the v1 rate limit (by rumor author), own replies, freshness.
+    /// concurrently), own replies, freshness, and last the rate limit (a token of the
+    /// authenticated sender: the v2 trade key or the v1 rumor author).
     pub fn finish(
         &mut self,
         event: &Event,
@@ -196,9 +205,6 @@ impl Intake {
             return Err(IntakeDrop::Replay);
         }
         self.remember(event.id, now);
-        if event.kind.as_u16() == KIND_GIFT_WRAP {
-            self.take_token(&opened.sender, now)?;
-        }
         if opened.sender == node.public_key() && !opened.signed {
             return Err(IntakeDrop::OwnReply);
         }
@@ -207,6 +213,9 @@ impl Intake {
         {
             return Err(IntakeDrop::Stale);
         }
+        // `opened` is authenticated: for v2 `sender` is the verified event author, for v1 the
+        // rumor author vouched for by the seal's signature.
+        self.take_token(&opened.sender, now)?;
         Ok(opened)
     }
 
@@ -244,6 +253,24 @@ impl Intake {
                 self.seen.remove(&id);
             }
         }
+    }
+
+    /// Whether `key` has a whole token now, without taking it or creating a bucket.
+    fn has_token(&self, key: &PublicKey, now: u64) -> bool {
+        let per_minute = u64::from(self.config.rate_per_minute);
+        if per_minute == 0 {
+            return true;
+        }
+        let cap = u64::from(self.config.rate_burst).saturating_mul(1000);
+        let Some(b) = self.buckets.get(key) else {
+            return cap >= 1000;
+        };
+        let refill = now
+            .saturating_sub(b.at)
+            .saturating_mul(per_minute)
+            .saturating_mul(1000)
+            / 60;
+        b.milli.saturating_add(refill).min(cap) >= 1000
     }
 
     fn take_token(&mut self, key: &PublicKey, now: u64) -> Result<(), IntakeDrop> {

@@ -36,7 +36,7 @@ pub mod v2;
 
 pub use error::{UnwrapError, WrapError};
 pub use inbound::{RequestHandler, run_inbound, run_inbound_with};
-pub use transport::{InboundStats, NostrTransport, TransportConfig};
+pub use transport::{InboundStats, MAX_PLAINTEXT, NostrTransport, TransportConfig};
 
 pub use nostr_sdk::{Event, Keys, PublicKey};
 

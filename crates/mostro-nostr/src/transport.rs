@@ -205,13 +205,23 @@ impl NostrTransport {
     ///
     /// # Errors
     ///
-    /// [`TransportError`] if the recipient key is invalid or wrapping fails.
+    /// A [permanent](TransportError::permanent) [`TransportError`] (no retry can deliver
+    /// the message) if the recipient key is not a valid point, the encoded message is over the
+    /// NIP-44 plaintext limit ([`MAX_PLAINTEXT`]), or encryption or wrapping fails.
     pub fn build_reply(&self, n: &Notify) -> Result<Event, TransportError> {
         let now = self.clock.now();
         let msg = to_message_at(n, now);
         // No retry can deliver these: the engine dead-letters them.
+        // `to_nostr_key` only checks the length: a key that is not a curve point would fail
+        // later, inside the encryption.
         let to = to_nostr_key(&n.to)
-            .ok_or_else(|| TransportError::permanent("invalid recipient key"))?;
+            .filter(|k| k.xonly().is_ok())
+            .ok_or_else(|| {
+                TransportError::permanent(format!(
+                    "invalid recipient key: {} is not a valid public key",
+                    n.to.to_hex()
+                ))
+            })?;
         let size = serde_json::to_string(&msg).map_or(usize::MAX, |j| j.len());
         if size > MAX_PLAINTEXT {
             return Err(TransportError::permanent(format!(
@@ -379,8 +389,9 @@ impl NostrTransport {
     }
 }
 
-/// Largest NIP-44 plaintext (bytes).
-const MAX_PLAINTEXT: usize = 65_535;
+/// Largest NIP-44 plaintext (bytes): a reply whose encoded message is longer can never be
+/// encrypted, so sending it fails permanently.
+pub const MAX_PLAINTEXT: usize = 65_535;
 
 #[async_trait]
 impl Transport for NostrTransport {
@@ -404,11 +415,10 @@ impl Transport for NostrTransport {
     }
 
     async fn publish_dispute(&self, order: &Order) -> Result<(), TransportError> {
-        let Some(d) = &order.dispute else {
-            return Ok(());
-        };
-        let tags = events::dispute_tags(d, &self.config.publish, self.now());
-        self.publish_tags(events::KIND_DISPUTE, tags).await
+        match events::order_dispute_tags(order, &self.config.publish, self.now()) {
+            Some(tags) => self.publish_tags(events::KIND_DISPUTE, tags).await,
+            None => Ok(()),
+        }
     }
 
     async fn publish_rating(

@@ -13,7 +13,7 @@ use mostro_core::wire::Message;
 use mostro_nostr::client::{ClientKeys, WrapOptions, wrap_v1, wrap_v2};
 use mostro_nostr::intake::{Intake, IntakeConfig, IntakeDrop};
 use mostro_nostr::{UnwrapError, v1, v2};
-use nostr_sdk::{EventBuilder, Keys, Kind, Timestamp};
+use nostr_sdk::{Event, EventBuilder, EventId, Keys, Kind, PublicKey, Timestamp};
 
 const T: u64 = 1_800_000_000;
 
@@ -262,4 +262,122 @@ fn drop_labels_are_stable() {
         "not_for_me"
     );
     assert_eq!(IntakeDrop::RateLimited.as_str(), "rate_limited");
+}
+
+/// `template` re-authored as `victim` without the victim's key: the id is recomputed (a
+/// well-formed event) when `valid_id`, the signature is never the victim's.
+fn forged(template: &Event, victim: &PublicKey, n: u64, valid_id: bool) -> Event {
+    let created_at = Timestamp::from_secs(template.created_at.as_secs() + n);
+    let id = if valid_id {
+        EventId::new(
+            victim,
+            &created_at,
+            &template.kind,
+            &template.tags,
+            &template.content,
+        )
+    } else {
+        let mut b = [0x5au8; 32];
+        b[..8].copy_from_slice(&n.to_be_bytes());
+        EventId::from_byte_array(b)
+    };
+    Event::new(
+        id,
+        *victim,
+        created_at,
+        template.kind,
+        template.tags.iter().cloned(),
+        template.content.clone(),
+        template.sig,
+    )
+}
+
+fn limited() -> IntakeConfig {
+    IntakeConfig {
+        freshness_secs: None,
+        rate_burst: 2,
+        rate_per_minute: 1,
+        ..cfg()
+    }
+}
+
+#[test]
+fn forged_events_with_a_victims_key_do_not_drain_its_rate_limit() {
+    let mut intake = Intake::new(limited());
+    let victim = client();
+    let victim_key = victim.trade.public_key();
+    // The attacker's own well-formed event, re-labelled with the victim's key.
+    let attacker = ClientKeys::private(keys("attacker_trade"));
+    let template = wrap_v2(&msg(1), &attacker, &node().public_key(), opts(T)).unwrap();
+    for n in 0..20 {
+        for valid_id in [true, false] {
+            let f = forged(&template, &victim_key, n, valid_id);
+            assert_eq!(f.pubkey, victim_key);
+            assert!(f.verify().is_err());
+            assert_eq!(
+                intake.accept(&f, &node(), T),
+                Err(IntakeDrop::Unwrap(UnwrapError::InvalidEvent)),
+                "forgery {n} (valid id: {valid_id})"
+            );
+        }
+    }
+    // The victim's own budget is intact: its burst goes through, then its own limit applies.
+    for i in 0..2 {
+        let e = wrap_v2(&msg(100 + i), &victim, &node().public_key(), opts(T)).unwrap();
+        assert!(intake.accept(&e, &node(), T).is_ok(), "genuine message {i}");
+    }
+    let e = wrap_v2(&msg(200), &victim, &node().public_key(), opts(T)).unwrap();
+    assert_eq!(intake.accept(&e, &node(), T), Err(IntakeDrop::RateLimited));
+    // Once the victim is out of tokens, forgeries stop at the cheap pre-check (no signature
+    // check), still without touching the bucket.
+    let f = forged(&template, &victim_key, 99, true);
+    assert_eq!(intake.precheck(&f, T), Err(IntakeDrop::RateLimited));
+    let e = wrap_v2(&msg(201), &victim, &node().public_key(), opts(T + 60)).unwrap();
+    assert!(
+        intake.accept(&e, &node(), T + 60).is_ok(),
+        "the refill is the victim's"
+    );
+}
+
+#[test]
+fn replayed_stale_or_misaddressed_genuine_events_do_not_drain_the_sender() {
+    let mut intake = Intake::new(IntakeConfig {
+        freshness_secs: Some(10),
+        ..limited()
+    });
+    let victim = client();
+    for i in 0..5 {
+        // Old genuine messages a relay kept (past the replay window): dropped as stale.
+        let old = wrap_v2(&msg(i), &victim, &node().public_key(), opts(T - 1000)).unwrap();
+        assert_eq!(intake.accept(&old, &node(), T), Err(IntakeDrop::Stale));
+        let old = wrap_v1(&msg(i), &victim, &node().public_key(), opts(T - 1000)).unwrap();
+        assert_eq!(intake.accept(&old, &node(), T), Err(IntakeDrop::Stale));
+        // Genuine messages to another node, delivered to us (twice: they are not remembered).
+        let other = wrap_v2(&msg(i), &victim, &keys("stranger").public_key(), opts(T)).unwrap();
+        for _ in 0..2 {
+            assert_eq!(
+                intake.accept(&other, &node(), T),
+                Err(IntakeDrop::Unwrap(UnwrapError::NotForMe))
+            );
+        }
+    }
+    for i in 0..2 {
+        let e = wrap_v2(&msg(10 + i), &victim, &node().public_key(), opts(T)).unwrap();
+        assert!(intake.accept(&e, &node(), T).is_ok(), "fresh message {i}");
+    }
+    let e = wrap_v2(&msg(20), &victim, &node().public_key(), opts(T)).unwrap();
+    assert_eq!(intake.accept(&e, &node(), T), Err(IntakeDrop::RateLimited));
+}
+
+#[test]
+fn the_pre_check_never_takes_a_token() {
+    let mut intake = Intake::new(limited());
+    let e = wrap_v2(&msg(1), &client(), &node().public_key(), opts(T)).unwrap();
+    for _ in 0..10 {
+        assert_eq!(intake.precheck(&e, T), Ok(()));
+    }
+    for i in 0..2 {
+        let e = wrap_v2(&msg(2 + i), &client(), &node().public_key(), opts(T)).unwrap();
+        assert!(intake.accept(&e, &node(), T).is_ok());
+    }
 }

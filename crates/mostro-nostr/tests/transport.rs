@@ -120,3 +120,56 @@ async fn sending_without_relays_fails_so_the_engine_retries_later() {
     assert!(err.message.contains("publish"), "{err}");
     assert!(!err.permanent, "relays down is transient: {err}");
 }
+
+#[test]
+fn an_invalid_recipient_is_a_permanent_error() {
+    let t = transport();
+    for to in [PubKey([0xff; 32]), PubKey([0; 32])] {
+        assert!(!to.is_on_curve());
+        for protocol in [Protocol::V2, Protocol::V1] {
+            let mut n = notify(protocol, Notice::Released);
+            n.to = to;
+            let err = t.build_reply(&n).unwrap_err();
+            assert!(err.permanent, "{protocol:?} {to:?}: {err:?}");
+            assert!(err.message.contains("not a valid public key"), "{err}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_message_over_the_nip44_limit_is_a_permanent_error() {
+    let t = transport();
+    let order = Box::new(mostro_testkit::store_suite::order(
+        1,
+        core_key("client_identity"),
+    ));
+    let notice = |len: usize| Notice::PayInvoice {
+        order: order.clone(),
+        bolt11: "x".repeat(len),
+    };
+    // Under the limit (nostr-sdk's NIP-44 takes up to 65 408 bytes): v2 adds only the tuple.
+    let fits = notify(Protocol::V2, notice(1000));
+    let base = to_message_at(&fits, Timestamp(NOW)).to_json().len() - 1000;
+    let under = notify(
+        Protocol::V2,
+        notice(mostro_nostr::MAX_PLAINTEXT - base - 200),
+    );
+    if let Err(e) = t.build_reply(&under) {
+        panic!("under the limit: {e:?}");
+    }
+    // The same message in v1 does not fit the gift wrap (the seal holds the encrypted rumor):
+    // the encryption error is permanent too.
+    let mut v1 = under.clone();
+    v1.protocol = Protocol::V1;
+    let err = t.build_reply(&v1).unwrap_err();
+    assert!(err.permanent, "{err:?}");
+    for protocol in [Protocol::V2, Protocol::V1] {
+        let n = notify(protocol, notice(mostro_nostr::MAX_PLAINTEXT));
+        let err = t.build_reply(&n).unwrap_err();
+        assert!(err.permanent, "{protocol:?}: {err:?}");
+        assert!(err.message.contains("NIP-44 limit"), "{err}");
+        // `send` reports the same permanent error without trying a relay.
+        let err = t.send(&n).await.unwrap_err();
+        assert!(err.permanent, "{err:?}");
+    }
+}

@@ -628,3 +628,80 @@ fn relay_list_and_reputation_of_a_user() {
         r#"["rating",{"days":0,"total_rating":0.0,"total_reviews":0}]"#
     );
 }
+
+/// The dispute event carries the escrow HTLC's expiry height, when known, as one extra tag
+/// after the vector's tags; without it the event is exactly the vector's.
+#[test]
+fn dispute_event_adds_the_escrow_expiry_after_the_vector_tags() {
+    use mostro_core::order::HoldState;
+    use mostro_testkit::store_suite::{hash, with_hold};
+
+    let lines = read_lines("orders-events.jsonl");
+    let line = lines
+        .iter()
+        .find(|l| l["name"] == "dispute/initiated")
+        .unwrap();
+    let d = Dispute {
+        id: "d15b07e0-0000-4000-8000-000000000001"
+            .parse::<OrderId>()
+            .unwrap(),
+        status: DisputeStatus::Initiated,
+        initiator: Role::Buyer,
+        previous_status: Status::FiatSent,
+        solver: None,
+        solver_write: false,
+        taken_by_admin: false,
+        created_at: Timestamp(1_767_229_200),
+        taken_at: None,
+        expiry_warned: false,
+        solver_party: None,
+    };
+    let mut o = order(
+        "308e1272-d5f4-47e6-bd97-3504baea9c23",
+        Kind::Sell,
+        Status::Dispute,
+        150_000,
+    );
+    o.dispute = Some(d.clone());
+
+    // No hold, or a hold whose HTLC expiry is unknown: the vector, byte for byte.
+    assert!(events::order_dispute_tags(&o, &cfg(), NOW).is_some());
+    check_event(
+        line,
+        38386,
+        events::order_dispute_tags(&o, &cfg(), NOW).unwrap(),
+    );
+    let unknown = with_hold(o.clone(), hash(1), HoldState::Accepted, None);
+    check_event(
+        line,
+        38386,
+        events::order_dispute_tags(&unknown, &cfg(), NOW).unwrap(),
+    );
+
+    // Known: the vector's tags unchanged and in order, then the expiry.
+    let held = with_hold(o.clone(), hash(1), HoldState::Accepted, Some(850_123));
+    let tags = events::order_dispute_tags(&held, &cfg(), NOW).unwrap();
+    let want = vector_tags(line);
+    assert_eq!(tags.len(), want.len() + 1);
+    assert_eq!(tags[..want.len()], want[..]);
+    assert_eq!(
+        tags.last().unwrap(),
+        &vec![events::ESCROW_EXPIRY_TAG.to_owned(), "850123".to_owned()]
+    );
+    assert_eq!(
+        events::dispute_tags_with_escrow(
+            &d,
+            Some(mostro_core::types::BlockHeight(850_123)),
+            &cfg(),
+            NOW
+        ),
+        tags
+    );
+    let e = events::sign(&keys("mostro"), 38386, tags, NOW).unwrap();
+    e.verify().unwrap();
+
+    // An order without a dispute has no dispute event.
+    let mut none = held;
+    none.dispute = None;
+    assert_eq!(events::order_dispute_tags(&none, &cfg(), NOW), None);
+}

@@ -9,7 +9,9 @@
 //! - `users` (one row per identity, the [`User`](mostro_core::ports::User) fields), `solvers`,
 //!   `events` (the replay guard, with the time each id was recorded) and `outbox` (effects,
 //!   `INTEGER PRIMARY KEY AUTOINCREMENT` so ids are never reused and id order is commit order;
-//!   a partial index holds only the pending ones).
+//!   a partial index holds only the pending ones). A dead letter (an effect that can never
+//!   succeed) is a done row with a `dead_reason`; another partial index holds only those, and
+//!   pruning keeps them.
 //!
 //! Keys, hashes and ids are BLOBs; times are Unix seconds. The layout is described with every
 //! index in `docs/storage.md`.
@@ -19,7 +21,7 @@
 //! insert (a known event id fails with `Duplicate`), every order write (insert when
 //! `expected_version` is `None`, failing with `Conflict` if the id exists; otherwise
 //! `UPDATE … WHERE id = ? AND version = ?`, `Conflict` when no row matched), outbox inserts,
-//! completions, user updates through [`User::apply`](mostro_core::ports::User::apply) and solver
+//! completions, dead letters (only rows still pending), user updates through [`User::apply`](mostro_core::ports::User::apply) and solver
 //! upserts. Any failure rolls the whole commit back.
 //!
 //! # Concurrency

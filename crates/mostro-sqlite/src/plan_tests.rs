@@ -85,8 +85,9 @@ fn every_query_uses_an_index() {
              CASE WHEN i % 50 = 0 THEN i END, randomblob(32), NULL, NULL,
              randomblob(32), randomblob(32), randomblob(32), randomblob(32), i, '{}' FROM n;
          WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 5000)
-         INSERT INTO outbox (order_id, effect, created_at, done_at)
-         SELECT NULL, '{}', i, CASE WHEN i % 100 = 0 THEN NULL ELSE i END FROM n;
+         INSERT INTO outbox (order_id, effect, created_at, done_at, dead_reason)
+         SELECT NULL, '{}', i, CASE WHEN i % 100 = 0 THEN NULL ELSE i END,
+             CASE WHEN i % 100 = 50 THEN 'undeliverable' END FROM n;
          WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 5000)
          INSERT INTO events (id, seen_at) SELECT randomblob(32), i FROM n;
          ANALYZE;",

@@ -501,6 +501,9 @@ pub(crate) fn effect_pending(conn: &Connection, id: EffectId) -> R<bool> {
 }
 
 pub(crate) fn dead_effects(conn: &Connection, limit: usize) -> R<(Vec<DeadEffect>, u64)> {
+    // One read transaction: the list and the count come from the same snapshot.
+    let tx = conn.unchecked_transaction()?;
+    let conn: &Connection = &tx;
     let total: i64 = conn
         .prepare_cached(DEAD_COUNT)?
         .query_row([], |r| r.get(0))?;
@@ -515,6 +518,9 @@ pub(crate) fn dead_effects(conn: &Connection, limit: usize) -> R<(Vec<DeadEffect
             .map_err(|e| corrupt(format!("outbox effect {}: undecodable: {e}", id.0)))?;
         out.push(DeadEffect { id, effect, reason });
     }
+    drop(rows);
+    drop(stmt);
+    tx.finish()?;
     Ok((out, uint(total, "dead count")?))
 }
 

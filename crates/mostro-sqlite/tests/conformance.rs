@@ -38,6 +38,10 @@ check!(
     replay_guard,
     outbox_ids_and_pending_order,
     outbox_done_in_same_commit_as_new_effects,
+    outbox_cursor_paging,
+    effect_pending_reads_committed_state,
+    dead_letters,
+    dead_letters_are_atomic_with_the_commit,
     deadlines,
     htlc_expiring,
     lookup_by_hold_hash_and_dispute,
@@ -59,7 +63,7 @@ async fn run_all_on_fresh_stores() {
     store_suite::run_all(&make).await;
     assert_eq!(
         n.load(Ordering::Relaxed),
-        15,
+        store_suite::CHECKS,
         "every check ran on its own store"
     );
 }
@@ -140,6 +144,83 @@ async fn prune_outbox_drops_only_old_completed_effects() {
         "never the pending one"
     );
     assert_eq!(s.pending_effects(10).await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn prune_outbox_keeps_dead_letters() {
+    let clock = Arc::new(ManualClock::new(Timestamp(1_000)));
+    let (_dir, s) = with_clock(clock.clone());
+    let ids = s
+        .commit(Commit {
+            effects: vec![effect(1), effect(2), effect(3)],
+            ..Commit::default()
+        })
+        .await
+        .unwrap();
+    s.commit(Commit {
+        done: vec![ids[0]],
+        dead: vec![(ids[1], "message too large".into())],
+        ..Commit::default()
+    })
+    .await
+    .unwrap();
+    clock.set(Timestamp(9_000));
+    assert_eq!(
+        s.prune_outbox(Timestamp(u64::MAX)).await.unwrap(),
+        1,
+        "only the completed effect"
+    );
+    let (dead, total) = s.dead_effects(10).await.unwrap();
+    assert_eq!(total, 1);
+    assert_eq!(
+        dead.iter()
+            .map(|d| (d.id, d.reason.as_str()))
+            .collect::<Vec<_>>(),
+        vec![(ids[1], "message too large")]
+    );
+    let stats = s.stats().await.unwrap();
+    assert_eq!((stats.outbox_rows, stats.pending_effects), (2, 1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn effect_pending_sees_each_commit_under_concurrent_load() {
+    // Group commit and the reader pool: a completion is visible to `effect_pending` as soon as
+    // its own commit returned, whatever else is being committed meanwhile.
+    let (_dir, s) = fresh();
+    let mut tasks = Vec::new();
+    for t in 0..8u16 {
+        let s = Arc::clone(&s);
+        tasks.push(tokio::spawn(async move {
+            for k in 0..20u16 {
+                let ids = s
+                    .commit(Commit {
+                        effects: vec![effect(t * 100 + k)],
+                        ..Commit::default()
+                    })
+                    .await
+                    .unwrap();
+                assert!(s.effect_pending(ids[0]).await.unwrap());
+                let finish = if k % 2 == 0 {
+                    Commit {
+                        done: ids.clone(),
+                        ..Commit::default()
+                    }
+                } else {
+                    Commit {
+                        dead: vec![(ids[0], format!("dead {t}/{k}"))],
+                        ..Commit::default()
+                    }
+                };
+                s.commit(finish).await.unwrap();
+                assert!(!s.effect_pending(ids[0]).await.unwrap(), "{t}/{k}");
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    assert!(s.pending_effects(10).await.unwrap().is_empty());
+    assert_eq!(s.dead_effects(0).await.unwrap().1, 80);
 }
 
 #[tokio::test]

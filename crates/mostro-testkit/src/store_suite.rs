@@ -29,11 +29,14 @@ use mostro_core::order::{
     Dispute, DisputeStatus, Hold, HoldState, Kind, Order, Party, Protocol, Role, Status,
 };
 use mostro_core::ports::{
-    Commit, EffectId, OrderWrite, Solver, Store, StoreError, StoreErrorKind, User,
+    Commit, DeadEffect, EffectId, OrderWrite, Solver, Store, StoreError, StoreErrorKind, User,
 };
 use mostro_core::types::{
     BlockHeight, EventId, OrderId, PaymentHash, Preimage, PubKey, Sats, Timestamp,
 };
+
+/// How many checks [`run_all`] runs (each on its own fresh store).
+pub const CHECKS: usize = 19;
 
 /// Every check, in order, each on a fresh store from `make`.
 pub async fn run_all<S: Store + ?Sized>(make: &dyn Fn() -> Arc<S>) {
@@ -44,6 +47,10 @@ pub async fn run_all<S: Store + ?Sized>(make: &dyn Fn() -> Arc<S>) {
     replay_guard(&*make()).await;
     outbox_ids_and_pending_order(&*make()).await;
     outbox_done_in_same_commit_as_new_effects(&*make()).await;
+    outbox_cursor_paging(&*make()).await;
+    effect_pending_reads_committed_state(&*make()).await;
+    dead_letters(&*make()).await;
+    dead_letters_are_atomic_with_the_commit(&*make()).await;
     deadlines(&*make()).await;
     htlc_expiring(&*make()).await;
     lookup_by_hold_hash_and_dispute(&*make()).await;
@@ -673,6 +680,368 @@ pub async fn outbox_done_in_same_commit_as_new_effects<S: Store + ?Sized>(s: &S)
         pending(s).await,
         vec![(next[0], effect(4)), (next[1], effect(5))]
     );
+}
+
+async fn after<S: Store + ?Sized>(
+    s: &S,
+    cursor: Option<EffectId>,
+    limit: usize,
+) -> Vec<(EffectId, Effect)> {
+    s.pending_effects_after(cursor, limit)
+        .await
+        .expect("pending_effects_after")
+}
+
+async fn dead<S: Store + ?Sized>(s: &S, limit: usize) -> (Vec<DeadEffect>, u64) {
+    s.dead_effects(limit).await.expect("dead_effects")
+}
+
+async fn is_pending<S: Store + ?Sized>(s: &S, id: EffectId) -> bool {
+    s.effect_pending(id).await.expect("effect_pending")
+}
+
+fn dead_letter(id: EffectId, n: u16, reason: &str) -> DeadEffect {
+    DeadEffect {
+        id,
+        effect: effect(n),
+        reason: reason.to_owned(),
+    }
+}
+
+/// `pending_effects_after` returns exactly the pending effects whose id is greater than the
+/// cursor, in id order, at most `limit`; paging with the last id of each page visits every
+/// pending effect once; a cursor on a completed or dead effect, or past the end, works.
+pub async fn outbox_cursor_paging<S: Store + ?Sized>(s: &S) {
+    assert!(after(s, None, 10).await.is_empty(), "empty outbox");
+    let mut ids = commit(
+        s,
+        Commit {
+            effects: (1..=4).map(effect).collect(),
+            ..Commit::default()
+        },
+    )
+    .await;
+    ids.extend(
+        commit(
+            s,
+            Commit {
+                effects: (5..=8).map(effect).collect(),
+                ..Commit::default()
+            },
+        )
+        .await,
+    );
+    assert_eq!(ids.len(), 8);
+    // ids[1] done, ids[4] dead: neither is pending.
+    commit(
+        s,
+        Commit {
+            done: vec![ids[1]],
+            dead: vec![(ids[4], "undeliverable".to_owned())],
+            ..Commit::default()
+        },
+    )
+    .await;
+    let live: Vec<(EffectId, Effect)> = ids
+        .iter()
+        .zip(1u16..)
+        .filter(|(id, _)| **id != ids[1] && **id != ids[4])
+        .map(|(id, n)| (*id, effect(n)))
+        .collect();
+    assert_eq!(live.len(), 6);
+    assert_eq!(after(s, None, 100).await, live, "no cursor: every pending");
+    assert_eq!(pending(s).await, live, "pending_effects agrees");
+
+    // Pages of 2 from the start: every pending effect once, in order.
+    let mut seen = Vec::new();
+    let mut cursor = None;
+    let mut pages = 0;
+    loop {
+        let page = after(s, cursor, 2).await;
+        if page.is_empty() {
+            break;
+        }
+        assert!(page.len() <= 2, "limit exceeded: {page:?}");
+        if let Some(c) = cursor {
+            assert!(
+                page.iter().all(|(id, _)| *id > c),
+                "page at or before the cursor {c:?}: {page:?}"
+            );
+        }
+        cursor = page.last().map(|(id, _)| *id);
+        seen.extend(page);
+        pages += 1;
+        assert!(pages <= 10, "paging does not end");
+    }
+    assert_eq!(
+        seen, live,
+        "paging visits each pending effect once, in order"
+    );
+    assert_eq!(pages, 3);
+
+    // A cursor on a pending, a done and a dead effect.
+    assert_eq!(after(s, Some(ids[2]), 100).await, live[2..].to_vec());
+    assert_eq!(
+        after(s, Some(ids[1]), 100).await,
+        live[1..].to_vec(),
+        "cursor on a done effect"
+    );
+    assert_eq!(
+        after(s, Some(ids[4]), 2).await,
+        live[3..5].to_vec(),
+        "cursor on a dead effect, limited"
+    );
+    assert!(
+        after(s, Some(ids[7]), 100).await.is_empty(),
+        "cursor at the end"
+    );
+    assert!(
+        after(s, Some(EffectId(ids[7].0 + 1000)), 100)
+            .await
+            .is_empty(),
+        "cursor past the end"
+    );
+    assert!(after(s, None, 0).await.is_empty(), "limit 0");
+
+    // An effect committed later shows up after any earlier cursor.
+    let late = commit(
+        s,
+        Commit {
+            effects: vec![effect(9)],
+            ..Commit::default()
+        },
+    )
+    .await;
+    assert_eq!(
+        after(s, Some(ids[7]), 100).await,
+        vec![(late[0], effect(9))]
+    );
+}
+
+/// `effect_pending` is true for an inserted effect and false as soon as a commit completing
+/// or dead-lettering it returned; false for an id never inserted.
+pub async fn effect_pending_reads_committed_state<S: Store + ?Sized>(s: &S) {
+    assert!(!is_pending(s, EffectId(1)).await, "empty outbox");
+    let ids = commit(
+        s,
+        Commit {
+            effects: vec![effect(1), effect(2), effect(3)],
+            ..Commit::default()
+        },
+    )
+    .await;
+    for id in &ids {
+        assert!(is_pending(s, *id).await, "{id:?} just inserted");
+    }
+    assert!(!is_pending(s, EffectId(ids[2].0 + 100)).await, "unknown id");
+    commit(
+        s,
+        Commit {
+            done: vec![ids[0]],
+            ..Commit::default()
+        },
+    )
+    .await;
+    assert!(
+        !is_pending(s, ids[0]).await,
+        "pending right after its done commit"
+    );
+    assert!(is_pending(s, ids[1]).await);
+    commit(
+        s,
+        Commit {
+            dead: vec![(ids[1], "invalid recipient".to_owned())],
+            ..Commit::default()
+        },
+    )
+    .await;
+    assert!(
+        !is_pending(s, ids[1]).await,
+        "pending right after its dead commit"
+    );
+    assert!(is_pending(s, ids[2]).await, "an untouched effect");
+    // Back to back: each read follows the commit it observes.
+    for n in 10..20u16 {
+        let id = commit(
+            s,
+            Commit {
+                effects: vec![effect(n)],
+                ..Commit::default()
+            },
+        )
+        .await;
+        assert!(is_pending(s, id[0]).await);
+        commit(
+            s,
+            Commit {
+                done: id.clone(),
+                ..Commit::default()
+            },
+        )
+        .await;
+        assert!(!is_pending(s, id[0]).await, "effect {n} still pending");
+    }
+}
+
+/// Dead-lettered effects are never pending again and are listed newest (highest id) first
+/// with their effect and reason, limited, with the total count; dead-lettering an effect
+/// already done or already dead changes nothing; an unknown id is ignored.
+pub async fn dead_letters<S: Store + ?Sized>(s: &S) {
+    assert_eq!(dead(s, 10).await, (Vec::new(), 0), "empty store");
+    let ids = commit(
+        s,
+        Commit {
+            effects: (1..=5).map(effect).collect(),
+            ..Commit::default()
+        },
+    )
+    .await;
+    commit(
+        s,
+        Commit {
+            dead: vec![(ids[1], "recipient key is not a valid point".to_owned())],
+            ..Commit::default()
+        },
+    )
+    .await;
+    assert_eq!(
+        dead(s, 10).await,
+        (
+            vec![dead_letter(ids[1], 2, "recipient key is not a valid point")],
+            1
+        )
+    );
+    // Two in one commit, one older than the first dead letter.
+    commit(
+        s,
+        Commit {
+            dead: vec![
+                (ids[3], "message too large".to_owned()),
+                (ids[0], "encryption failed".to_owned()),
+            ],
+            ..Commit::default()
+        },
+    )
+    .await;
+    let all = vec![
+        dead_letter(ids[3], 4, "message too large"),
+        dead_letter(ids[1], 2, "recipient key is not a valid point"),
+        dead_letter(ids[0], 1, "encryption failed"),
+    ];
+    assert_eq!(dead(s, 10).await, (all.clone(), 3), "newest first");
+    assert_eq!(
+        dead(s, 2).await,
+        (all[..2].to_vec(), 3),
+        "limited, full count"
+    );
+    assert_eq!(dead(s, 0).await, (Vec::new(), 3), "limit 0 still counts");
+    assert_eq!(
+        pending(s).await,
+        vec![(ids[2], effect(3)), (ids[4], effect(5))],
+        "dead effects are not pending"
+    );
+    assert_eq!(
+        after(s, None, 10).await,
+        vec![(ids[2], effect(3)), (ids[4], effect(5))],
+        "dead effects are not pending after a cursor"
+    );
+
+    // Already dead: the first reason stays. Already done: not a dead letter. Unknown: ignored.
+    commit(
+        s,
+        Commit {
+            done: vec![ids[2]],
+            ..Commit::default()
+        },
+    )
+    .await;
+    commit(
+        s,
+        Commit {
+            dead: vec![
+                (ids[1], "another reason".to_owned()),
+                (ids[2], "late".to_owned()),
+                (EffectId(ids[4].0 + 100), "unknown".to_owned()),
+            ],
+            ..Commit::default()
+        },
+    )
+    .await;
+    assert_eq!(dead(s, 10).await, (all, 3), "dead letters changed");
+    assert_eq!(pending(s).await, vec![(ids[4], effect(5))]);
+    assert!(!is_pending(s, ids[2]).await);
+}
+
+/// Dead letters are part of the commit's transaction: a commit refused for a stale version or
+/// a replayed event dead-letters nothing (the effect stays pending); the same commit with the
+/// right version applies its dead letters with everything else.
+pub async fn dead_letters_are_atomic_with_the_commit<S: Store + ?Sized>(s: &S) {
+    let o = order(1, identity(1));
+    let ids = commit(
+        s,
+        Commit {
+            event: Some(event_id(1)),
+            orders: vec![insert(&o)],
+            effects: vec![effect(1), effect(2)],
+            ..Commit::default()
+        },
+    )
+    .await;
+    let bad = Commit {
+        orders: vec![replace(&bumped(&o), 7)],
+        effects: vec![effect(3)],
+        done: vec![ids[1]],
+        dead: vec![(ids[0], "undeliverable".to_owned())],
+        ..Commit::default()
+    };
+    expect_kind(
+        s.commit(bad.clone()).await,
+        StoreErrorKind::Conflict,
+        "stale version with a dead letter",
+    );
+    assert_eq!(
+        dead(s, 10).await,
+        (Vec::new(), 0),
+        "dead letter of a refused commit"
+    );
+    assert!(
+        is_pending(s, ids[0]).await,
+        "dead effect of a refused commit"
+    );
+    assert_eq!(
+        pending(s).await,
+        vec![(ids[0], effect(1)), (ids[1], effect(2))],
+        "refused commit applied"
+    );
+    assert_eq!(stored(s, o.id).await, o);
+
+    let replayed = Commit {
+        event: Some(event_id(1)),
+        orders: vec![replace(&bumped(&o), 0)],
+        ..bad.clone()
+    };
+    expect_kind(
+        s.commit(replayed).await,
+        StoreErrorKind::Duplicate,
+        "replayed event with a dead letter",
+    );
+    assert_eq!(
+        dead(s, 10).await,
+        (Vec::new(), 0),
+        "dead letter of a duplicate"
+    );
+    assert!(is_pending(s, ids[0]).await);
+
+    let mut good = bad;
+    good.orders = vec![replace(&bumped(&o), 0)];
+    let new = commit(s, good).await;
+    assert_eq!(new.len(), 1);
+    assert_eq!(stored(s, o.id).await.version, 1);
+    assert_eq!(
+        dead(s, 10).await,
+        (vec![dead_letter(ids[0], 1, "undeliverable")], 1)
+    );
+    assert_eq!(pending(s).await, vec![(new[0], effect(3))]);
 }
 
 /// `due` returns orders whose deadline is at or before now, earliest first, at most `limit`;
