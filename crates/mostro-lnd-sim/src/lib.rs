@@ -126,7 +126,19 @@ pub const MSG_RPC_STARTING: &str =
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Service {
     Lightning,
-    SubServer,
+    Invoices,
+    Router,
+}
+
+/// Calls refused because the node was starting up, per gRPC service.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RefusedCalls {
+    /// `lnrpc.Lightning` (GetInfo, LookupInvoice).
+    pub lightning: u64,
+    /// `invoicesrpc.Invoices` (hold invoices and their subscriptions).
+    pub invoices: u64,
+    /// `routerrpc.Router` (SendPaymentV2, TrackPaymentV2: payouts and their status).
+    pub router: u64,
 }
 
 /// LND's default `--max-cltv-expiry`, used when `cltv_limit` is 0.
@@ -145,6 +157,8 @@ struct Svc {
     /// Serializes the ledger calls of SendPaymentV2 (a route refused for its CLTV limit is
     /// recorded through a one-shot ledger fault).
     pay_lock: Arc<Mutex<()>>,
+    /// Calls refused while starting up.
+    refused: Arc<Mutex<RefusedCalls>>,
 }
 
 impl Svc {
@@ -157,12 +171,22 @@ impl Svc {
                 .then_some(StartupPhase::RpcStarting)
         })?;
         let msg = match (phase, service) {
-            (StartupPhase::WaitingToStart, _) | (StartupPhase::RpcStarting, Service::SubServer) => {
+            (StartupPhase::WaitingToStart, _)
+            | (StartupPhase::RpcStarting, Service::Invoices | Service::Router) => {
                 MSG_WAITING_TO_START
             },
             (StartupPhase::WalletLocked, _) => MSG_WALLET_LOCKED,
             (StartupPhase::RpcStarting, Service::Lightning) => MSG_RPC_STARTING,
         };
+        {
+            let mut r = lock(&self.refused);
+            let n = match service {
+                Service::Lightning => &mut r.lightning,
+                Service::Invoices => &mut r.invoices,
+                Service::Router => &mut r.router,
+            };
+            *n = n.saturating_add(1);
+        }
         Some(Status::unknown(msg))
     }
 }
@@ -656,6 +680,7 @@ impl LndSim {
                 startup: Arc::new(Mutex::new(None)),
                 cltv_limits: Arc::new(Mutex::new(Vec::new())),
                 pay_lock: Arc::new(Mutex::new(())),
+                refused: Arc::new(Mutex::new(RefusedCalls::default())),
             },
             addr,
             cert_path,
@@ -700,11 +725,11 @@ impl LndSim {
             ))
             .add_service(InvoicesServer::with_interceptor(
                 self.svc.clone(),
-                check(Service::SubServer),
+                check(Service::Invoices),
             ))
             .add_service(RouterServer::with_interceptor(
                 self.svc.clone(),
-                check(Service::SubServer),
+                check(Service::Router),
             ));
         let (tx, rx) = oneshot::channel::<()>();
         // No Nagle delay on the simulator's side (LND's gRPC server sets TCP_NODELAY too).
@@ -836,6 +861,11 @@ impl LndSim {
             }
         });
         Ok(())
+    }
+
+    /// How many calls were refused because the node was starting up, per service.
+    pub fn refused_calls(&self) -> RefusedCalls {
+        *lock(&self.svc.refused)
     }
 
     /// `cltv_limit` of every SendPaymentV2 call so far, in order (0: not set).

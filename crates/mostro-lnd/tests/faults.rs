@@ -14,7 +14,9 @@ use std::time::Duration;
 use fedimint_tonic_lnd::tonic::Code;
 use fedimint_tonic_lnd::{lnrpc, routerrpc};
 use mostro_core::machine::PayOutcome;
-use mostro_core::ports::{LightningNode, LnErrorKind, Network, PayRequest, PaymentStatus};
+use mostro_core::ports::{
+    HoldInvoiceRequest, LightningNode, LnErrorKind, Network, PayRequest, PaymentStatus,
+};
 use mostro_core::types::{PaymentHash, Sats, Timestamp};
 use mostro_lnd::{LndConfig, LndNode};
 use mostro_lnd_sim::{
@@ -180,7 +182,20 @@ async fn every_startup_phase_is_unreachable_and_does_nothing() {
             .await
             .unwrap_err();
         assert_eq!(look.kind, LnErrorKind::Unreachable, "{phase:?}: {look}");
+        let hold = h
+            .node
+            .create_hold_invoice(&HoldInvoiceRequest {
+                hash: PaymentHash([0xac; 32]),
+                amount: Sats(5000),
+                expiry_secs: 3600,
+                cltv_delta: 144,
+                memo: "startup".into(),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(hold.kind, LnErrorKind::Unreachable, "{phase:?}: {hold}");
     }
+    assert!(h.ledger().holds().is_empty(), "no invoice was created");
     assert!(
         h.ledger().attempts(&req.hash).is_empty(),
         "nothing was sent"
@@ -189,6 +204,9 @@ async fn every_startup_phase_is_unreachable_and_does_nothing() {
         h.sim.cltv_limits().is_empty(),
         "no SendPaymentV2 got through"
     );
+    let refused = h.sim.refused_calls();
+    assert!(refused.lightning >= 3 && refused.router >= 3, "{refused:?}");
+    assert!(refused.invoices >= 3, "{refused:?}");
     h.sim.set_starting_up(false);
     assert_eq!(
         h.node.payment_status(&req.hash).await.unwrap(),
