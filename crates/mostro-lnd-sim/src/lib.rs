@@ -5,7 +5,21 @@
 //! The message types are fedimint-tonic-lnd's; only the server traits are generated here, from
 //! skeleton `.proto` files (see `build.rs`). The control surface is the Rust API of [`LndSim`]:
 //! wallets, chain and faults live on the ledger ([`LndSim::ledger`]); wire faults (dropping
-//! invoice streams, restarting the node) live on the handle.
+//! invoice streams, restarting the node, the start-up phases) live on the handle.
+//!
+//! # Faults as LND shows them
+//! - Starting up ([`mostro_testkit::Faults::starting_up`], [`LndSim::set_starting_up`],
+//!   [`LndSim::set_startup_phase`], [`LndSim::restart_starting_up`]): every call is refused
+//!   before it does anything, with LND's RPC-state answers (gRPC `Unknown`): "waiting to
+//!   start, RPC services not available", "wallet locked, unlock it to enable full RPC access",
+//!   then "the RPC server is in the process of starting up, but not yet ready to accept calls"
+//!   (while the sub-servers, `routerrpc` and `invoicesrpc`, still answer "waiting to start").
+//! - `ambiguous_pays`: `SendPaymentV2` starts the payment for real and then answers gRPC
+//!   `Unknown` with a message no adapter can recognize.
+//! - `TrackPaymentV2` answers from [`Ledger::payment_status`]; no record is LND's gRPC
+//!   `NotFound` "payment isn't initiated".
+//! - `cltv_limit` of every `SendPaymentV2` is recorded ([`LndSim::cltv_limits`]) and bounds the
+//!   route: below the invoice's final CLTV delta the payment fails with no route.
 #![warn(missing_docs)]
 #![allow(
     clippy::result_large_err,
@@ -16,17 +30,18 @@ use std::io;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use fedimint_tonic_lnd::{invoicesrpc, lnrpc, routerrpc};
 use futures::StreamExt;
 use mostro_core::ports::{
     HoldInvoiceRequest, HoldInvoiceState, LnError, LnErrorKind, NodeEvent, PayRequest,
+    PaymentStatus,
 };
 use mostro_core::types::{PaymentHash, Preimage, Sats};
 use mostro_testkit::Ledger;
-use mostro_testkit::ledger::{AttemptStatus, decode_bolt11};
+use mostro_testkit::ledger::{Attempt, AttemptStatus, Faults, decode_bolt11};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
@@ -88,11 +103,92 @@ fn i64_of(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }
 
+/// A phase of LND's start-up, as its RPC-state interceptor answers during it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StartupPhase {
+    /// The daemon runs but no RPC service is registered yet.
+    WaitingToStart,
+    /// The wallet is locked (waiting for `unlock`).
+    WalletLocked,
+    /// The wallet is unlocked and the RPC server is starting.
+    RpcStarting,
+}
+
+/// LND's `ErrWaitingToStart`.
+pub const MSG_WAITING_TO_START: &str = "waiting to start, RPC services not available";
+/// LND's `ErrWalletLocked`.
+pub const MSG_WALLET_LOCKED: &str = "wallet locked, unlock it to enable full RPC access";
+/// LND's `ErrRPCStarting`.
+pub const MSG_RPC_STARTING: &str =
+    "the RPC server is in the process of starting up, but not yet ready to accept calls";
+
+/// Which gRPC service a call is for (the start-up answers differ).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Service {
+    Lightning,
+    Invoices,
+    Router,
+}
+
+/// Calls refused because the node was starting up, per gRPC service.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RefusedCalls {
+    /// `lnrpc.Lightning` (GetInfo, LookupInvoice).
+    pub lightning: u64,
+    /// `invoicesrpc.Invoices` (hold invoices and their subscriptions).
+    pub invoices: u64,
+    /// `routerrpc.Router` (SendPaymentV2, TrackPaymentV2: payouts and their status).
+    pub router: u64,
+}
+
+/// LND's default `--max-cltv-expiry`, used when `cltv_limit` is 0.
+const DEFAULT_MAX_CLTV: u32 = 2016;
+
 #[derive(Clone)]
 struct Svc {
     ledger: Ledger,
     /// Bumped to end every open server stream ("stream dropped").
     drops: watch::Sender<u64>,
+    /// The start-up phase set on the handle (`None`: serving, unless the ledger's
+    /// `starting_up` fault is set).
+    startup: Arc<Mutex<Option<StartupPhase>>>,
+    /// `cltv_limit` of every SendPaymentV2, in order.
+    cltv_limits: Arc<Mutex<Vec<i32>>>,
+    /// Serializes the ledger calls of SendPaymentV2 (a route refused for its CLTV limit is
+    /// recorded through a one-shot ledger fault).
+    pay_lock: Arc<Mutex<()>>,
+    /// Calls refused while starting up.
+    refused: Arc<Mutex<RefusedCalls>>,
+}
+
+impl Svc {
+    /// The answer of a node that is not ready for `service`, if it is starting up.
+    fn not_ready(&self, service: Service) -> Option<Status> {
+        let phase = (*lock(&self.startup)).or_else(|| {
+            self.ledger
+                .faults()
+                .starting_up
+                .then_some(StartupPhase::RpcStarting)
+        })?;
+        let msg = match (phase, service) {
+            (StartupPhase::WaitingToStart, _)
+            | (StartupPhase::RpcStarting, Service::Invoices | Service::Router) => {
+                MSG_WAITING_TO_START
+            },
+            (StartupPhase::WalletLocked, _) => MSG_WALLET_LOCKED,
+            (StartupPhase::RpcStarting, Service::Lightning) => MSG_RPC_STARTING,
+        };
+        {
+            let mut r = lock(&self.refused);
+            let n = match service {
+                Service::Lightning => &mut r.lightning,
+                Service::Invoices => &mut r.invoices,
+                Service::Router => &mut r.router,
+            };
+            *n = n.saturating_add(1);
+        }
+        Some(Status::unknown(msg))
+    }
 }
 
 impl Svc {
@@ -286,25 +382,70 @@ impl Invoices for Svc {
     }
 }
 
-fn payment_msg(hash: &PaymentHash, amount: Sats, st: &AttemptStatus) -> lnrpc::Payment {
+/// The payment record LND keeps for a hash: [`Ledger::payment_status`]'s rule over the attempts.
+fn aggregate(attempts: &[Attempt]) -> Option<PaymentStatus> {
+    if attempts.is_empty() {
+        return None;
+    }
+    if let Some(fee) = attempts.iter().find_map(|a| match a.status {
+        AttemptStatus::Succeeded(f) => Some(f),
+        _ => None,
+    }) {
+        return Some(PaymentStatus::Succeeded { fee });
+    }
+    if attempts.iter().any(|a| a.status == AttemptStatus::InFlight) {
+        return Some(PaymentStatus::InFlight);
+    }
+    let reason = attempts
+        .iter()
+        .rev()
+        .find_map(|a| match &a.status {
+            AttemptStatus::Failed(r) => Some(r.clone()),
+            _ => None,
+        })
+        .unwrap_or_default();
+    Some(PaymentStatus::Failed { reason })
+}
+
+fn payment_msg(hash: &PaymentHash, attempts: &[Attempt], st: &PaymentStatus) -> lnrpc::Payment {
+    use lnrpc::htlc_attempt::HtlcStatus as H;
     use lnrpc::payment::PaymentStatus as P;
     let (status, fee, reason) = match st {
-        AttemptStatus::InFlight => (
+        PaymentStatus::InFlight | PaymentStatus::NotFound => (
             P::InFlight,
             0,
             lnrpc::PaymentFailureReason::FailureReasonNone,
         ),
-        AttemptStatus::Succeeded(f) => (
+        PaymentStatus::Succeeded { fee } => (
             P::Succeeded,
-            f.0,
+            fee.0,
             lnrpc::PaymentFailureReason::FailureReasonNone,
         ),
-        AttemptStatus::Failed(_) => (
+        PaymentStatus::Failed { reason } if reason.contains("timeout") => (
+            P::Failed,
+            0,
+            lnrpc::PaymentFailureReason::FailureReasonTimeout,
+        ),
+        PaymentStatus::Failed { .. } => (
             P::Failed,
             0,
             lnrpc::PaymentFailureReason::FailureReasonNoRoute,
         ),
     };
+    let amount = attempts.last().map_or(Sats::ZERO, |a| a.amount);
+    let htlcs = attempts
+        .iter()
+        .enumerate()
+        .map(|(n, a)| lnrpc::HtlcAttempt {
+            attempt_id: u64::try_from(n).unwrap_or(u64::MAX),
+            status: match a.status {
+                AttemptStatus::InFlight => H::InFlight,
+                AttemptStatus::Succeeded(_) => H::Succeeded,
+                AttemptStatus::Failed(_) => H::Failed,
+            } as i32,
+            ..Default::default()
+        })
+        .collect();
     lnrpc::Payment {
         payment_hash: hash.to_hex(),
         value_sat: i64_of(amount.0),
@@ -313,36 +454,44 @@ fn payment_msg(hash: &PaymentHash, amount: Sats, st: &AttemptStatus) -> lnrpc::P
         fee_sat: i64_of(fee),
         fee_msat: i64_of(fee.saturating_mul(1000)),
         failure_reason: reason as i32,
+        htlcs,
         ..Default::default()
     }
 }
 
 impl Svc {
-    /// The attempt LND would report for a hash: a live or succeeded one, else the last failed.
-    fn current_attempt(&self, hash: &PaymentHash) -> Option<(Sats, AttemptStatus)> {
+    /// The payment record for a hash now (without counting a status call on the ledger).
+    fn record(&self, hash: &PaymentHash) -> Option<(Vec<Attempt>, PaymentStatus)> {
         let atts = self.ledger.attempts(hash);
-        atts.iter()
-            .find(|a| !matches!(a.status, AttemptStatus::Failed(_)))
-            .or_else(|| atts.last())
-            .map(|a| (a.amount, a.status.clone()))
+        aggregate(&atts).map(|st| (atts, st))
     }
 
-    /// Streams the payment's status: the current one, then its final one (polling the ledger).
-    fn payment_stream(&self, hash: PaymentHash) -> Stream<lnrpc::Payment> {
+    /// Streams the payment's record: `first` (or the current one), then every change until it is
+    /// final (polling the ledger). Ends with `UNAVAILABLE` when streams are dropped.
+    fn payment_stream(
+        &self,
+        hash: PaymentHash,
+        first: Option<PaymentStatus>,
+    ) -> Stream<lnrpc::Payment> {
         let (tx, rx) = mpsc::channel(8);
         let svc = self.clone();
         let mut drops = self.drops.subscribe();
         tokio::spawn(async move {
-            let mut last: Option<AttemptStatus> = None;
+            let mut last: Option<PaymentStatus> = None;
+            let mut first = first;
             loop {
-                let Some((amount, st)) = svc.current_attempt(&hash) else {
+                let current = match first.take() {
+                    Some(st) => Some((svc.ledger.attempts(&hash), st)),
+                    None => svc.record(&hash),
+                };
+                let Some((atts, st)) = current else {
                     return;
                 };
                 if last.as_ref() != Some(&st) {
-                    if tx.send(Ok(payment_msg(&hash, amount, &st))).await.is_err() {
+                    if tx.send(Ok(payment_msg(&hash, &atts, &st))).await.is_err() {
                         return;
                     }
-                    if !matches!(st, AttemptStatus::InFlight) {
+                    if st != PaymentStatus::InFlight {
                         return;
                     }
                     last = Some(st);
@@ -359,6 +508,41 @@ impl Svc {
         });
         Box::pin(ReceiverStream::new(rx))
     }
+
+    /// The ledger side of SendPaymentV2, under the pay lock.
+    fn send_payment(&self, req: &PayRequest, final_cltv: u32) -> Result<(), Status> {
+        let _g = lock(&self.pay_lock);
+        // LND refuses a new payment while one is in flight or after one succeeded.
+        match self.record(&req.hash).map(|(_, st)| st) {
+            Some(PaymentStatus::InFlight) => {
+                return Err(Status::already_exists("payment is in transition"));
+            },
+            Some(PaymentStatus::Succeeded { .. }) => {
+                return Err(Status::already_exists("invoice is already paid"));
+            },
+            _ => {},
+        }
+        if req.max_cltv < final_cltv {
+            // LND registers the payment, finds no route within the limit, and fails it.
+            let f = self.ledger.faults();
+            self.ledger.set_faults(Faults {
+                fail_payments: f.fail_payments.saturating_add(1),
+                ..f
+            });
+            let r = self.ledger.pay(req);
+            let after = self.ledger.faults();
+            if after.fail_payments > f.fail_payments {
+                // Refused before an attempt (an expired invoice, ...): take the fault back.
+                self.ledger.set_faults(Faults {
+                    fail_payments: f.fail_payments,
+                    ..after
+                });
+            }
+            return r.map(|_| ()).map_err(|e| status(&e));
+        }
+        // The ledger records the attempt; the stream reports it as LND does.
+        self.ledger.pay(req).map(|_| ()).map_err(|e| status(&e))
+    }
 }
 
 #[tonic::async_trait]
@@ -371,43 +555,61 @@ impl Router for Svc {
         r: Request<routerrpc::SendPaymentRequest>,
     ) -> Result<Response<Self::SendPaymentV2Stream>, Status> {
         let r = r.into_inner();
+        lock(&self.cltv_limits).push(r.cltv_limit);
         let d = decode_bolt11(&r.payment_request).map_err(|e| status(&e))?;
         self.ledger.info().map_err(|e| status(&e))?;
-        // LND refuses a new payment while one is in flight or after one succeeded.
-        match self.current_attempt(&d.hash) {
-            Some((_, AttemptStatus::InFlight)) => {
-                return Err(Status::already_exists("payment is in transition"));
-            },
-            Some((_, AttemptStatus::Succeeded(_))) => {
-                return Err(Status::already_exists("invoice is already paid"));
-            },
-            _ => {},
-        }
         let amount = d
             .amount
             .unwrap_or_else(|| Sats(u64::try_from(r.amt).unwrap_or(0)));
+        let max_cltv = match u32::try_from(r.cltv_limit) {
+            Ok(0) => DEFAULT_MAX_CLTV,
+            Ok(v) => v,
+            Err(_) => return Err(Status::invalid_argument("cltv_limit must not be negative")),
+        };
         let req = PayRequest {
             invoice: r.payment_request.clone(),
             hash: d.hash,
             amount,
             fee_limit: Sats(u64::try_from(r.fee_limit_sat).unwrap_or(0)),
             timeout_secs: u32::try_from(r.timeout_seconds).unwrap_or(60),
+            max_cltv,
         };
-        // The ledger records the attempt; the stream reports it as LND does.
-        self.ledger.pay(&req).map_err(|e| status(&e))?;
-        Ok(Response::new(self.payment_stream(d.hash)))
+        // One direct channel: the route's total CLTV is the final hop's delta.
+        self.send_payment(&req, d.min_final_cltv)?;
+        Ok(Response::new(self.payment_stream(d.hash, None)))
     }
 
     async fn track_payment_v2(
         &self,
         r: Request<routerrpc::TrackPaymentRequest>,
     ) -> Result<Response<Self::TrackPaymentV2Stream>, Status> {
-        let hash = hash_from(&r.into_inner().payment_hash)?;
-        self.ledger.info().map_err(|e| status(&e))?;
-        if self.current_attempt(&hash).is_none() {
-            return Err(Status::not_found("payment isn't initiated"));
+        let r = r.into_inner();
+        let hash = hash_from(&r.payment_hash)?;
+        // The node's own record (counted as a status call on the ledger).
+        let first = match self.ledger.payment_status(&hash) {
+            Ok(PaymentStatus::NotFound) => {
+                return Err(Status::not_found("payment isn't initiated"));
+            },
+            Ok(st) => st,
+            Err(e) => return Err(status(&e)),
+        };
+        if r.no_inflight_updates && first == PaymentStatus::InFlight {
+            // LND holds back in-flight updates: the stream stays silent until the payment ends.
+            return Ok(Response::new(self.final_only_stream(hash)));
         }
-        Ok(Response::new(self.payment_stream(hash)))
+        Ok(Response::new(self.payment_stream(hash, Some(first))))
+    }
+}
+
+impl Svc {
+    /// A payment stream that reports only the final state (`no_inflight_updates`).
+    fn final_only_stream(&self, hash: PaymentHash) -> Stream<lnrpc::Payment> {
+        let inner = self.payment_stream(hash, None);
+        Box::pin(inner.filter(|m| {
+            let keep =
+                !matches!(m, Ok(p) if p.status == lnrpc::payment::PaymentStatus::InFlight as i32);
+            futures::future::ready(keep)
+        }))
     }
 }
 
@@ -472,7 +674,14 @@ impl LndSim {
         let addr = listener.local_addr()?;
         let (drops, _) = watch::channel(0);
         let sim = LndSim {
-            svc: Svc { ledger, drops },
+            svc: Svc {
+                ledger,
+                drops,
+                startup: Arc::new(Mutex::new(None)),
+                cltv_limits: Arc::new(Mutex::new(Vec::new())),
+                pay_lock: Arc::new(Mutex::new(())),
+                refused: Arc::new(Mutex::new(RefusedCalls::default())),
+            },
             addr,
             cert_path,
             macaroon_path,
@@ -489,14 +698,22 @@ impl LndSim {
             self.identity.0.as_bytes(),
             self.identity.1.as_bytes(),
         ));
-        let expected = self.macaroon_hex.clone();
-        let check = move |req: Request<()>| -> Result<Request<()>, Status> {
-            match req.metadata().get("macaroon").map(|v| v.to_str()) {
-                Some(Ok(m)) if m == expected => Ok(req),
-                Some(_) => Err(Status::unauthenticated(
-                    "verification failed: signature mismatch after caveat verification",
-                )),
-                None => Err(Status::unauthenticated("expected 1 macaroon, got 0")),
+        // LND's interceptor chain: the RPC state first (a node starting up refuses every
+        // call before looking at it), then the macaroon.
+        let check = |service: Service| {
+            let expected = self.macaroon_hex.clone();
+            let svc = self.svc.clone();
+            move |req: Request<()>| -> Result<Request<()>, Status> {
+                if let Some(refused) = svc.not_ready(service) {
+                    return Err(refused);
+                }
+                match req.metadata().get("macaroon").map(|v| v.to_str()) {
+                    Some(Ok(m)) if m == expected => Ok(req),
+                    Some(_) => Err(Status::unauthenticated(
+                        "verification failed: signature mismatch after caveat verification",
+                    )),
+                    None => Err(Status::unauthenticated("expected 1 macaroon, got 0")),
+                }
             }
         };
         let router = Server::builder()
@@ -504,13 +721,16 @@ impl LndSim {
             .map_err(io_err)?
             .add_service(LightningServer::with_interceptor(
                 self.svc.clone(),
-                check.clone(),
+                check(Service::Lightning),
             ))
             .add_service(InvoicesServer::with_interceptor(
                 self.svc.clone(),
-                check.clone(),
+                check(Service::Invoices),
             ))
-            .add_service(RouterServer::with_interceptor(self.svc.clone(), check));
+            .add_service(RouterServer::with_interceptor(
+                self.svc.clone(),
+                check(Service::Router),
+            ));
         let (tx, rx) = oneshot::channel::<()>();
         // No Nagle delay on the simulator's side (LND's gRPC server sets TCP_NODELAY too).
         let incoming = tokio_stream::StreamExt::map(TcpListenerStream::new(listener), |s| {
@@ -588,6 +808,69 @@ impl LndSim {
     pub async fn restart(&self) -> io::Result<()> {
         self.stop().await;
         self.start_again().await
+    }
+
+    /// Puts the node in (or out of) its start-up: every call is refused with LND's
+    /// "starting up" answers ([`StartupPhase::RpcStarting`]) and performs nothing.
+    pub fn set_starting_up(&self, starting: bool) {
+        self.set_startup_phase(starting.then_some(StartupPhase::RpcStarting));
+    }
+
+    /// Sets the start-up phase (`None`: serving).
+    pub fn set_startup_phase(&self, phase: Option<StartupPhase>) {
+        *lock(&self.svc.startup) = phase;
+    }
+
+    /// The start-up phase set on the handle.
+    pub fn startup_phase(&self) -> Option<StartupPhase> {
+        *lock(&self.svc.startup)
+    }
+
+    /// An LND restart: every connection and stream is dropped, and the node comes back on the
+    /// same port, with its state intact, in its start-up ([`StartupPhase::WaitingToStart`]).
+    /// It stays there until [`LndSim::set_starting_up`]`(false)` (or
+    /// [`LndSim::set_startup_phase`]) ends it; see [`LndSim::restart_with_startup`] for a
+    /// start-up that ends on its own.
+    ///
+    /// # Errors
+    /// When the port cannot be bound again.
+    pub async fn restart_starting_up(&self) -> io::Result<()> {
+        self.stop().await;
+        self.set_startup_phase(Some(StartupPhase::WaitingToStart));
+        self.start_again().await
+    }
+
+    /// An LND restart whose start-up lasts `startup`: a third waiting to start, a third with
+    /// the wallet locked, a third with the RPC server starting, then it serves again. Returns
+    /// once the node listens again (in its start-up).
+    ///
+    /// # Errors
+    /// When the port cannot be bound again.
+    pub async fn restart_with_startup(&self, startup: Duration) -> io::Result<()> {
+        self.restart_starting_up().await?;
+        let phase = self.svc.startup.clone();
+        let step = startup / 3;
+        tokio::spawn(async move {
+            for next in [
+                Some(StartupPhase::WalletLocked),
+                Some(StartupPhase::RpcStarting),
+                None,
+            ] {
+                tokio::time::sleep(step).await;
+                *lock(&phase) = next;
+            }
+        });
+        Ok(())
+    }
+
+    /// How many calls were refused because the node was starting up, per service.
+    pub fn refused_calls(&self) -> RefusedCalls {
+        *lock(&self.svc.refused)
+    }
+
+    /// `cltv_limit` of every SendPaymentV2 call so far, in order (0: not set).
+    pub fn cltv_limits(&self) -> Vec<i32> {
+        lock(&self.svc.cltv_limits).clone()
     }
 }
 

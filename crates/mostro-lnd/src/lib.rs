@@ -21,13 +21,15 @@ use fedimint_tonic_lnd::{Client, invoicesrpc, lnrpc, routerrpc};
 use mostro_core::machine::PayOutcome;
 use mostro_core::ports::{
     DecodedInvoice, HoldInvoiceRequest, HoldInvoiceState, LightningNode, LnError, LnErrorKind,
-    Network, NodeEvent, NodeInfo, PayRequest,
+    Network, NodeEvent, NodeInfo, PayRequest, PaymentStatus,
 };
-use mostro_core::types::{BlockHeight, PaymentHash, Preimage, Sats};
+use mostro_core::types::{BlockHeight, PaymentHash, Preimage};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use crate::convert::{decode_bolt11, hold_state, map_status, network_from_info};
+use crate::convert::{
+    decode_bolt11, hold_state, is_existing_payment, map_status, network_from_info, payment_record,
+};
 
 /// How to reach an LND node (built by mostrod from its configuration).
 #[derive(Clone, Debug)]
@@ -222,33 +224,59 @@ impl LndNode {
         call(self.cfg.call_timeout, c.lightning().lookup_invoice(req)).await
     }
 
-    /// The payment LND knows for `hash`, if any.
-    async fn track(&self, hash: &PaymentHash) -> Result<Option<PayOutcome>, LnError> {
+    /// LND's record of the payment for `hash`: the first update of `TrackPaymentV2`.
+    ///
+    /// `no_inflight_updates` is false on purpose: LND then sends the payment's current state
+    /// right away (in flight included), while with `true` it holds back every update until the
+    /// payment is final, so an in-flight payment would look like a node that does not answer.
+    async fn record(&self, hash: &PaymentHash) -> Result<PaymentStatus, LnError> {
         let mut c = self.client.clone();
         let req = routerrpc::TrackPaymentRequest {
             payment_hash: hash.0.to_vec(),
             no_inflight_updates: false,
         };
+        // `NotFound` comes only from LND's own "payment isn't initiated" (see convert.rs: a
+        // node that is starting up is `Unreachable`, never `NotFound`).
         let mut stream = match call(self.cfg.call_timeout, c.router().track_payment_v2(req)).await {
             Ok(s) => s,
-            Err(e) if e.kind == LnErrorKind::NotFound => return Ok(None),
+            Err(e) if e.kind == LnErrorKind::NotFound => return Ok(PaymentStatus::NotFound),
             Err(e) => return Err(e),
         };
         match tokio::time::timeout(self.cfg.call_timeout, stream.message()).await {
             Err(_) => Err(LnError::new(
                 LnErrorKind::Timeout,
-                "no payment status in time",
+                "lnd sent no payment status in time",
             )),
             Ok(Err(s)) => {
                 let e = map_status(&s);
                 if e.kind == LnErrorKind::NotFound {
-                    Ok(None)
+                    Ok(PaymentStatus::NotFound)
                 } else {
                     Err(e)
                 }
             },
-            Ok(Ok(None)) => Ok(None),
-            Ok(Ok(Some(p))) => Ok(Some(pay_outcome(&p))),
+            // A stream closed without a status is no answer.
+            Ok(Ok(None)) => Err(LnError::new(
+                LnErrorKind::Unreachable,
+                "lnd closed the payment stream without a status",
+            )),
+            Ok(Ok(Some(p))) => payment_record(&p, hash),
+        }
+    }
+
+    /// The outcome of a pay that LND refused because it already has a payment for the hash
+    /// ("payment is in transition", "invoice is already paid"): whatever its record says.
+    async fn existing_payment(
+        &self,
+        hash: &PaymentHash,
+        why: &LnError,
+    ) -> Result<PayOutcome, LnError> {
+        match self.record(hash).await? {
+            PaymentStatus::NotFound => Err(LnError::new(
+                LnErrorKind::Other,
+                format!("lnd refused the payment ({why}) but has no record of it"),
+            )),
+            st => Ok(outcome_of(st)),
         }
     }
 
@@ -259,51 +287,71 @@ impl LndNode {
             amt: if amountless { i64_of(req.amount.0) } else { 0 },
             fee_limit_sat: i64_of(req.fee_limit.0),
             timeout_seconds: i32::try_from(req.timeout_secs.max(1)).unwrap_or(i32::MAX),
+            // LND treats 0 as "its own --max-cltv-expiry": always send the bound.
+            cltv_limit: i32::try_from(req.max_cltv.max(1)).unwrap_or(i32::MAX),
             no_inflight_updates: false,
             ..Default::default()
         };
         let wait = Duration::from_secs(u64::from(req.timeout_secs.max(1)));
         let mut stream = match call(self.cfg.call_timeout, c.router().send_payment_v2(send)).await {
             Ok(s) => s,
-            // Already in flight or already paid: report what LND has.
-            Err(e)
-                if e.kind == LnErrorKind::AlreadySettled
-                    || e.message.contains("in transition")
-                    || e.message.contains("AlreadyExists") =>
-            {
-                return Ok(self.track(&req.hash).await?.unwrap_or(PayOutcome::InFlight));
+            // Already in flight or already paid: report what LND's record says.
+            Err(e) if is_existing_payment(&e) => {
+                return self.existing_payment(&req.hash, &e).await;
             },
             Err(e) => return Err(e),
         };
         let deadline = tokio::time::Instant::now() + wait;
-        let mut last = PayOutcome::InFlight;
+        // Whether LND itself reported the payment in flight on this stream.
+        let mut in_flight = false;
         loop {
             match tokio::time::timeout_at(deadline, stream.message()).await {
-                Err(_) => return Ok(PayOutcome::InFlight),
-                // The stream broke: the payment may go on; the caller's next pay tracks it.
-                Ok(Err(_)) | Ok(Ok(None)) => return Ok(last),
-                Ok(Ok(Some(p))) => {
-                    last = pay_outcome(&p);
-                    if last != PayOutcome::InFlight {
-                        return Ok(last);
+                Err(_) if in_flight => return Ok(PayOutcome::InFlight),
+                Err(_) => {
+                    return Err(LnError::new(
+                        LnErrorKind::Timeout,
+                        "lnd sent no payment update in time",
+                    ));
+                },
+                // The stream broke after LND reported the payment in flight: it goes on.
+                Ok(Err(_) | Ok(None)) if in_flight => return Ok(PayOutcome::InFlight),
+                Ok(Err(s)) => {
+                    let e = map_status(&s);
+                    if is_existing_payment(&e) {
+                        return self.existing_payment(&req.hash, &e).await;
                     }
+                    return Err(e);
+                },
+                Ok(Ok(None)) => {
+                    return Err(LnError::new(
+                        LnErrorKind::Unreachable,
+                        "lnd closed the payment stream without an update",
+                    ));
+                },
+                Ok(Ok(Some(p))) => match payment_record(&p, &req.hash)? {
+                    PaymentStatus::InFlight => in_flight = true,
+                    // Only a FAILED payment for this hash, as LND reports it, is a failure.
+                    st @ (PaymentStatus::Succeeded { .. } | PaymentStatus::Failed { .. }) => {
+                        return Ok(outcome_of(st));
+                    },
+                    PaymentStatus::NotFound => {
+                        return Err(LnError::new(
+                            LnErrorKind::Other,
+                            "lnd sent an empty payment",
+                        ));
+                    },
                 },
             }
         }
     }
 }
 
-fn pay_outcome(p: &lnrpc::Payment) -> PayOutcome {
-    use lnrpc::payment::PaymentStatus as P;
-    match P::try_from(p.status) {
-        Ok(P::Succeeded) => PayOutcome::Succeeded {
-            fee: Sats(u64::try_from(p.fee_sat).unwrap_or(0)),
-        },
-        Ok(P::Failed) => PayOutcome::Failed {
-            reason: lnrpc::PaymentFailureReason::try_from(p.failure_reason)
-                .map_or_else(|_| "failed".to_owned(), |r| r.as_str_name().to_owned()),
-        },
-        _ => PayOutcome::InFlight,
+/// A payment record as a pay outcome (`NotFound` is handled by the callers).
+fn outcome_of(st: PaymentStatus) -> PayOutcome {
+    match st {
+        PaymentStatus::Succeeded { fee } => PayOutcome::Succeeded { fee },
+        PaymentStatus::Failed { reason } => PayOutcome::Failed { reason },
+        PaymentStatus::InFlight | PaymentStatus::NotFound => PayOutcome::InFlight,
     }
 }
 
@@ -518,12 +566,18 @@ impl LightningNode for LndNode {
                 "invoice is for another network",
             ));
         }
-        match self.track(&req.hash).await? {
-            Some(PayOutcome::InFlight) => return Ok(PayOutcome::InFlight),
-            Some(s @ PayOutcome::Succeeded { .. }) => return Ok(s),
-            Some(PayOutcome::Failed { .. }) | None => {},
+        // Never a second send while one is in flight or after one succeeded; a node that
+        // cannot say (starting up, unreachable) is an error, not a reason to send.
+        match self.record(&req.hash).await? {
+            PaymentStatus::InFlight => return Ok(PayOutcome::InFlight),
+            PaymentStatus::Succeeded { fee } => return Ok(PayOutcome::Succeeded { fee }),
+            PaymentStatus::Failed { .. } | PaymentStatus::NotFound => {},
         }
         self.send(req, d.amount.is_none()).await
+    }
+
+    async fn payment_status(&self, hash: &PaymentHash) -> Result<PaymentStatus, LnError> {
+        self.record(hash).await
     }
 
     async fn decode_invoice(&self, bolt11: &str) -> Result<DecodedInvoice, LnError> {
