@@ -1296,27 +1296,30 @@ impl Engine {
                 .store
                 .pending_effects_after(after, RESUME_BATCH)
                 .await?;
-            let n = page.len();
+            let full = page.len() >= RESUME_BATCH;
+            let mut back_at_start = false;
             for (id, e) in page {
                 if wrapped && start.is_some_and(|s| id > s) {
+                    back_at_start = true;
                     break;
                 }
                 after = Some(id);
                 got.push((id, e));
             }
             if got.len() >= RETRY_ROUND {
+                break; // the next round goes on from `after`
+            }
+            if back_at_start {
+                after = None; // a whole cycle: the next round starts from the oldest
                 break;
             }
-            if n < RESUME_BATCH {
+            if !full {
                 if wrapped || start.is_none() {
                     after = None;
                     break;
                 }
                 wrapped = true;
                 after = None;
-            } else if wrapped && after.zip(start).is_some_and(|(a, s)| a >= s) {
-                after = None;
-                break;
             }
         }
         *lock(&self.cursor) = after;

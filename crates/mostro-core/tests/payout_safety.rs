@@ -981,3 +981,52 @@ fn a_pay_failure_the_node_record_contradicts_is_not_trusted() {
         assert_eq!(successes(&bed), 1);
     });
 }
+
+#[test]
+fn retry_rounds_over_a_mid_sized_outbox_cover_everything_and_end() {
+    // More than one store page, less than one round: the cursor wraps around mid-outbox.
+    block_on(async {
+        let bed = TestBed::new();
+        let buyer = Trader::new("buyer");
+        bed.transport.set_failing(true);
+        // Every third goes to a key off the curve: it is dead-lettered (done) when run, so the
+        // cursor can come to rest on an effect that is no longer pending.
+        let msgs: Vec<Effect> = (0..600u64)
+            .map(|i| {
+                Effect::Notify(Notify {
+                    to: if i % 3 == 0 {
+                        PubKey([0; 32])
+                    } else {
+                        buyer.trade_key
+                    },
+                    protocol: Protocol::V2,
+                    request_id: Some(i),
+                    order_id: None,
+                    trade_index: None,
+                    notice: Notice::Canceled,
+                })
+            })
+            .collect();
+        let ids = bed
+            .store
+            .commit(Commit {
+                effects: msgs,
+                ..Commit::default()
+            })
+            .await
+            .unwrap();
+        let mut seen = std::collections::BTreeSet::new();
+        for _ in 0..8 {
+            let r = bed.engine.pending_effects().await.unwrap();
+            assert!(r.len() <= 1024);
+            seen.extend(r.iter().map(|(i, _)| *i));
+            for (i, e) in r {
+                bed.engine.run_effect(i, e).await;
+            }
+            bed.clock.advance(600);
+        }
+        assert_eq!(seen.len(), ids.len(), "every pending effect was handed out");
+        let (_, dead) = bed.store.dead_effects(0).await.unwrap();
+        assert_eq!(dead, 200);
+    });
+}

@@ -1195,9 +1195,9 @@ async fn trades_on_one_daemon() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn payout_failure_then_new_invoice() {
     let h = Harness::start(
-        "payment_attempts = 2\npayment_retries_interval = 5",
+        "payment_attempts = 2\npayment_retries_interval = 6",
         "",
-        "pay_timeout_secs = 4",
+        "pay_timeout_secs = 5",
     )
     .await;
     let t0 = Instant::now();
@@ -1227,7 +1227,7 @@ async fn payout_failure_then_new_invoice() {
     match k.payload {
         Some(Payload::PaymentFailed(info)) => {
             assert_eq!(info.payment_attempts, 1, "{info:?}");
-            assert_eq!(info.payment_retries_interval, 5, "{info:?}");
+            assert_eq!(info.payment_retries_interval, 6, "{info:?}");
         },
         other => panic!("payment-failed payload {other:?}"),
     }
