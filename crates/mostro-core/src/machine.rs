@@ -594,6 +594,16 @@ impl Transition {
         }
     }
 
+    /// Both parties; the one who sent the request gets its request id (the direct answer).
+    fn tell_both_answering(&mut self, notice: &Notice, caller: &PubKey, rid: Option<u64>) {
+        for role in [Role::Seller, Role::Buyer] {
+            if let Some(p) = self.order.party(role).cloned() {
+                let r = if &p.trade_key == caller { rid } else { None };
+                self.tell(&p, r, notice.clone());
+            }
+        }
+    }
+
     fn tell_both(&mut self, notice: &Notice) {
         self.tell_role(Role::Seller, None, notice.clone());
         self.tell_role(Role::Buyer, None, notice.clone());
@@ -1027,7 +1037,7 @@ fn command_step(
                 return Err(Reject::NotAllowedByStatus);
             }
             let range_sell = o.is_range() && o.kind == Kind::Sell;
-            start_settle(t)?;
+            start_settle(t, rid)?;
             if range_sell {
                 t.order.next_trade = *next_trade;
             }
@@ -1191,7 +1201,7 @@ fn add_invoice(
                 .is_some_and(|h| h.state == HoldState::Accepted);
             inv.apply(&mut t.order);
             if accepted {
-                activate(t);
+                activate(t, rid);
             } else {
                 request_hold(t, env, rid)?;
             }
@@ -1218,16 +1228,23 @@ fn add_invoice(
     }
 }
 
-/// Escrow locked and buyer invoice known: the fiat leg starts.
-fn activate(t: &mut Transition) {
+/// Escrow locked and buyer invoice known: the fiat leg starts. `buyer_rid` is the request id of
+/// the buyer's `add-invoice` when that request is what completed the step (its direct answer).
+fn activate(t: &mut Transition, buyer_rid: Option<u64>) {
     t.order.status = Status::Active;
     t.order.deadline = None;
     let snap = t.snapshot();
     t.tell_role(Role::Seller, None, Notice::BuyerTookOrder(snap.clone()));
-    t.tell_role(Role::Buyer, None, Notice::HoldInvoicePaymentAccepted(snap));
+    t.tell_role(
+        Role::Buyer,
+        buyer_rid,
+        Notice::HoldInvoicePaymentAccepted(snap),
+    );
 }
 
-fn start_settle(t: &mut Transition) -> Result<(), Reject> {
+/// Asks the node to settle the hold. `rid` is the seller's `release` request id, kept on the
+/// hold and echoed on the `hold-invoice-payment-settled` that answers it once the node settled.
+fn start_settle(t: &mut Transition, rid: Option<u64>) -> Result<(), Reject> {
     let Some(h) = &mut t.order.hold else {
         return Err(Reject::NotAllowedByStatus);
     };
@@ -1235,6 +1252,7 @@ fn start_settle(t: &mut Transition) -> Result<(), Reject> {
         return Err(Reject::NotAllowedByStatus);
     }
     h.state = HoldState::Settling;
+    h.request_id = rid;
     let preimage = h.preimage;
     t.order.status = Status::SettledHoldInvoice;
     t.order.deadline = None;
@@ -1345,7 +1363,8 @@ fn start_payout(t: &mut Transition, env: &Env<'_>) -> Result<(), Reject> {
     Ok(())
 }
 
-fn reset_to_pending(t: &mut Transition, now: Timestamp) {
+/// `taker_rid`: the taker's `cancel` request id when the taker asked (its direct answer).
+fn reset_to_pending(t: &mut Transition, now: Timestamp, taker_rid: Option<u64>) {
     let o = &mut t.order;
     let taker = o.taker.take();
     o.status = Status::Pending;
@@ -1375,7 +1394,7 @@ fn reset_to_pending(t: &mut Transition, now: Timestamp) {
     o.deadline = Some(o.expires_at.max(now));
     let snap = t.snapshot();
     if let Some(tk) = taker {
-        t.tell(&tk, None, Notice::Canceled);
+        t.tell(&tk, taker_rid, Notice::Canceled);
     }
     let maker = t.order.maker.clone();
     t.tell(&maker, None, Notice::NewOrder(snap));
@@ -1411,13 +1430,13 @@ fn cancel(
                 t.cancel_hold();
                 t.order.status = Status::Canceled;
                 t.order.deadline = None;
-                t.tell_both(&Notice::Canceled);
+                t.tell_both_answering(&Notice::Canceled, &caller.trade_key, rid);
                 t.publish();
                 Ok(())
             } else if role.is_some() {
                 // The caller is the taker: the order goes back to the book.
                 t.cancel_hold();
-                reset_to_pending(t, now);
+                reset_to_pending(t, now, rid);
                 Ok(())
             } else {
                 Err(Reject::InvalidPubkey)
@@ -1445,7 +1464,11 @@ fn cancel(
                         d.status = DisputeStatus::CooperativelyCanceled;
                         t.publish_dispute();
                     }
-                    t.tell_both(&Notice::CooperativeCancelAccepted);
+                    t.tell_both_answering(
+                        &Notice::CooperativeCancelAccepted,
+                        &caller.trade_key,
+                        rid,
+                    );
                     t.publish();
                     Ok(())
                 },
@@ -1650,7 +1673,7 @@ fn admin_resolve(
         return Err(Reject::NotAuthorized);
     }
     if settle {
-        start_settle(t)?;
+        start_settle(t, None)?;
         if let Some(d) = &mut t.order.dispute {
             d.status = DisputeStatus::Settled;
         }
@@ -1721,7 +1744,7 @@ fn hold_create_failed(t: &mut Transition, hash: PaymentHash, env: &Env<'_>) {
         if let Some(h) = &mut t.order.hold {
             h.state = HoldState::Canceled;
         }
-        reset_to_pending(t, env.now);
+        reset_to_pending(t, env.now, None);
     }
 }
 
@@ -1744,7 +1767,7 @@ fn hold_accepted(
             h.state = HoldState::Accepted;
             h.htlc_expiry = htlc_expiry;
             if has_dest(o) {
-                activate(t);
+                activate(t, None);
             } else {
                 o.status = Status::WaitingBuyerInvoice;
                 o.taken_at = Some(env.now);
@@ -1791,13 +1814,14 @@ fn hold_settled(t: &mut Transition, hash: PaymentHash, env: &Env<'_>) -> Result<
         return Ok(());
     }
     h.state = HoldState::Settled;
+    let release_rid = h.request_id;
     let admin = o
         .dispute
         .as_ref()
         .is_some_and(|d| d.status == DisputeStatus::Settled);
     if !admin {
         t.tell_role(Role::Buyer, None, Notice::Released);
-        t.tell_role(Role::Seller, None, Notice::HoldInvoicePaymentSettled);
+        t.tell_role(Role::Seller, release_rid, Notice::HoldInvoicePaymentSettled);
     }
     t.tell_role(Role::Seller, None, Notice::Rate);
     make_child(t, env);
@@ -2095,7 +2119,7 @@ fn timeout(t: &mut Transition, env: &Env<'_>) -> Result<(), Reject> {
                 t.tell_both(&Notice::Canceled);
                 t.publish();
             } else {
-                reset_to_pending(t, env.now);
+                reset_to_pending(t, env.now, None);
             }
         },
         Status::SettledHoldInvoice => {

@@ -305,8 +305,9 @@ pub struct Hold {
     pub state: HoldState,
     /// Expiry height of the accepted HTLC, when known (CLTV guard).
     pub htlc_expiry: Option<BlockHeight>,
-    /// Correlation id of the request that asked for this hold (a take or an add-invoice),
-    /// echoed on the `pay-invoice` / `waiting-seller-to-pay` the node sends once it exists.
+    /// Correlation id of the request that last acted on this hold: the take or add-invoice that
+    /// asked for it (echoed on the `pay-invoice` / `waiting-seller-to-pay` sent once it exists),
+    /// then the `release` that asked to settle it (echoed on `hold-invoice-payment-settled`).
     #[serde(default)]
     pub request_id: Option<u64>,
 }
