@@ -1449,8 +1449,11 @@ struct PayGuard<'a> {
 }
 
 impl<'a> PayGuard<'a> {
+    /// The claim, or `None` while another call holds it. The set's lock is released before a
+    /// guard exists, so that no guard is ever dropped (and relocks) under it.
     fn take(set: &'a Mutex<HashSet<PaymentHash>>, hash: PaymentHash) -> Option<Self> {
-        lock(set).insert(hash).then_some(PayGuard { set, hash })
+        let fresh = lock(set).insert(hash);
+        fresh.then(|| PayGuard { set, hash })
     }
 }
 
@@ -1579,5 +1582,31 @@ fn set_request_id(t: &mut Transition, rid: Option<u64>) {
         .find(|e| matches!(e, Effect::Notify(_)))
     {
         n.request_id = rid;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "test code")]
+
+    use super::*;
+
+    #[test]
+    fn a_second_claim_on_a_hash_is_refused_and_leaves_the_first_in_place() {
+        // Used to deadlock: the refused guard was built anyway and dropped (relocking the set)
+        // while the set's lock was still held, and would otherwise have removed the first claim.
+        let set = Mutex::new(HashSet::new());
+        let h = PaymentHash([7; 32]);
+        let first = PayGuard::take(&set, h);
+        assert!(first.is_some());
+        assert!(PayGuard::take(&set, h).is_none());
+        assert!(
+            lock(&set).contains(&h),
+            "the refused claim must not release the first"
+        );
+        assert!(PayGuard::take(&set, PaymentHash([8; 32])).is_some());
+        drop(first);
+        assert!(!lock(&set).contains(&h));
+        assert!(PayGuard::take(&set, h).is_some());
     }
 }
