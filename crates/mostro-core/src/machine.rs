@@ -394,6 +394,16 @@ pub enum Notice {
         /// Expiry height of the escrow HTLC.
         expiry: BlockHeight,
     },
+    /// `send-dm` to both parties (after the reference's `dispute-initiated-by-you` to the buyer
+    /// and `-by-peer` to the seller, which clients need): the node opened this dispute itself,
+    /// neither party did, because the seller's escrow is near its expiry (`expiry` known) or
+    /// the Lightning node canceled it.
+    DisputeOpenedByNode {
+        /// Dispute id.
+        dispute_id: OrderId,
+        /// Expiry height of the escrow HTLC, when that is the reason.
+        expiry: Option<BlockHeight>,
+    },
     /// `admin-settled`.
     AdminSettled,
     /// `admin-canceled`.
@@ -1509,6 +1519,14 @@ fn open_dispute(t: &mut Transition, initiator: Role, rid: Option<u64>, env: &Env
     t.publish_dispute();
 }
 
+/// Tells both parties the dispute just opened on the buyer's behalf was the node's doing.
+fn opened_by_node(t: &mut Transition, expiry: Option<BlockHeight>) {
+    if let Some(d) = &t.order.dispute {
+        let dispute_id = d.id;
+        t.tell_both(&Notice::DisputeOpenedByNode { dispute_id, expiry });
+    }
+}
+
 fn rate(
     t: &mut Transition,
     role: Option<Role>,
@@ -1952,6 +1970,7 @@ fn hold_canceled(t: &mut Transition, hash: PaymentHash, env: &Env<'_>) {
         (Status::FiatSent, _) => {
             t.tell_both(&Notice::HoldInvoicePaymentCanceled);
             open_dispute(t, Role::Buyer, None, env);
+            opened_by_node(t, None);
         },
         (Status::Dispute, _) => {
             t.tell_both(&Notice::HoldInvoicePaymentCanceled);
@@ -2162,8 +2181,10 @@ fn block(t: &mut Transition, height: BlockHeight, env: &Env<'_>) {
             t.publish();
         },
         Status::FiatSent => {
-            // As the reference does (protocol notes §9.8): a dispute on the buyer's behalf.
+            // As the reference does (protocol notes §9.8): a dispute on the buyer's behalf,
+            // then a word to both that the node opened it, not the counterparty.
             open_dispute(t, Role::Buyer, None, env);
+            opened_by_node(t, Some(expiry));
             warn_expiry(t, height, expiry);
         },
         Status::Dispute => warn_expiry(t, height, expiry),

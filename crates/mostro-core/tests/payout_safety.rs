@@ -725,7 +725,7 @@ fn fiat_sent_near_expiry_opens_a_dispute_and_alarms() {
         mine_to_margin(&bed, id).await;
         let o = bed.order(id).await;
         assert_eq!(o.status, Status::Dispute);
-        assert!(o.dispute.unwrap().expiry_warned);
+        assert!(o.dispute.as_ref().unwrap().expiry_warned);
         assert_eq!(
             bed.engine.alarms().escrow_expiring.load(Ordering::Relaxed),
             1
@@ -735,6 +735,23 @@ fn fiat_sent_near_expiry_opens_a_dispute_and_alarms() {
             HoldState::Accepted,
             "still settleable"
         );
+        // The reference's actions (clients need them), then the truth to both: the node
+        // opened it, not the counterparty.
+        let did = o.dispute.unwrap().id;
+        assert!(told(&bed, &buyer, |n| matches!(
+            n,
+            Notice::DisputeInitiatedByYou { .. }
+        )));
+        for who in [&buyer, &seller] {
+            assert!(
+                told(&bed, who, |n| matches!(
+                    n,
+                    Notice::DisputeOpenedByNode { dispute_id, expiry: Some(_) } if *dispute_id == did
+                )),
+                "{}",
+                who.name
+            );
+        }
     });
 }
 

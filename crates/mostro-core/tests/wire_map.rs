@@ -1086,3 +1086,29 @@ fn every_notice_maps_to_a_parsable_message_with_a_known_action() {
     }
     assert_eq!(actions.len(), 32); // admin-took-dispute appears twice
 }
+
+#[test]
+fn a_dispute_the_node_opened_is_explained_in_a_send_dm() {
+    let did = oid("5d2a2a4c-3b0e-4d2a-9c55-0b8f6c1d2e3f");
+    for (expiry, says) in [
+        (Some(mostro_core::types::BlockHeight(812_345)), "812345"),
+        (None, "canceled the seller's escrow"),
+    ] {
+        let json = to_message(&notify(
+            Notice::DisputeOpenedByNode {
+                dispute_id: did,
+                expiry,
+            },
+            None,
+        ))
+        .to_json();
+        let v: Value = serde_json::from_str(&json).unwrap();
+        let order = &v["order"];
+        assert_eq!(order["action"], "send-dm", "{json}");
+        assert_eq!(order["id"], ORDER_ID, "{json}");
+        let text = order["payload"]["text_message"].as_str().unwrap();
+        assert!(text.contains("opened by the Mostro node"), "{text}");
+        assert!(text.contains(&did.to_string()), "{text}");
+        assert!(text.contains(says), "{text}");
+    }
+}

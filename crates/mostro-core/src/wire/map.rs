@@ -613,6 +613,25 @@ pub fn to_message_at(n: &Notify, now: Timestamp) -> Message {
                     Some(P::TextMessage(text)),
                 )
             },
+            Notice::DisputeOpenedByNode { dispute_id, expiry } => {
+                let why = match expiry {
+                    Some(h) => format!(
+                        "the seller's escrow expires at block {} and a solver must settle or \
+                         cancel it before then",
+                        h.0
+                    ),
+                    None => "the Lightning node canceled the seller's escrow".to_owned(),
+                };
+                let text = format!(
+                    "Dispute {dispute_id} was opened by the Mostro node, not by you or your \
+                     counterparty: {why}. A solver will contact you."
+                );
+                (
+                    Message::Order,
+                    WireAction::SendDm,
+                    Some(P::TextMessage(text)),
+                )
+            },
             Notice::AdminAddSolver => {
                 id = None;
                 (Message::Dispute, WireAction::AdminAddSolver, None)
