@@ -476,6 +476,12 @@ pub trait Store: Send + Sync {
     /// Whether an inbound event was already processed.
     async fn seen_event(&self, id: &EventId) -> Result<bool, StoreError>;
 
+    /// When the newest inbound event still in the replay guard was recorded (the time of the
+    /// commit that processed it), or `None` when none is. The inbound side resumes its catch-up
+    /// from here after a restart, so that requests sent while the daemon was down are fetched.
+    /// MUST read committed state and MUST NOT decrease except by pruning the replay guard.
+    async fn last_event_seen_at(&self) -> Result<Option<Timestamp>, StoreError>;
+
     /// A user record.
     async fn user(&self, identity: &PubKey) -> Result<Option<User>, StoreError>;
 

@@ -53,6 +53,8 @@ pub(crate) const DEAD_EFFECTS: &str = "SELECT id, effect, dead_reason FROM outbo
 pub(crate) const DEAD_COUNT: &str = "SELECT COUNT(*) FROM outbox WHERE dead_reason IS NOT NULL";
 /// `seen_event(id)`.
 pub(crate) const SEEN_EVENT: &str = "SELECT 1 FROM events WHERE id = ?1";
+/// `last_event_seen_at()`: the newest replay-guard row (the `seen_at` index's last entry).
+pub(crate) const LAST_EVENT_SEEN_AT: &str = "SELECT max(seen_at) FROM events";
 /// `user(identity)`.
 pub(crate) const USER: &str = "SELECT identity, last_trade_index, reviews, rating_sum, min_rating, \
      max_rating, last_rating, created_at FROM users WHERE identity = ?1";
@@ -111,6 +113,7 @@ pub(crate) const PLANNED: &[(&str, &str)] = &[
     ("dead_count", DEAD_COUNT),
     ("mark_dead", MARK_DEAD),
     ("seen_event", SEEN_EVENT),
+    ("last_event_seen_at", LAST_EVENT_SEEN_AT),
     ("user", USER),
     ("solver", SOLVER),
     ("prune_events", PRUNE_EVENTS),
@@ -526,6 +529,13 @@ pub(crate) fn dead_effects(conn: &Connection, limit: usize) -> R<(Vec<DeadEffect
 
 pub(crate) fn seen_event(conn: &Connection, id: &EventId) -> R<bool> {
     Ok(conn.prepare_cached(SEEN_EVENT)?.exists([&id.0])?)
+}
+
+pub(crate) fn last_event_seen_at(conn: &Connection) -> R<Option<Timestamp>> {
+    let t: Option<i64> = conn
+        .prepare_cached(LAST_EVENT_SEEN_AT)?
+        .query_row([], |r| r.get(0))?;
+    Ok(t.map(|t| Timestamp(u64::try_from(t).unwrap_or(0))))
 }
 
 pub(crate) fn user(conn: &Connection, identity: &PubKey) -> R<Option<User>> {

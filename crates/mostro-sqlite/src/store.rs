@@ -328,6 +328,10 @@ impl Store for SqliteStore {
         self.read(move |c| sql::seen_event(c, &id)).await
     }
 
+    async fn last_event_seen_at(&self) -> Result<Option<Timestamp>, StoreError> {
+        self.read(sql::last_event_seen_at).await
+    }
+
     async fn user(&self, identity: &PubKey) -> Result<Option<User>, StoreError> {
         let identity = *identity;
         self.read(move |c| sql::user(c, &identity)).await

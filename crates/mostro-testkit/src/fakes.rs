@@ -218,6 +218,7 @@ struct MemState {
     dead: BTreeMap<EffectId, String>,
     next_effect: u64,
     events: HashSet<EventId>,
+    last_event_at: Option<Timestamp>,
     users: HashMap<PubKey, User>,
     solvers: HashMap<PubKey, Solver>,
     commits: u64,
@@ -332,6 +333,7 @@ impl Store for MemStore {
         // Validated: apply everything.
         if let Some(ev) = c.event {
             st.events.insert(ev);
+            st.last_event_at = Some(st.last_event_at.map_or(now, |t| t.max(now)));
         }
         for w in c.orders {
             if let Some(prev) = st.orders.get(&w.order.id)
@@ -512,6 +514,10 @@ impl Store for MemStore {
 
     async fn seen_event(&self, id: &EventId) -> Result<bool, StoreError> {
         Ok(lock(&self.st).events.contains(id))
+    }
+
+    async fn last_event_seen_at(&self) -> Result<Option<Timestamp>, StoreError> {
+        Ok(lock(&self.st).last_event_at)
     }
 
     async fn user(&self, identity: &PubKey) -> Result<Option<User>, StoreError> {
@@ -826,6 +832,10 @@ impl Store for YieldingStore {
     async fn seen_event(&self, id: &EventId) -> Result<bool, StoreError> {
         yield_now().await;
         self.0.seen_event(id).await
+    }
+    async fn last_event_seen_at(&self) -> Result<Option<Timestamp>, StoreError> {
+        yield_now().await;
+        self.0.last_event_seen_at().await
     }
     async fn user(&self, identity: &PubKey) -> Result<Option<User>, StoreError> {
         yield_now().await;

@@ -496,6 +496,11 @@ pub async fn duplicate_insert_in_commit_applies_nothing<S: Store + ?Sized>(s: &S
 pub async fn replay_guard<S: Store + ?Sized>(s: &S) {
     let o = order(1, identity(1));
     assert!(!s.seen_event(&event_id(1)).await.expect("seen"));
+    assert_eq!(
+        s.last_event_seen_at().await.expect("last seen"),
+        None,
+        "an empty replay guard has no newest event"
+    );
     let ids = commit(
         s,
         Commit {
@@ -511,6 +516,8 @@ pub async fn replay_guard<S: Store + ?Sized>(s: &S) {
         !s.seen_event(&event_id(2)).await.expect("seen"),
         "another event is not seen"
     );
+    let first_seen = s.last_event_seen_at().await.expect("last seen");
+    assert!(first_seen.is_some(), "a processed event is the newest one");
 
     let other = order(2, identity(1));
     let replay = Commit {
@@ -569,6 +576,8 @@ pub async fn replay_guard<S: Store + ?Sized>(s: &S) {
     )
     .await;
     assert_eq!(pending(s).await.len(), 3);
+    // Neither the refused replay nor commits without an inbound event moved the newest event.
+    assert_eq!(s.last_event_seen_at().await.expect("last seen"), first_seen);
 }
 
 /// Outbox ids increase in commit order and are never reused; pending effects come oldest first,
