@@ -113,16 +113,17 @@ struct Shared {
 
 impl Shared {
     /// The two filters. `since` = the newest processed sender timestamp
-    /// minus the margin, but never before what freshness would drop anyway
-    /// (now minus the window and the margin); gift wraps two days earlier.
+    /// minus the margin (at least the freshness window: a client's clock may
+    /// be that far behind), but never before what the intake would drop
+    /// anyway (now minus the catch-up horizon); gift wraps two days earlier.
     fn filters(&self) -> (Filter, Filter) {
         let t = &self.transport;
-        let margin = t.config().catch_up_margin_secs;
-        let floor = t
+        let intake = &t.config().intake;
+        let margin = t
             .config()
-            .intake
-            .freshness_secs
-            .map_or(0, |w| t.now().saturating_sub(w).saturating_sub(margin));
+            .catch_up_margin_secs
+            .max(intake.freshness_secs.unwrap_or(0));
+        let floor = t.now().saturating_sub(intake.catch_up_horizon_secs);
         let since = self
             .watermark
             .load(Ordering::Relaxed)
@@ -226,9 +227,15 @@ where
     transport.connect().await?;
     let start = transport.now();
     let window = transport.config().intake.freshness_secs.unwrap_or(0);
+    // Resume from the newest request the store recorded (never ahead of now), so requests
+    // sent while the daemon was down are fetched; a fresh node starts a window back.
+    let from = transport
+        .config()
+        .resume_from
+        .map_or(start.saturating_sub(window), |t| t.min(start));
     let shared = Arc::new(Shared {
         node: transport.keys().public_key(),
-        watermark: AtomicU64::new(start.saturating_sub(window)),
+        watermark: AtomicU64::new(from),
         transport: transport.clone(),
         catching_up: StdMutex::new(HashMap::new()),
     });
@@ -271,12 +278,13 @@ where
                 };
                 let stats = &transport.stats;
                 stats.events.fetch_add(1, Ordering::Relaxed);
-                let Some((created_at, req)) = intake(&shared, &event) else {
+                let stored = shared.is_catching_up(&relay_url, sub);
+                let Some((created_at, req)) = intake(&shared, &event, stored) else {
                     stats.dropped.fetch_add(1, Ordering::Relaxed);
                     continue;
                 };
                 stats.requests.fetch_add(1, Ordering::Relaxed);
-                if shared.is_catching_up(&relay_url, sub) {
+                if stored {
                     stats.caught_up.fetch_add(1, Ordering::Relaxed);
                     buffers
                         .entry((relay_url, sub))
@@ -352,7 +360,8 @@ fn drain_sorted(
 
 /// The intake pipeline and the mapping: the sender timestamp and the
 /// request, or `None` when the event is dropped.
-fn intake(shared: &Shared, event: &Event) -> Option<(u64, Request)> {
+/// `stored`: the event came during a catch-up (from the relay's storage).
+fn intake(shared: &Shared, event: &Event, stored: bool) -> Option<(u64, Request)> {
     let t = &shared.transport;
     let now = t.now();
     let opened = {
@@ -360,7 +369,11 @@ fn intake(shared: &Shared, event: &Event) -> Option<(u64, Request)> {
             Ok(g) => g,
             Err(p) => p.into_inner(),
         };
-        intake.accept(event, t.keys(), now)
+        if stored {
+            intake.accept_stored(event, t.keys(), now)
+        } else {
+            intake.accept(event, t.keys(), now)
+        }
     };
     let opened = match opened {
         Ok(o) => o,

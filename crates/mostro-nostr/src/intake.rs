@@ -16,7 +16,10 @@
 //!    key as trade key), is dropped when unsigned, so a node reply can never
 //!    loop;
 //! 8. freshness: the sender's timestamp (v2 event, v1 rumor) must not be older
-//!    than the window (no future bound, as the reference);
+//!    than the window for a live event, or than the catch-up horizon for one a
+//!    relay returns from storage after a (re)subscription (sent while the daemon
+//!    was down or the relay away: the persistent replay guard, not the window,
+//!    stops replays of those); no future bound, as the reference;
 //! 9. the rate limit: a token is taken from the sender's bucket (v2: the outer
 //!    trade key; v1: the rumor author, since the outer key of a gift wrap is
 //!    throwaway).
@@ -48,10 +51,18 @@ pub struct IntakeConfig {
     pub replay_window_secs: u64,
     /// At most this many ids are remembered.
     pub replay_capacity: usize,
-    /// Drop messages whose sender timestamp is older than this, in seconds
-    /// (`None` disables the check).
+    /// Drop live messages whose sender timestamp is older than this, in seconds
+    /// (`None` disables the check). It is the clock skew a client may have.
     pub freshness_secs: Option<u64>,
+    /// Drop stored messages (returned by a relay during a catch-up) older than this,
+    /// in seconds: how long a request sent while the daemon was away stays valid.
+    pub catch_up_horizon_secs: u64,
 }
+
+/// Default live freshness window: a client clock up to five minutes behind still works.
+pub const DEFAULT_FRESHNESS_SECS: u64 = 300;
+/// Default catch-up horizon: a day.
+pub const DEFAULT_CATCH_UP_HORIZON_SECS: u64 = 86_400;
 
 impl Default for IntakeConfig {
     fn default() -> Self {
@@ -62,7 +73,8 @@ impl Default for IntakeConfig {
             rate_per_minute: 120,
             replay_window_secs: 3600,
             replay_capacity: 100_000,
-            freshness_secs: Some(10),
+            freshness_secs: Some(DEFAULT_FRESHNESS_SECS),
+            catch_up_horizon_secs: DEFAULT_CATCH_UP_HORIZON_SECS,
         }
     }
 }
@@ -163,7 +175,24 @@ impl Intake {
     ) -> Result<Unwrapped, IntakeDrop> {
         self.precheck(event, now)?;
         let opened = open(event, node)?;
-        self.finish(event, opened, node, now)
+        self.finish(event, opened, node, now, false)
+    }
+
+    /// [`Intake::accept`] for an event a relay returned from storage (a catch-up): judged
+    /// against the catch-up horizon instead of the live freshness window.
+    ///
+    /// # Errors
+    ///
+    /// [`IntakeDrop`] with the first check that failed.
+    pub fn accept_stored(
+        &mut self,
+        event: &Event,
+        node: &Keys,
+        now: u64,
+    ) -> Result<Unwrapped, IntakeDrop> {
+        self.precheck(event, now)?;
+        let opened = open(event, node)?;
+        self.finish(event, opened, node, now, true)
     }
 
     /// The cheap checks before decryption: kind, size, proof of work, replay guard, and, for
@@ -193,13 +222,15 @@ impl Intake {
 
     /// The checks after decryption: replay guard (again: a twin may have been opened
     /// concurrently), own replies, freshness, and last the rate limit (a token of the
-    /// authenticated sender: the v2 trade key or the v1 rumor author).
+    /// authenticated sender: the v2 trade key or the v1 rumor author). `stored`: the event
+    /// came from a relay's storage during a catch-up (the horizon applies, not the window).
     pub fn finish(
         &mut self,
         event: &Event,
         opened: Unwrapped,
         node: &Keys,
         now: u64,
+        stored: bool,
     ) -> Result<Unwrapped, IntakeDrop> {
         if self.seen.contains_key(&event.id) {
             return Err(IntakeDrop::Replay);
@@ -208,8 +239,13 @@ impl Intake {
         if opened.sender == node.public_key() && !opened.signed {
             return Err(IntakeDrop::OwnReply);
         }
-        if let Some(window) = self.config.freshness_secs
-            && opened.created_at < now.saturating_sub(window)
+        let max_age = if stored {
+            Some(self.config.catch_up_horizon_secs)
+        } else {
+            self.config.freshness_secs
+        };
+        if let Some(age) = max_age
+            && opened.created_at < now.saturating_sub(age)
         {
             return Err(IntakeDrop::Stale);
         }

@@ -37,8 +37,14 @@ pub struct TransportConfig {
     /// Delay between reconnection attempts to a relay.
     pub relay_retry_interval: Duration,
     /// Catch-up margin, in seconds: after a reconnection the subscription asks
-    /// for events since the last processed one minus this.
+    /// for events since the last processed one minus this (never less than the
+    /// live freshness window, the clock skew a client may have).
     pub catch_up_margin_secs: u64,
+    /// Where the first catch-up starts (unix seconds): the time the store
+    /// recorded the newest processed request, so that what was sent while the
+    /// daemon was down is fetched (bounded by the intake's catch-up horizon).
+    /// `None`: now minus the freshness window.
+    pub resume_from: Option<u64>,
     /// Longest wait before re-subscribing after a relay closed a
     /// subscription (the wait doubles from one second up to this).
     pub max_resubscribe_backoff: Duration,
@@ -57,6 +63,7 @@ impl TransportConfig {
             publish_backoff: Duration::from_millis(500),
             relay_retry_interval: Duration::from_secs(5),
             catch_up_margin_secs: 60,
+            resume_from: None,
             max_resubscribe_backoff: Duration::from_secs(60),
         }
     }

@@ -39,8 +39,57 @@ fn node() -> Keys {
     keys("mostro")
 }
 
+/// The defaults with a ten-second live window (the tests below count on it).
 fn cfg() -> IntakeConfig {
-    IntakeConfig::default()
+    IntakeConfig {
+        freshness_secs: Some(10),
+        ..IntakeConfig::default()
+    }
+}
+
+#[test]
+fn the_defaults_allow_minutes_of_clock_skew_live_and_a_day_of_downtime() {
+    let d = IntakeConfig::default();
+    assert_eq!(d.freshness_secs, Some(300));
+    assert_eq!(d.catch_up_horizon_secs, 86_400);
+    let e = wrap_v2(&msg(1), &client(), &node().public_key(), opts(T)).unwrap();
+    // A client two minutes behind.
+    assert!(Intake::new(d.clone()).accept(&e, &node(), T + 120).is_ok());
+}
+
+#[test]
+fn a_stored_event_is_judged_by_the_catch_up_horizon_not_the_live_window() {
+    let c = IntakeConfig {
+        catch_up_horizon_secs: 3600,
+        ..cfg()
+    };
+    let e = wrap_v2(&msg(1), &client(), &node().public_key(), opts(T)).unwrap();
+    // Ten minutes old: stale live, fine from a relay's storage after a restart.
+    assert_eq!(
+        Intake::new(c.clone()).accept(&e, &node(), T + 600),
+        Err(IntakeDrop::Stale)
+    );
+    assert!(
+        Intake::new(c.clone())
+            .accept_stored(&e, &node(), T + 600)
+            .is_ok()
+    );
+    // Beyond the horizon it is stale either way.
+    assert_eq!(
+        Intake::new(c.clone()).accept_stored(&e, &node(), T + 3601),
+        Err(IntakeDrop::Stale)
+    );
+    // v1: the rumor's time counts, as live.
+    let old = wrap_v1(&msg(2), &client(), &node().public_key(), opts(T)).unwrap();
+    assert!(
+        Intake::new(c.clone())
+            .accept_stored(&old, &node(), T + 600)
+            .is_ok()
+    );
+    // The in-memory replay guard applies to stored events too.
+    let mut i = Intake::new(c);
+    assert!(i.accept_stored(&e, &node(), T + 5).is_ok());
+    assert_eq!(i.accept_stored(&e, &node(), T + 6), Err(IntakeDrop::Replay));
 }
 
 #[test]

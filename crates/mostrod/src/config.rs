@@ -80,8 +80,13 @@ pub struct NostrSection {
     pub relays: Vec<String>,
     /// NIP-13 proof-of-work bits required on incoming events (0 = off).
     pub pow: u8,
-    /// Requests older than this many seconds are dropped.
+    /// Live requests older than this many seconds are dropped: the clock skew a client may
+    /// have (a request sent while the daemon was down is judged by the catch-up horizon).
     pub freshness_secs: u64,
+    /// How long, in seconds, a request sent while the daemon was down (or a relay away) stays
+    /// valid: at start and on every reconnect the daemon fetches what it missed, this far back
+    /// at most.
+    pub catch_up_horizon_secs: u64,
     /// NIP-40 expiration of direct messages, in days.
     pub dm_expiration_days: u64,
 }
@@ -91,7 +96,8 @@ impl Default for NostrSection {
         NostrSection {
             relays: vec!["ws://127.0.0.1:7000".to_owned()],
             pow: 0,
-            freshness_secs: 10,
+            freshness_secs: 300,
+            catch_up_horizon_secs: 86_400,
             dm_expiration_days: 30,
         }
     }
@@ -565,6 +571,19 @@ impl Config {
         check_u64("nostr.pow", u64::from(self.nostr.pow), 0, 32)?;
         check_u64("nostr.freshness_secs", self.nostr.freshness_secs, 1, 3600)?;
         check_u64(
+            "nostr.catch_up_horizon_secs",
+            self.nostr.catch_up_horizon_secs,
+            60,
+            7 * 86_400,
+        )?;
+        if self.nostr.catch_up_horizon_secs < self.nostr.freshness_secs {
+            return Err(invalid(
+                "nostr.catch_up_horizon_secs",
+                self.nostr.catch_up_horizon_secs,
+                "must be at least nostr.freshness_secs",
+            ));
+        }
+        check_u64(
             "nostr.dm_expiration_days",
             self.nostr.dm_expiration_days,
             1,
@@ -686,6 +705,7 @@ const KEYS: &[&str] = &[
     "nostr.relays",
     "nostr.pow",
     "nostr.freshness_secs",
+    "nostr.catch_up_horizon_secs",
     "nostr.dm_expiration_days",
     "lightning.backend",
     "lightning.network",
@@ -783,8 +803,11 @@ name = ""
 relays = ["ws://127.0.0.1:7000"]
 # NIP-13 proof-of-work bits required on incoming events (0 = off).
 pow = 0
-# Requests older than this many seconds are dropped.
-freshness_secs = 10
+# Live requests older than this many seconds are dropped: the clock skew a client may have.
+freshness_secs = 300
+# Requests sent while the daemon was down (or a relay away) are fetched and served at start and
+# on every reconnect, this many seconds back at most (default a day).
+catch_up_horizon_secs = 86400
 dm_expiration_days = 30
 
 [lightning]

@@ -100,6 +100,13 @@ pub async fn run_with(
     let mut tc = TransportConfig::new(&keys, cfg.nostr.relays.clone());
     tc.dm_expiration_secs = cfg.nostr.dm_expiration_days.saturating_mul(86_400);
     tc.intake.freshness_secs = Some(cfg.nostr.freshness_secs);
+    tc.intake.catch_up_horizon_secs = cfg.nostr.catch_up_horizon_secs;
+    // The first catch-up starts where the last run stopped processing requests.
+    tc.resume_from = store
+        .last_event_seen_at()
+        .await
+        .context("database: reading the newest processed request")?
+        .map(|t| t.0);
     tc.intake.pow = cfg.nostr.pow;
     tc.publish.name = (!cfg.node.name.is_empty()).then(|| cfg.node.name.clone());
     tc.publish.networks = vec![cfg.lightning.network.as_str().to_owned()];
