@@ -47,6 +47,8 @@ const SUB_V1: &str = "mostro-v1";
 const WORKER_IDLE: Duration = Duration::from_secs(30);
 /// How long a catch-up waits for the relay's end of stored events.
 const EOSE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How often public events a connected relay has not confirmed are re-sent to it.
+const REDELIVER_EVERY: Duration = Duration::from_secs(30);
 /// How long shutdown waits for in-flight requests.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -244,6 +246,7 @@ where
         shared.subscribe(&url).await;
         watchers.spawn(watch_relay(shared.clone(), url, relay));
     }
+    watchers.spawn(redeliver(transport.clone()));
     info!(relays = watchers.len(), node = %shared.node, "inbound started");
     let mut workers: HashMap<PubKey, mpsc::UnboundedSender<Request>> = HashMap::new();
     let mut running = JoinSet::new();
@@ -460,6 +463,25 @@ async fn run_one<H: RequestHandler + ?Sized>(
     }
 }
 
+/// Every [`REDELIVER_EVERY`], re-sends public events to the connected relays that have not
+/// confirmed them (one refused or timed out while the others took it).
+async fn redeliver(transport: Arc<NostrTransport>) {
+    let mut tick = tokio::time::interval(REDELIVER_EVERY);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        for url in transport.relays_owed() {
+            let connected = match transport.client().relay(&url).await {
+                Ok(r) => r.is_connected(),
+                Err(_) => false,
+            };
+            if connected {
+                transport.reconcile_relay(&url, false).await;
+            }
+        }
+    }
+}
+
 /// Watches one relay: re-subscribes with a catch-up `since` whenever it
 /// (re)connects, and after a backoff when it closes a subscription.
 async fn watch_relay(shared: Arc<Shared>, url: RelayUrl, relay: Relay) {
@@ -474,6 +496,12 @@ async fn watch_relay(shared: Arc<Shared>, url: RelayUrl, relay: Relay) {
                 info!(relay = %url, "relay connected; subscribing");
                 backoff = Duration::from_secs(1);
                 shared.subscribe(&url).await;
+                // It may have missed (or lost) public events while away: compare and re-send,
+                // off this watcher so a slow relay answer does not delay the subscriptions.
+                let (t, u) = (shared.transport.clone(), url.clone());
+                tokio::spawn(async move {
+                    t.reconcile_relay(&u, true).await;
+                });
             },
             Ok(RelayNotification::RelayStatus { status }) => {
                 debug!(relay = %url, %status, "relay status");

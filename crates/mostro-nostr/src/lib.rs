@@ -26,6 +26,7 @@
 
 pub mod client;
 mod crypto;
+mod delivery;
 mod error;
 pub mod events;
 mod inbound;

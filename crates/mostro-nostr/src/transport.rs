@@ -11,9 +11,10 @@ use mostro_core::machine::Notify;
 use mostro_core::order::{Order, Protocol};
 use mostro_core::ports::{Clock, Store, Transport, TransportError, User};
 use mostro_core::wire::map::to_message_at;
-use nostr_sdk::{Client, Event, Keys, RelayOptions, Timestamp};
-use tracing::{debug, warn};
+use nostr_sdk::{Client, Event, Filter, Keys, Kind, RelayOptions, RelayUrl, Timestamp};
+use tracing::{debug, info, warn};
 
+use crate::delivery::{Address, Delivery};
 use crate::events::{self, NodeInfo, PublishConfig, RatingSummary, Reputation};
 use crate::intake::{Intake, IntakeConfig};
 use crate::{to_nostr_key, v1, v2};
@@ -81,6 +82,8 @@ pub struct NostrTransport {
     /// Last `created_at` used per (kind, `d`), to keep addressable events
     /// strictly increasing.
     stamps: Mutex<HashMap<(u16, String), u64>>,
+    /// Latest public event per address and the relays that lack it.
+    delivery: Delivery,
     pub(crate) intake: Mutex<Intake>,
     pub(crate) stats: Counters,
 }
@@ -137,6 +140,7 @@ impl NostrTransport {
             clock,
             store,
             stamps: Mutex::new(HashMap::new()),
+            delivery: Delivery::default(),
             intake,
             stats: Counters::default(),
         }
@@ -290,6 +294,111 @@ impl NostrTransport {
         }
     }
 
+    /// One publish attempt of a public (replaceable) event to every relay, recording which
+    /// relays did not take it so that the reconciler re-sends it to them later.
+    async fn send_public(&self, event: &Event, address: Address) -> Result<(), String> {
+        let relays: Vec<RelayUrl> = self.client.relays().await.into_keys().collect();
+        match self.client.send_event(event).await {
+            Ok(out) => {
+                let missing = relays.into_iter().filter(|u| !out.success.contains(u));
+                self.delivery.record(address, event, missing);
+                if out.success.is_empty() {
+                    Err(out
+                        .failed
+                        .iter()
+                        .map(|(url, e)| format!("{url}: {e}"))
+                        .collect::<Vec<_>>()
+                        .join("; "))
+                } else {
+                    debug!(id = %event.id, kind = event.kind.as_u16(), relays = out.success.len(), "published");
+                    Ok(())
+                }
+            },
+            Err(e) => {
+                self.delivery.record(address, event, relays);
+                Err(e.to_string())
+            },
+        }
+    }
+
+    /// Makes `url` hold the latest version of every public event it lacks: asks it for its
+    /// copies (by kind and `d`), then re-sends ours where it has none or an older one. `all`:
+    /// compare every address known (after a reconnection: the relay may have lost data while
+    /// away), else only those it has not confirmed. Returns how many events were re-sent.
+    pub async fn reconcile_relay(&self, url: &RelayUrl, all: bool) -> usize {
+        let owed = self.delivery.owed(url, all);
+        if owed.is_empty() {
+            return 0;
+        }
+        let node = self.keys.public_key();
+        // The relay's newest copy per address.
+        let mut theirs: HashMap<Address, Timestamp> = HashMap::new();
+        let mut by_kind: HashMap<u16, Vec<String>> = HashMap::new();
+        for o in &owed {
+            by_kind
+                .entry(o.address.0)
+                .or_default()
+                .push(o.address.1.clone());
+        }
+        for (kind, ds) in by_kind {
+            for chunk in ds.chunks(200) {
+                let mut f = Filter::new().author(node).kind(Kind::from(kind));
+                if kind != events::KIND_RELAY_LIST {
+                    f = f.identifiers(chunk.iter().cloned());
+                }
+                let got = match self
+                    .client
+                    .fetch_events_from([url.clone()], f, Duration::from_secs(5))
+                    .await
+                {
+                    Ok(evs) => evs,
+                    Err(e) => {
+                        debug!(relay = %url, error = %e, "reconcile: relay copies unavailable");
+                        return 0;
+                    },
+                };
+                for e in got {
+                    let d = if kind == events::KIND_RELAY_LIST {
+                        String::new()
+                    } else {
+                        e.tags.identifier().unwrap_or_default().to_owned()
+                    };
+                    let at = theirs.entry((kind, d)).or_insert(e.created_at);
+                    *at = (*at).max(e.created_at);
+                }
+            }
+        }
+        let mut sent = 0;
+        for o in owed {
+            if theirs
+                .get(&o.address)
+                .is_some_and(|at| *at >= o.event.created_at)
+            {
+                self.delivery.confirmed(&o.address, &o.event, url);
+                continue;
+            }
+            match self.client.send_event_to([url.clone()], &o.event).await {
+                Ok(out) if out.success.contains(url) => {
+                    self.delivery.confirmed(&o.address, &o.event, url);
+                    sent += 1;
+                },
+                Ok(out) => {
+                    debug!(relay = %url, failed = ?out.failed, "reconcile: re-send refused");
+                },
+                Err(e) => debug!(relay = %url, error = %e, "reconcile: re-send failed"),
+            }
+        }
+        if sent > 0 {
+            info!(relay = %url, sent, "reconcile: re-sent public events the relay lacked");
+        }
+        sent
+    }
+
+    /// Relays still owed a public event.
+    pub(crate) fn relays_owed(&self) -> std::collections::HashSet<RelayUrl> {
+        self.delivery.relays_owed()
+    }
+
     fn stamp(&self, kind: u16, d: &str) -> u64 {
         let now = self.now();
         let mut stamps = match self.stamps.lock() {
@@ -329,7 +438,7 @@ impl NostrTransport {
             let at = self.stamp(kind, &d);
             let event = events::sign(&self.keys, kind, tags.clone(), at)
                 .map_err(|e| TransportError::permanent(e.to_string()))?;
-            match self.send_once(&event).await {
+            match self.send_public(&event, (kind, d.clone())).await {
                 Ok(()) => return Ok(()),
                 Err(e) => last = e,
             }
@@ -392,7 +501,18 @@ impl NostrTransport {
         let tags = events::relay_list_tags(&self.config.relays);
         let event = events::sign(&self.keys, events::KIND_RELAY_LIST, tags, self.now())
             .map_err(|e| TransportError::permanent(e.to_string()))?;
-        self.publish(&event).await
+        match self
+            .send_public(&event, (events::KIND_RELAY_LIST, String::new()))
+            .await
+        {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                warn!(error = %e, "relay list publish failed");
+                Err(TransportError::transient(format!(
+                    "publish relay list: {e}"
+                )))
+            },
+        }
     }
 }
 

@@ -779,3 +779,88 @@ async fn a_whole_sell_trade_between_a_v2_seller_and_a_v1_buyer() {
     assert!(seen.values().all(|n| *n == 1));
     node.stop().await;
 }
+
+/// The `s` tag of the newest kind-38383 event of order `d` on the relay at `url`, if any.
+async fn order_status_on(url: &str, node: nostr_sdk::PublicKey, d: &str) -> Option<String> {
+    let c = Client::default();
+    c.add_relay(url).await.ok()?;
+    c.connect().await;
+    let f = Filter::new()
+        .author(node)
+        .kind(nostr_sdk::Kind::from(38383u16))
+        .identifier(d);
+    let evs = c.fetch_events(f, Duration::from_secs(3)).await.ok()?;
+    c.shutdown().await;
+    let newest = evs.into_iter().max_by_key(|e| e.created_at)?;
+    newest
+        .tags
+        .iter()
+        .find(|t| t.as_slice().first().map(String::as_str) == Some("s"))
+        .and_then(|t| t.as_slice().get(1).cloned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_that_was_down_gets_the_public_events_it_missed() {
+    let r1 = TestRelay::start().await;
+    let mut r2 = TestRelay::start().await;
+    let node = TestNode::start(vec![r1.url(), r2.url()]).await;
+    let node_pk = node.transport.keys().public_key();
+    // The client reads and writes through the first relay only.
+    let urls1 = vec![r1.url()];
+    let mut c = TestClient::connect(&urls1, reputation(0xb1, 0xb2), Protocol::V2).await;
+
+    // An order published while both relays are up: both have it.
+    c.send(&new_order(1, 1, 30_000)).await;
+    let first = c
+        .expect(Action::NewOrder)
+        .await
+        .kind()
+        .id
+        .unwrap()
+        .to_string();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while order_status_on(&r2.url(), node_pk, &first).await.as_deref() != Some("pending") {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "r2 never had the first order"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // The second relay goes down; an order is published and the first one canceled meanwhile.
+    r2.kill();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    c.send(&new_order(2, 2, 30_001)).await;
+    let second = c
+        .expect(Action::NewOrder)
+        .await
+        .kind()
+        .id
+        .unwrap()
+        .to_string();
+    let first_id = uuid::Uuid::parse_str(&first).unwrap();
+    c.send(&order_msg(Action::Cancel, first_id, 3, None)).await;
+    c.expect(Action::Canceled).await;
+    assert_eq!(
+        order_status_on(&r1.url(), node_pk, &first).await.as_deref(),
+        Some("canceled")
+    );
+
+    // Back (its stored events kept, so it still shows the first order pending): the node
+    // reconnects and re-sends what the relay lacks or holds an older version of.
+    r2.restart().await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let s1 = order_status_on(&r2.url(), node_pk, &first).await;
+        let s2 = order_status_on(&r2.url(), node_pk, &second).await;
+        if s1.as_deref() == Some("canceled") && s2.as_deref() == Some("pending") {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "r2 after the restart: first {s1:?}, second {s2:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    node.stop().await;
+}
