@@ -70,6 +70,29 @@ pub struct Daemon {
     pub admin: SocketAddr,
     /// Its stderr log.
     pub log: PathBuf,
+    /// How to start it again (chaos runs): binary, config, log filter.
+    bin: PathBuf,
+    config: PathBuf,
+    log_filter: String,
+    /// Times started.
+    pub starts: u32,
+}
+
+fn spawn(bin: &Path, config: &Path, log: &Path, filter: &str) -> anyhow::Result<Child> {
+    let stderr = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)?;
+    Command::new(bin)
+        .arg("run")
+        .arg("--config")
+        .arg(config)
+        .env("MOSTRO_LOG", filter)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(stderr)
+        .spawn()
+        .with_context(|| format!("cannot start {}", bin.display()))
 }
 
 fn free_port() -> anyhow::Result<u16> {
@@ -139,39 +162,42 @@ listen = "{admin}"
     let cfg_path = dir.join("mostrod.toml");
     std::fs::write(&cfg_path, toml)?;
     let log = dir.join("mostrod.log");
-    let stderr = std::fs::File::create(&log)?;
-    let child = Command::new(bin)
-        .arg("run")
-        .arg("--config")
-        .arg(&cfg_path)
-        .env("MOSTRO_LOG", &setup.log)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(stderr)
-        .spawn()
-        .with_context(|| format!("cannot start {}", bin.display()))?;
+    let child = spawn(bin, &cfg_path, &log, &setup.log)?;
     let mut d = Daemon {
         child,
         pubkey: keys.public_key(),
         admin,
         log,
+        bin: bin.to_owned(),
+        config: cfg_path,
+        log_filter: setup.log.clone(),
+        starts: 1,
     };
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Ok(Some(st)) = d.child.try_wait() {
-            bail!(
-                "mostrod exited at start ({st}); log:\n{}",
-                std::fs::read_to_string(&d.log).unwrap_or_default()
-            );
+    d.wait_ready().await?;
+    Ok(d)
+}
+
+impl Daemon {
+    /// Waits for `/health` (20 s at most).
+    async fn wait_ready(&mut self) -> anyhow::Result<()> {
+        let (admin, d) = (self.admin, self);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(Some(st)) = d.child.try_wait() {
+                bail!(
+                    "mostrod exited at start ({st}); log:\n{}",
+                    std::fs::read_to_string(&d.log).unwrap_or_default()
+                );
+            }
+            if http_get(admin, "/health").await.is_ok() {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() > deadline {
+                d.stop().await;
+                bail!("mostrod did not answer /health within 20 s");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        if http_get(admin, "/health").await.is_ok() {
-            return Ok(d);
-        }
-        if tokio::time::Instant::now() > deadline {
-            d.stop().await;
-            bail!("mostrod did not answer /health within 20 s");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
@@ -190,6 +216,19 @@ fn write_secret(path: &Path, text: &str) -> anyhow::Result<()> {
 }
 
 impl Daemon {
+    /// SIGKILL, and wait for the process to be gone.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts it again on the same config and data directory, and waits until it answers.
+    pub async fn restart(&mut self) -> anyhow::Result<()> {
+        self.child = spawn(&self.bin, &self.config, &self.log, &self.log_filter)?;
+        self.starts += 1;
+        self.wait_ready().await
+    }
+
     /// Process id.
     pub fn pid(&self) -> u32 {
         self.child.id()

@@ -46,6 +46,10 @@ enum Mode {
     Trades,
     /// Both, one after the other, against the same daemon.
     All,
+    /// `trades` while the daemon is SIGKILLed `--kills` times (0.5-2.5 s apart) and restarted
+    /// after `--down-secs`; then checks every buyer was paid exactly once and no hold invoice
+    /// is left accepted.
+    Chaos,
 }
 
 #[derive(Parser, Debug, Clone)]
@@ -91,6 +95,16 @@ struct Cli {
     /// Seconds to wait for each reply.
     #[arg(long, default_value_t = 30)]
     timeout: u64,
+    /// Chaos: how many times the daemon is SIGKILLed during the trades.
+    #[arg(long, default_value_t = 5)]
+    kills: u32,
+    /// Chaos: seconds the daemon stays down after each kill (requests sent meanwhile must be
+    /// served after the restart).
+    #[arg(long, default_value_t = 0)]
+    down_secs: u64,
+    /// Chaos: seed of the kill schedule (default: from the clock).
+    #[arg(long)]
+    seed: Option<u64>,
     /// Daemon log filter (MOSTRO_LOG); its log goes to <dir>/mostrod.log.
     #[arg(long, default_value = "info")]
     daemon_log: String,
@@ -154,6 +168,8 @@ struct Run {
     unit: &'static str,
     wall: Duration,
     extra: Vec<String>,
+    /// Checks beyond the replies passed (chaos: paid once, no hold left accepted).
+    ok: bool,
 }
 
 async fn run(mut cli: Cli) -> anyhow::Result<bool> {
@@ -167,6 +183,10 @@ async fn run(mut cli: Cli) -> anyhow::Result<bool> {
     let mode = cli
         .mode
         .unwrap_or(if cli.smoke { Mode::All } else { Mode::Orders });
+    if mode == Mode::Chaos {
+        // A request sent while the daemon is down is answered only after the restart.
+        cli.timeout = cli.timeout.max(cli.down_secs.saturating_add(40));
+    }
     if !matches!(cli.sync.as_str(), "full" | "normal") {
         bail!("--sync takes full or normal");
     }
@@ -340,15 +360,26 @@ async fn scenarios(
         m => vec![m],
     };
     for m in todo {
-        let before = usage(daemon.as_deref()).await;
+        // A chaos run restarts the daemon: its process figures would not add up.
+        let figures = m != Mode::Chaos;
+        let before = if figures {
+            usage(daemon.as_deref()).await
+        } else {
+            None
+        };
         let run = match m {
             Mode::Orders => orders(cli, ctx).await?,
+            Mode::Chaos => chaos(cli, ctx, daemon.as_deref_mut()).await?,
             _ => trades(cli, ctx).await?,
         };
         settle(daemon.as_deref()).await;
-        let after = usage(daemon.as_deref()).await;
+        let after = if figures {
+            usage(daemon.as_deref()).await
+        } else {
+            None
+        };
         let peak = pid.as_deref().and_then(|p| env::vm_kb(p, "VmHWM").ok());
-        all_ok &= run.samples.error_count() == 0;
+        all_ok &= run.samples.error_count() == 0 && run.ok;
         let text = report(
             cli,
             &run,
@@ -511,6 +542,7 @@ async fn orders(cli: &Cli, ctx: &Arc<Ctx>) -> anyhow::Result<Run> {
         unit: "new-order acks",
         wall,
         extra: Vec::new(),
+        ok: true,
     })
 }
 
@@ -798,7 +830,108 @@ async fn trades(cli: &Cli, ctx: &Arc<Ctx>) -> anyhow::Result<Run> {
         unit: "complete trades",
         wall,
         extra,
+        ok: true,
     })
+}
+
+/// `trades` while the daemon is killed and restarted; then the funds checks.
+async fn chaos(cli: &Cli, ctx: &Arc<Ctx>, daemon: Option<&mut Daemon>) -> anyhow::Result<Run> {
+    let Some(daemon) = daemon else {
+        bail!("chaos needs a daemon started by the bench (not --node-pubkey)");
+    };
+    let Some(ledger) = ctx.ledger.clone() else {
+        bail!("chaos needs the bench's Lightning simulator");
+    };
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let mut seed = cli.seed.unwrap_or_else(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |d| d.as_nanos() as u64)
+    }) | 1;
+    let seed0 = seed;
+    let killer = async {
+        let mut kills = 0u32;
+        let mut restart_ms = Vec::new();
+        while kills < cli.kills && !done.load(std::sync::atomic::Ordering::Relaxed) {
+            // xorshift: 0.5-2.5 s between kills.
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            let wait = Duration::from_millis(500 + seed % 2000);
+            tokio::time::sleep(wait).await;
+            if done.load(std::sync::atomic::Ordering::Relaxed) {
+                break;
+            }
+            daemon.kill9();
+            kills += 1;
+            tokio::time::sleep(Duration::from_secs(cli.down_secs)).await;
+            let t0 = Instant::now();
+            daemon.restart().await?;
+            restart_ms.push(t0.elapsed().as_millis());
+        }
+        anyhow::Ok((kills, restart_ms))
+    };
+    let load = async {
+        let r = trades(cli, ctx).await;
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+        r
+    };
+    let (run, killed) = tokio::join!(load, killer);
+    let mut run = run?;
+    let (kills, restart_ms) = killed?;
+    // Let the last payouts and cancels land.
+    let holds_left = |l: &Ledger| {
+        l.holds()
+            .iter()
+            .filter(|(_, r)| {
+                matches!(
+                    r.state,
+                    mostro_core::ports::HoldInvoiceState::Accepted { .. }
+                )
+            })
+            .count()
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while holds_left(&ledger) > 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let accepted = holds_left(&ledger);
+    let mut over_paid = Vec::new();
+    let mut paid = 0usize;
+    for n in 0..cli.pairs {
+        let wallet = format!("buyer-{n}");
+        let ok = ledger
+            .all_attempts()
+            .into_iter()
+            .filter(|(h, a)| {
+                matches!(a.status, AttemptStatus::Succeeded(_))
+                    && ledger.invoice(h).is_some_and(|i| i.wallet == wallet)
+            })
+            .count();
+        paid += ok;
+        if ok > cli.trades_per_pair {
+            over_paid.push(format!("{wallet}: {ok}"));
+        }
+    }
+    run.ok = accepted == 0 && over_paid.is_empty() && paid == run.done;
+    run.title = format!(
+        "chaos: {} concurrent pairs x {} sell trades, daemon SIGKILLed {kills} times, down {} s each",
+        cli.pairs, cli.trades_per_pair, cli.down_secs
+    );
+    run.extra.push(format!(
+        "kill schedule seed {seed0}; restarts answered /health after {restart_ms:?} ms; daemon started {} times",
+        daemon.starts
+    ));
+    run.extra.push(format!(
+        "buyers paid: {paid} payouts for {} completed trades; paid more than once: {}; hold invoices left accepted: {accepted}",
+        run.done,
+        if over_paid.is_empty() {
+            "none".to_owned()
+        } else {
+            over_paid.join(", ")
+        }
+    ));
+    Ok(run)
 }
 
 fn date() -> String {
