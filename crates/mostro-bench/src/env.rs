@@ -10,27 +10,90 @@ use std::time::Duration;
 use anyhow::{Context, anyhow, bail};
 use mostro_core::ports::{Clock, Network};
 use mostro_testkit::Ledger;
-use nostr_relay_builder::prelude::{LocalRelay, RateLimit, RelayBuilder};
+use nostr_relay_builder::prelude::{
+    LocalRelay, MemoryDatabase, MemoryDatabaseOptions, RateLimit, RelayBuilder,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+/// The in-process relay; its events live in a database that survives [`BenchRelay::restart`].
+pub struct BenchRelay {
+    relay: Option<LocalRelay>,
+    /// Its stored events.
+    pub db: Arc<MemoryDatabase>,
+    port: u16,
+}
+
+impl BenchRelay {
+    fn builder(db: &Arc<MemoryDatabase>, port: u16) -> RelayBuilder {
+        RelayBuilder::default()
+            .addr(std::net::IpAddr::from([127, 0, 0, 1]))
+            .port(port)
+            .database(db.clone())
+            .rate_limit(RateLimit {
+                max_reqs: 10_000,
+                notes_per_minute: 1_000_000,
+            })
+    }
+
+    /// Its URL.
+    #[must_use]
+    pub fn url(&self) -> String {
+        format!("ws://127.0.0.1:{}", self.port)
+    }
+
+    /// Stops it, dropping every connection (the stop signal is repeated for a while: a session
+    /// busy with a message at that instant misses one).
+    pub fn kill(&mut self) {
+        if let Some(r) = self.relay.take() {
+            tokio::spawn(async move {
+                for _ in 0..100 {
+                    r.shutdown();
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            });
+        }
+    }
+
+    /// Starts it again on the same port with the same stored events.
+    pub async fn restart(&mut self) -> anyhow::Result<()> {
+        for _ in 0..100 {
+            let relay = LocalRelay::new(Self::builder(&self.db, self.port));
+            if relay.run().await.is_ok() {
+                self.relay = Some(relay);
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        bail!("the relay could not bind port {} again", self.port)
+    }
+
+    /// Stops it for good.
+    pub fn shutdown(&mut self) {
+        if let Some(r) = self.relay.take() {
+            r.shutdown();
+        }
+    }
+}
+
 /// Starts the in-process relay on a free loopback port with the rate limit raised.
-pub async fn start_relay() -> anyhow::Result<(LocalRelay, String)> {
+pub async fn start_relay() -> anyhow::Result<BenchRelay> {
     let port = std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port();
-    let builder = RelayBuilder::default()
-        .addr(std::net::IpAddr::from([127, 0, 0, 1]))
-        .port(port)
-        .rate_limit(RateLimit {
-            max_reqs: 10_000,
-            notes_per_minute: 1_000_000,
-        });
-    let relay = LocalRelay::new(builder);
+    let db = Arc::new(MemoryDatabase::with_opts(MemoryDatabaseOptions {
+        events: true,
+        max_events: None,
+    }));
+    let relay = LocalRelay::new(BenchRelay::builder(&db, port));
     relay
         .run()
         .await
         .map_err(|e| anyhow!("cannot start the local relay: {e}"))?;
-    Ok((relay, format!("ws://127.0.0.1:{port}")))
+    Ok(BenchRelay {
+        relay: Some(relay),
+        db,
+        port,
+    })
 }
 
 /// The simulated Lightning side: a ledger and the LND-protocol server over it.
@@ -127,7 +190,6 @@ name = "mostro-bench"
 
 [nostr]
 relays = ["{relay}"]
-freshness_secs = 30
 
 [lightning]
 backend = "lnd"

@@ -18,6 +18,7 @@ mod env;
 mod peer;
 mod stats;
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -102,6 +103,14 @@ struct Cli {
     /// served after the restart).
     #[arg(long, default_value_t = 0)]
     down_secs: u64,
+    /// Trades: every client's clock is this many seconds behind (its requests are stamped that
+    /// far in the past).
+    #[arg(long, default_value_t = 0)]
+    client_skew_secs: u64,
+    /// Chaos: how many times the in-process relay is killed and restarted on the same port
+    /// (its stored events kept) during the trades.
+    #[arg(long, default_value_t = 0)]
+    relay_kills: u32,
     /// Chaos: seed of the kill schedule (default: from the clock).
     #[arg(long)]
     seed: Option<u64>,
@@ -157,6 +166,8 @@ struct Ctx {
     protocol: Protocol,
     ledger: Option<Ledger>,
     timeout: Duration,
+    /// Client clock skew (seconds behind).
+    skew_secs: u64,
 }
 
 /// What a scenario measured.
@@ -205,10 +216,11 @@ async fn run(mut cli: Cli) -> anyhow::Result<bool> {
         },
     };
 
-    let (relay_handle, relay) = match &cli.relay {
+    let (mut relay_handle, relay) = match &cli.relay {
         Some(r) => (None, r.clone()),
         None => {
-            let (h, url) = env::start_relay().await?;
+            let h = env::start_relay().await?;
+            let url = h.url();
             (Some(h), url)
         },
     };
@@ -258,9 +270,18 @@ async fn run(mut cli: Cli) -> anyhow::Result<bool> {
         protocol,
         ledger: lightning.as_ref().map(|l| l.ledger.clone()),
         timeout: Duration::from_secs(cli.timeout),
+        skew_secs: cli.client_skew_secs,
     });
 
-    let result = scenarios(&cli, mode, &ctx, daemon.as_mut(), &load_before).await;
+    let result = scenarios(
+        &cli,
+        mode,
+        &ctx,
+        daemon.as_mut(),
+        relay_handle.as_mut(),
+        &load_before,
+    )
+    .await;
     if let Some(d) = daemon.as_mut() {
         d.stop().await;
         if let Err(e) = &result {
@@ -273,7 +294,7 @@ async fn run(mut cli: Cli) -> anyhow::Result<bool> {
         }
     }
     drop(lightning);
-    if let Some(r) = relay_handle {
+    if let Some(r) = relay_handle.as_mut() {
         r.shutdown();
     }
     result
@@ -346,6 +367,7 @@ async fn scenarios(
     mode: Mode,
     ctx: &Arc<Ctx>,
     mut daemon: Option<&mut Daemon>,
+    mut relay: Option<&mut env::BenchRelay>,
     load_before: &str,
 ) -> anyhow::Result<bool> {
     warm_up(ctx)
@@ -369,7 +391,7 @@ async fn scenarios(
         };
         let run = match m {
             Mode::Orders => orders(cli, ctx).await?,
-            Mode::Chaos => chaos(cli, ctx, daemon.as_deref_mut()).await?,
+            Mode::Chaos => chaos(cli, ctx, daemon.as_deref_mut(), relay.as_deref_mut()).await?,
             _ => trades(cli, ctx).await?,
         };
         settle(daemon.as_deref()).await;
@@ -600,6 +622,8 @@ async fn pair(ctx: Arc<Ctx>, job: PairJob, barrier: Arc<Barrier>) -> Samples {
             return s;
         },
     };
+    seller.skew_secs = ctx.skew_secs;
+    buyer.skew_secs = ctx.skew_secs;
     if let Some(mut rx) = job.start.clone() {
         wait_true(&mut rx).await;
     }
@@ -817,8 +841,13 @@ async fn trades(cli: &Cli, ctx: &Arc<Ctx>) -> anyhow::Result<Run> {
     }
     Ok(Run {
         title: format!(
-            "trades: {pairs} concurrent pairs x {per} sell trades, protocol {}{}",
+            "trades: {pairs} concurrent pairs x {per} sell trades, protocol {}{}{}",
             proto_name(ctx.protocol),
+            if ctx.skew_secs > 0 {
+                format!(", clients' clocks {} s behind", ctx.skew_secs)
+            } else {
+                String::new()
+            },
             if hang {
                 ", one more pair's payout hanging"
             } else {
@@ -835,7 +864,50 @@ async fn trades(cli: &Cli, ctx: &Arc<Ctx>) -> anyhow::Result<Run> {
 }
 
 /// `trades` while the daemon is killed and restarted; then the funds checks.
-async fn chaos(cli: &Cli, ctx: &Arc<Ctx>, daemon: Option<&mut Daemon>) -> anyhow::Result<Run> {
+/// The next value of a xorshift generator.
+fn next_rand(seed: &mut u64) -> u64 {
+    *seed ^= *seed << 13;
+    *seed ^= *seed >> 7;
+    *seed ^= *seed << 17;
+    *seed
+}
+
+/// Order id (`d`) -> status (`s`) of the newest kind-38383 event of each order on the relay.
+async fn order_events(relay: &str, node: PublicKey) -> anyhow::Result<HashMap<String, String>> {
+    let c = nostr_sdk::Client::default();
+    c.add_relay(relay).await?;
+    c.connect().await;
+    let f = nostr_sdk::Filter::new()
+        .author(node)
+        .kind(nostr_sdk::Kind::from(38383u16));
+    let evs = c.fetch_events(f, Duration::from_secs(10)).await?;
+    c.shutdown().await;
+    let mut newest: HashMap<String, (nostr_sdk::Timestamp, String)> = HashMap::new();
+    for e in evs {
+        let tag = |name: &str| {
+            e.tags
+                .iter()
+                .find(|t| t.as_slice().first().map(String::as_str) == Some(name))
+                .and_then(|t| t.as_slice().get(1).cloned())
+        };
+        let (Some(d), Some(s)) = (tag("d"), tag("s")) else {
+            continue;
+        };
+        let slot = newest.entry(d).or_insert((e.created_at, s.clone()));
+        if e.created_at >= slot.0 {
+            *slot = (e.created_at, s);
+        }
+    }
+    Ok(newest.into_iter().map(|(d, (_, s))| (d, s)).collect())
+}
+
+#[allow(clippy::too_many_lines, reason = "the run, then its checks")]
+async fn chaos(
+    cli: &Cli,
+    ctx: &Arc<Ctx>,
+    daemon: Option<&mut Daemon>,
+    relay: Option<&mut env::BenchRelay>,
+) -> anyhow::Result<Run> {
     let Some(daemon) = daemon else {
         bail!("chaos needs a daemon started by the bench (not --node-pubkey)");
     };
@@ -853,11 +925,8 @@ async fn chaos(cli: &Cli, ctx: &Arc<Ctx>, daemon: Option<&mut Daemon>) -> anyhow
         let mut kills = 0u32;
         let mut restart_ms = Vec::new();
         while kills < cli.kills && !done.load(std::sync::atomic::Ordering::Relaxed) {
-            // xorshift: 0.5-2.5 s between kills.
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            let wait = Duration::from_millis(500 + seed % 2000);
+            // 0.5-2.5 s between kills.
+            let wait = Duration::from_millis(500 + next_rand(&mut seed) % 2000);
             tokio::time::sleep(wait).await;
             if done.load(std::sync::atomic::Ordering::Relaxed) {
                 break;
@@ -871,14 +940,30 @@ async fn chaos(cli: &Cli, ctx: &Arc<Ctx>, daemon: Option<&mut Daemon>) -> anyhow
         }
         anyhow::Ok((kills, restart_ms))
     };
+    let mut relay_seed = seed0.rotate_left(17) | 1;
+    let relay_killer = async {
+        let mut n = 0u32;
+        if let Some(r) = relay {
+            while n < cli.relay_kills && !done.load(std::sync::atomic::Ordering::Relaxed) {
+                let wait = Duration::from_millis(1000 + next_rand(&mut relay_seed) % 2000);
+                tokio::time::sleep(wait).await;
+                r.kill();
+                n += 1;
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                r.restart().await?;
+            }
+        }
+        anyhow::Ok(n)
+    };
     let load = async {
         let r = trades(cli, ctx).await;
         done.store(true, std::sync::atomic::Ordering::Relaxed);
         r
     };
-    let (run, killed) = tokio::join!(load, killer);
+    let (run, killed, relay_killed) = tokio::join!(load, killer, relay_killer);
     let mut run = run?;
     let (kills, restart_ms) = killed?;
+    let relay_kills = relay_killed?;
     // Let the last payouts and cancels land.
     let holds_left = |l: &Ledger| {
         l.holds()
@@ -913,11 +998,36 @@ async fn chaos(cli: &Cli, ctx: &Arc<Ctx>, daemon: Option<&mut Daemon>) -> anyhow
             over_paid.push(format!("{wallet}: {ok}"));
         }
     }
-    run.ok = accepted == 0 && over_paid.is_empty() && paid == run.done;
+    // Every completed trade's public order event says so on the relay (a publish that failed
+    // while the relay was down is retried by the daemon's outbox: give it a while).
+    let t_events = Instant::now();
+    let mut events = order_events(&ctx.relay, ctx.node).await?;
+    let count = |e: &HashMap<String, String>| e.values().filter(|s| *s == "success").count();
+    while count(&events) < run.done && t_events.elapsed() < Duration::from_secs(60) {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        events = order_events(&ctx.relay, ctx.node).await?;
+    }
+    let events_settled_ms = t_events.elapsed().as_millis();
+    let success = count(&events);
+    let not_final: Vec<String> = events
+        .iter()
+        .filter(|(_, s)| *s != "success")
+        .map(|(d, s)| format!("{d}: {s}"))
+        .collect();
+    run.ok = accepted == 0 && over_paid.is_empty() && paid == run.done && success == run.done;
     run.title = format!(
-        "chaos: {} concurrent pairs x {} sell trades, daemon SIGKILLed {kills} times, down {} s each",
+        "chaos: {} concurrent pairs x {} sell trades, daemon SIGKILLed {kills} times, down {} s each, relay killed {relay_kills} times",
         cli.pairs, cli.trades_per_pair, cli.down_secs
     );
+    run.extra.push(format!(
+        "order events on the relay ({events_settled_ms} ms after the last trade): {} orders, {success} show success; others: {}",
+        events.len(),
+        if not_final.is_empty() {
+            "none".to_owned()
+        } else {
+            not_final.join(", ")
+        }
+    ));
     run.extra.push(format!(
         "kill schedule seed {seed0}; restarts answered /health after {restart_ms:?} ms; daemon started {} times",
         daemon.starts

@@ -30,6 +30,9 @@ pub struct Reply {
     pub at: Instant,
 }
 
+/// How long a publish waits for the client's relay to be connected again.
+const PUBLISH_PATIENCE: Duration = Duration::from_secs(20);
+
 /// One user: identity key, a set of trade keys, a relay connection.
 pub struct Peer {
     name: String,
@@ -42,6 +45,8 @@ pub struct Peer {
     /// Replies received for another trade key than the one being waited on.
     stash: Vec<Reply>,
     next_request: u64,
+    /// Seconds this client's clock is behind: its requests are stamped that far in the past.
+    pub skew_secs: u64,
 }
 
 fn p_tag(ev: &Event) -> Option<PublicKey> {
@@ -120,6 +125,7 @@ impl Peer {
             inbox,
             stash: Vec::new(),
             next_request: 1,
+            skew_secs: 0,
         })
     }
 
@@ -154,24 +160,41 @@ impl Peer {
             action,
             payload,
         ));
+        let opts = WrapOptions {
+            created_at: (self.skew_secs > 0)
+                .then(|| nostr_sdk::Timestamp::now() - Duration::from_secs(self.skew_secs)),
+            ..WrapOptions::default()
+        };
         match self.protocol {
-            Protocol::V2 => wrap_v2(&msg, &keys, &self.node, WrapOptions::default()),
-            Protocol::V1 => wrap_v1(&msg, &keys, &self.node, WrapOptions::default()),
+            Protocol::V2 => wrap_v2(&msg, &keys, &self.node, opts),
+            Protocol::V1 => wrap_v1(&msg, &keys, &self.node, opts),
         }
         .map_err(|e| anyhow!("{}: cannot wrap: {e}", self.name))
     }
 
     /// Publishes a prepared event (waits for the relay's OK).
+    /// A relay that is not connected (restarting) is waited for, as a client app retries, up
+    /// to [`PUBLISH_PATIENCE`]; a refusal by a connected relay fails at once.
     pub async fn publish(&self, ev: &Event) -> anyhow::Result<()> {
-        let out = self
-            .client
-            .send_event(ev)
-            .await
-            .map_err(|e| anyhow!("publish: {e}"))?;
-        if out.success.is_empty() {
-            bail!("publish: relay refused: {:?}", out.failed);
+        let deadline = tokio::time::Instant::now() + PUBLISH_PATIENCE;
+        loop {
+            let out = self
+                .client
+                .send_event(ev)
+                .await
+                .map_err(|e| anyhow!("publish: {e}"))?;
+            if !out.success.is_empty() {
+                return Ok(());
+            }
+            let away = out
+                .failed
+                .values()
+                .all(|e| e.contains("not connected") || e.contains("timeout"));
+            if !away || tokio::time::Instant::now() > deadline {
+                bail!("publish: relay refused: {:?}", out.failed);
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
         }
-        Ok(())
     }
 
     /// Waits until trade key `i` receives `action` (other messages to that key are skipped, a
