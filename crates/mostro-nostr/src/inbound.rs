@@ -282,6 +282,14 @@ where
                 let stats = &transport.stats;
                 stats.events.fetch_add(1, Ordering::Relaxed);
                 let stored = shared.is_catching_up(&relay_url, sub);
+                // A catch-up returns mostly what was already handled (the margin, the other
+                // relays' copies, gift wraps backdated two days): the store's replay guard drops
+                // those by outer id before any decryption.
+                if stored && transport.processed(&event.id).await {
+                    stats.already_processed.fetch_add(1, Ordering::Relaxed);
+                    stats.dropped.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
                 let Some((created_at, req)) = intake(&shared, &event, stored) else {
                     stats.dropped.fetch_add(1, Ordering::Relaxed);
                     continue;

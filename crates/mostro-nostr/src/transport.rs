@@ -95,6 +95,7 @@ pub(crate) struct Counters {
     pub(crate) dropped: AtomicU64,
     pub(crate) requests: AtomicU64,
     pub(crate) caught_up: AtomicU64,
+    pub(crate) already_processed: AtomicU64,
 }
 
 /// A snapshot of the inbound counters, for logs and metrics.
@@ -109,6 +110,9 @@ pub struct InboundStats {
     /// Of those, requests that arrived while a subscription was replaying
     /// stored events (catch-up after a (re)connection).
     pub caught_up: u64,
+    /// Events a relay returned from storage that the store's replay guard already held:
+    /// dropped before any decryption.
+    pub already_processed: u64,
 }
 
 impl std::fmt::Debug for NostrTransport {
@@ -204,6 +208,19 @@ impl NostrTransport {
             dropped: c.dropped.load(Ordering::Relaxed),
             requests: c.requests.load(Ordering::Relaxed),
             caught_up: c.caught_up.load(Ordering::Relaxed),
+            already_processed: c.already_processed.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Whether the store's replay guard already holds this (outer) event id; `false` without
+    /// a store or when it cannot say.
+    pub(crate) async fn processed(&self, id: &nostr_sdk::EventId) -> bool {
+        match &self.store {
+            Some(s) => s
+                .seen_event(&mostro_core::types::EventId(id.to_bytes()))
+                .await
+                .unwrap_or(false),
+            None => false,
         }
     }
 

@@ -604,6 +604,10 @@ async fn relay_restart_loses_nothing_and_processes_nothing_twice() {
     assert_eq!(ids, sent, "processed set differs from sent set");
     assert!(seen.values().all(|n| *n == 1), "processed twice: {seen:?}");
     assert_eq!(node.store.all_orders().len(), 10);
+    // The relay replayed what the node had already handled (the catch-up margin): the store's
+    // replay guard dropped those before decryption.
+    let stats = node.transport.inbound_stats();
+    assert!(stats.already_processed > 0, "{stats:?}");
     // Nothing is left unsent in the outbox.
     assert_eq!(node.engine.resume().await.unwrap(), 0);
     node.stop().await;
