@@ -476,6 +476,13 @@ pub trait Store: Send + Sync {
     /// Whether an inbound event was already processed.
     async fn seen_event(&self, id: &EventId) -> Result<bool, StoreError>;
 
+    /// A node setting (for example maintenance mode), `None` when never set.
+    async fn setting(&self, key: &str) -> Result<Option<String>, StoreError>;
+
+    /// Records a node setting durably (last write wins); a later [`Store::setting`], also after
+    /// reopening the store, returns it.
+    async fn set_setting(&self, key: &str, value: &str) -> Result<(), StoreError>;
+
     /// A user record.
     async fn user(&self, identity: &PubKey) -> Result<Option<User>, StoreError>;
 

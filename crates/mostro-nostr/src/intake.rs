@@ -16,7 +16,9 @@
 //!    key as trade key), is dropped when unsigned, so a node reply can never
 //!    loop;
 //! 8. freshness: the sender's timestamp (v2 event, v1 rumor) must not be older
-//!    than the window (no future bound, as the reference);
+//!    than the window, nor more than `max_future_secs` ahead of the clock (the
+//!    reference has no future bound; without one an event dated far ahead would
+//!    stay fresh, so its id could never leave the persistent replay guard);
 //! 9. the rate limit: a token is taken from the sender's bucket (v2: the outer
 //!    trade key; v1: the rumor author, since the outer key of a gift wrap is
 //!    throwaway).
@@ -51,6 +53,9 @@ pub struct IntakeConfig {
     /// Drop messages whose sender timestamp is older than this, in seconds
     /// (`None` disables the check).
     pub freshness_secs: Option<u64>,
+    /// Drop messages whose sender timestamp is more than this many seconds ahead of the
+    /// clock (`None` disables the check).
+    pub max_future_secs: Option<u64>,
 }
 
 impl Default for IntakeConfig {
@@ -63,6 +68,7 @@ impl Default for IntakeConfig {
             replay_window_secs: 3600,
             replay_capacity: 100_000,
             freshness_secs: Some(10),
+            max_future_secs: Some(300),
         }
     }
 }
@@ -94,6 +100,9 @@ pub enum IntakeDrop {
     /// Older than the freshness window.
     #[error("stale message")]
     Stale,
+    /// Dated further ahead than [`IntakeConfig::max_future_secs`].
+    #[error("message dated in the future")]
+    Future,
 }
 
 impl IntakeDrop {
@@ -109,6 +118,7 @@ impl IntakeDrop {
             IntakeDrop::Unwrap(e) => e.as_str(),
             IntakeDrop::OwnReply => "own_reply",
             IntakeDrop::Stale => "stale",
+            IntakeDrop::Future => "future",
         }
     }
 }
@@ -212,6 +222,11 @@ impl Intake {
             && opened.created_at < now.saturating_sub(window)
         {
             return Err(IntakeDrop::Stale);
+        }
+        if let Some(ahead) = self.config.max_future_secs
+            && opened.created_at > now.saturating_add(ahead)
+        {
+            return Err(IntakeDrop::Future);
         }
         // `opened` is authenticated: for v2 `sender` is the verified event author, for v1 the
         // rumor author vouched for by the seal's signature.

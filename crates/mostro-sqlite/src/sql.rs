@@ -53,6 +53,11 @@ pub(crate) const DEAD_EFFECTS: &str = "SELECT id, effect, dead_reason FROM outbo
 pub(crate) const DEAD_COUNT: &str = "SELECT COUNT(*) FROM outbox WHERE dead_reason IS NOT NULL";
 /// `seen_event(id)`.
 pub(crate) const SEEN_EVENT: &str = "SELECT 1 FROM events WHERE id = ?1";
+/// `setting(key)`.
+pub(crate) const SETTING: &str = "SELECT value FROM settings WHERE key = ?1";
+/// `set_setting(key, value)`.
+pub(crate) const SET_SETTING: &str = "INSERT INTO settings (key, value) VALUES (?1, ?2) \
+     ON CONFLICT (key) DO UPDATE SET value = excluded.value";
 /// `user(identity)`.
 pub(crate) const USER: &str = "SELECT identity, last_trade_index, reviews, rating_sum, min_rating, \
      max_rating, last_rating, created_at FROM users WHERE identity = ?1";
@@ -111,6 +116,8 @@ pub(crate) const PLANNED: &[(&str, &str)] = &[
     ("dead_count", DEAD_COUNT),
     ("mark_dead", MARK_DEAD),
     ("seen_event", SEEN_EVENT),
+    ("setting", SETTING),
+    ("set_setting", SET_SETTING),
     ("user", USER),
     ("solver", SOLVER),
     ("prune_events", PRUNE_EVENTS),

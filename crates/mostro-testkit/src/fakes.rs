@@ -218,6 +218,7 @@ struct MemState {
     dead: BTreeMap<EffectId, String>,
     next_effect: u64,
     events: HashSet<EventId>,
+    settings: BTreeMap<String, String>,
     users: HashMap<PubKey, User>,
     solvers: HashMap<PubKey, Solver>,
     commits: u64,
@@ -512,6 +513,17 @@ impl Store for MemStore {
 
     async fn seen_event(&self, id: &EventId) -> Result<bool, StoreError> {
         Ok(lock(&self.st).events.contains(id))
+    }
+
+    async fn setting(&self, key: &str) -> Result<Option<String>, StoreError> {
+        Ok(lock(&self.st).settings.get(key).cloned())
+    }
+
+    async fn set_setting(&self, key: &str, value: &str) -> Result<(), StoreError> {
+        lock(&self.st)
+            .settings
+            .insert(key.to_owned(), value.to_owned());
+        Ok(())
     }
 
     async fn user(&self, identity: &PubKey) -> Result<Option<User>, StoreError> {
@@ -826,6 +838,14 @@ impl Store for YieldingStore {
     async fn seen_event(&self, id: &EventId) -> Result<bool, StoreError> {
         yield_now().await;
         self.0.seen_event(id).await
+    }
+    async fn setting(&self, key: &str) -> Result<Option<String>, StoreError> {
+        yield_now().await;
+        self.0.setting(key).await
+    }
+    async fn set_setting(&self, key: &str, value: &str) -> Result<(), StoreError> {
+        yield_now().await;
+        self.0.set_setting(key, value).await
     }
     async fn user(&self, identity: &PubKey) -> Result<Option<User>, StoreError> {
         yield_now().await;
