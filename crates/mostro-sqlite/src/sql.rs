@@ -117,7 +117,6 @@ pub(crate) const PLANNED: &[(&str, &str)] = &[
     ("mark_dead", MARK_DEAD),
     ("seen_event", SEEN_EVENT),
     ("setting", SETTING),
-    ("set_setting", SET_SETTING),
     ("user", USER),
     ("solver", SOLVER),
     ("prune_events", PRUNE_EVENTS),
