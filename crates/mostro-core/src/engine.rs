@@ -302,7 +302,13 @@ impl Engine {
     /// Applies the settings recorded in the store (maintenance mode) at start; returns whether
     /// maintenance mode is on.
     pub async fn restore_settings(&self) -> Result<bool, StoreError> {
-        let on = self.ports.store.setting(MAINTENANCE_SETTING).await?.as_deref() == Some("on");
+        let on = self
+            .ports
+            .store
+            .setting(MAINTENANCE_SETTING)
+            .await?
+            .as_deref()
+            == Some("on");
         self.set_maintenance(on);
         Ok(on)
     }

@@ -820,10 +820,16 @@ fn maintenance_mode_survives_a_restart() {
                 })),
             )
         };
-        assert!(!bed.engine.restore_settings().await.unwrap(), "off when never set");
+        assert!(
+            !bed.engine.restore_settings().await.unwrap(),
+            "off when never set"
+        );
         bed.engine.switch_maintenance(true).await.unwrap();
         bed.restart();
-        assert!(!bed.engine.policy().maintenance, "a fresh engine starts from the config");
+        assert!(
+            !bed.engine.policy().maintenance,
+            "a fresh engine starts from the config"
+        );
         assert!(bed.engine.restore_settings().await.unwrap());
         assert!(bed.engine.policy().maintenance);
         let out = bed.engine.handle(new_order(&bed)).await.unwrap();

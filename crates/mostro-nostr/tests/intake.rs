@@ -61,7 +61,11 @@ fn freshness_v2_uses_the_event_time() {
         max_future_secs: None,
         ..cfg()
     };
-    assert!(Intake::new(unbounded).accept(&e, &node(), T - 100_000).is_ok());
+    assert!(
+        Intake::new(unbounded)
+            .accept(&e, &node(), T - 100_000)
+            .is_ok()
+    );
     // Configurable.
     let wide = IntakeConfig {
         freshness_secs: Some(60),

@@ -342,7 +342,8 @@ impl Store for SqliteStore {
     async fn set_setting(&self, key: &str, value: &str) -> Result<(), StoreError> {
         let (key, value) = (key.to_owned(), value.to_owned());
         self.write(move |c| {
-            c.prepare_cached(sql::SET_SETTING)?.execute([&key, &value])?;
+            c.prepare_cached(sql::SET_SETTING)?
+                .execute([&key, &value])?;
             Ok(())
         })
         .await

@@ -122,7 +122,10 @@ async fn a_version_1_database_migrates_and_keeps_its_data() {
 
     // Reopening does not migrate again and keeps the dead letter and the setting.
     let s = SqliteStore::open_with(&path, config).unwrap();
-    assert_eq!(s.setting("maintenance").await.unwrap().as_deref(), Some("on"));
+    assert_eq!(
+        s.setting("maintenance").await.unwrap().as_deref(),
+        Some("on")
+    );
     assert_eq!(s.dead_effects(10).await.unwrap(), (dead, 1));
     assert_eq!(
         s.pending_effects_after(Some(EffectId(1)), 10)

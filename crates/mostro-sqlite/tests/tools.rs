@@ -54,8 +54,16 @@ async fn backup_while_open_then_check_and_stats() {
     // The copy opens as a store with every row.
     drop(store);
     let copy = SqliteStore::open(&dst).unwrap();
-    assert!(copy.order(order(2, identity(1)).id).await.unwrap().is_some());
-    assert_eq!(copy.setting("maintenance").await.unwrap().as_deref(), Some("on"));
+    assert!(
+        copy.order(order(2, identity(1)).id)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert_eq!(
+        copy.setting("maintenance").await.unwrap().as_deref(),
+        Some("on")
+    );
 }
 
 #[test]

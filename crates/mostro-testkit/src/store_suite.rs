@@ -66,13 +66,26 @@ pub async fn run_all<S: Store + ?Sized>(make: &dyn Fn() -> Arc<S>) {
 pub async fn settings<S: Store + ?Sized>(s: &S) {
     assert_eq!(s.setting("maintenance").await.unwrap(), None);
     s.set_setting("maintenance", "on").await.unwrap();
-    assert_eq!(s.setting("maintenance").await.unwrap().as_deref(), Some("on"));
+    assert_eq!(
+        s.setting("maintenance").await.unwrap().as_deref(),
+        Some("on")
+    );
     s.set_setting("maintenance", "off").await.unwrap();
-    assert_eq!(s.setting("maintenance").await.unwrap().as_deref(), Some("off"));
+    assert_eq!(
+        s.setting("maintenance").await.unwrap().as_deref(),
+        Some("off")
+    );
     s.set_setting("other", "x").await.unwrap();
-    assert_eq!(s.setting("maintenance").await.unwrap().as_deref(), Some("off"));
+    assert_eq!(
+        s.setting("maintenance").await.unwrap().as_deref(),
+        Some("off")
+    );
     assert_eq!(s.setting("other").await.unwrap().as_deref(), Some("x"));
-    assert_eq!(s.setting("Maintenance").await.unwrap(), None, "keys are exact");
+    assert_eq!(
+        s.setting("Maintenance").await.unwrap(),
+        None,
+        "keys are exact"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -772,7 +772,10 @@ fn sections() -> Vec<String> {
 /// daemon: one under a known section (`MOSTRO_MOSTRO_FEEE`) is returned as a warning, any other
 /// `MOSTRO_*` name (mostro-cli's `MOSTRO_PUBKEY`, `MOSTRO_RELAYS`, `MOSTRO_CONFIG`,
 /// `MOSTRO_LOG`) is ignored.
-fn apply_env(table: &mut toml::Table, env: &[(String, String)]) -> Result<Vec<String>, ConfigError> {
+fn apply_env(
+    table: &mut toml::Table,
+    env: &[(String, String)],
+) -> Result<Vec<String>, ConfigError> {
     let sections = sections();
     let mut warnings = Vec::new();
     for (var, raw) in env {
@@ -780,9 +783,10 @@ fn apply_env(table: &mut toml::Table, env: &[(String, String)]) -> Result<Vec<St
             continue;
         };
         let Some(key) = KEYS.iter().find(|k| env_name(k) == *var) else {
-            let under_section = sections
-                .iter()
-                .any(|s| rest.strip_prefix(s.as_str()).is_some_and(|r| r.starts_with('_')));
+            let under_section = sections.iter().any(|s| {
+                rest.strip_prefix(s.as_str())
+                    .is_some_and(|r| r.starts_with('_'))
+            });
             if under_section && var != "MOSTRO_CONFIG" {
                 warnings.push(format!(
                     "environment variable {var} is not a known setting and is ignored (see the config reference in the README)"
@@ -1076,11 +1080,28 @@ mod tests {
         assert_eq!(cfg.policy().fee_ppm, 10_000);
         assert_eq!(cfg.nostr.relays, NostrSection::default().relays);
         assert_eq!(cfg.warnings.len(), 3, "{:?}", cfg.warnings);
-        for var in ["MOSTRO_MOSTRO_FEEE", "MOSTRO_NOSTR_RELAY", "MOSTRO_PRICES_FIXED"] {
-            assert!(cfg.warnings.iter().any(|w| w.contains(var)), "{var}: {:?}", cfg.warnings);
+        for var in [
+            "MOSTRO_MOSTRO_FEEE",
+            "MOSTRO_NOSTR_RELAY",
+            "MOSTRO_PRICES_FIXED",
+        ] {
+            assert!(
+                cfg.warnings.iter().any(|w| w.contains(var)),
+                "{var}: {:?}",
+                cfg.warnings
+            );
         }
-        for var in ["MOSTRO_PUBKEY", "MOSTRO_RELAYS", "MOSTRO_LOG", "MOSTRO_CONFIG"] {
-            assert!(!cfg.warnings.iter().any(|w| w.contains(var)), "{var}: {:?}", cfg.warnings);
+        for var in [
+            "MOSTRO_PUBKEY",
+            "MOSTRO_RELAYS",
+            "MOSTRO_LOG",
+            "MOSTRO_CONFIG",
+        ] {
+            assert!(
+                !cfg.warnings.iter().any(|w| w.contains(var)),
+                "{var}: {:?}",
+                cfg.warnings
+            );
         }
     }
 }

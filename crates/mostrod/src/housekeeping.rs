@@ -137,7 +137,10 @@ mod tests {
             .unwrap();
         assert_eq!(prune_once(&store, &p, clock.now()).await.unwrap(), (1, 0));
         assert!(!store.seen_event(&event_id(1)).await.unwrap());
-        assert!(store.seen_event(&event_id(2)).await.unwrap(), "a recent one stays");
+        assert!(
+            store.seen_event(&event_id(2)).await.unwrap(),
+            "a recent one stays"
+        );
         // After the retention: the delivered row goes, the pending one never does.
         clock.set(Timestamp(1_000_000 + 86_400 + 1));
         let (_, outbox) = prune_once(&store, &p, clock.now()).await.unwrap();

@@ -24,7 +24,13 @@ use crate::support::NodeKey;
 struct Cli {
     /// Log line format on stderr: text (ANSI colours only on a terminal) or json (one object
     /// a line).
-    #[arg(long, global = true, value_enum, env = "MOSTRO_LOG_FORMAT", default_value = "text")]
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        env = "MOSTRO_LOG_FORMAT",
+        default_value = "text"
+    )]
     log_format: LogFormat,
     #[command(subcommand)]
     cmd: Cmd,

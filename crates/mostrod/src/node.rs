@@ -145,7 +145,9 @@ pub async fn run_with(
         .await
         .context("reading the stored settings")?
     {
-        warn!("maintenance mode is on (kept from before the restart): new orders and takes are refused");
+        warn!(
+            "maintenance mode is on (kept from before the restart): new orders and takes are refused"
+        );
     }
     let recovery = engine.recover().await.context("restart reconciliation")?;
     info!(

@@ -78,14 +78,18 @@ pub async fn db(config: &Path, what: DbCmd) -> anyhow::Result<()> {
             ));
         },
         DbCmd::Check => {
-            let r = tokio::task::spawn_blocking(move || mostro_sqlite::tools::check(&path))
-                .await??;
+            let r =
+                tokio::task::spawn_blocking(move || mostro_sqlite::tools::check(&path)).await??;
             say(&format!(
                 "integrity: {}\nschema version: {} (this binary: up to {})\napplication id: {}",
                 r.integrity.join("; "),
                 r.schema_version,
                 r.supported_version,
-                if r.ours { "mostrod" } else { "NOT a mostrod database" }
+                if r.ours {
+                    "mostrod"
+                } else {
+                    "NOT a mostrod database"
+                }
             ));
             if !r.ok() {
                 bail!("database check failed");
@@ -236,9 +240,9 @@ fn ref_str<'a>(t: &'a toml::Table, section: &str, key: &str) -> anyhow::Result<O
 fn ref_u64(t: &toml::Table, section: &str, key: &str) -> anyhow::Result<Option<u64>> {
     match t.get(section).and_then(|s| s.get(key)) {
         None => Ok(None),
-        Some(toml::Value::Integer(i)) => u64::try_from(*i)
-            .map(Some)
-            .map_err(|_| anyhow::anyhow!("[{section}] {key} = {i}: expected a non-negative integer")),
+        Some(toml::Value::Integer(i)) => u64::try_from(*i).map(Some).map_err(|_| {
+            anyhow::anyhow!("[{section}] {key} = {i}: expected a non-negative integer")
+        }),
         Some(v) => bail!("[{section}] {key} = {v}: expected an integer"),
     }
 }
@@ -259,9 +263,9 @@ fn ref_strings(t: &toml::Table, section: &str, key: &str) -> anyhow::Result<Opti
         Some(toml::Value::Array(a)) => a
             .iter()
             .map(|v| {
-                v.as_str().map(str::to_owned).ok_or_else(|| {
-                    anyhow::anyhow!("[{section}] {key}: expected a list of strings")
-                })
+                v.as_str()
+                    .map(str::to_owned)
+                    .ok_or_else(|| anyhow::anyhow!("[{section}] {key}: expected a list of strings"))
             })
             .collect::<anyhow::Result<Vec<_>>>()
             .map(Some),
@@ -309,10 +313,10 @@ pub fn convert_settings(text: &str, base: &Path) -> anyhow::Result<Imported> {
         if p.is_absolute() { p } else { base.join(p) }
     };
 
-    let nsec = ref_str(&t, "nostr", "nsec_privkey")?
-        .ok_or_else(|| anyhow::anyhow!("[nostr] nsec_privkey is missing: the node key is needed"))?;
-    let key = NodeKey::parse(nsec)
-        .map_err(|why| anyhow::anyhow!("[nostr] nsec_privkey: {why}"))?;
+    let nsec = ref_str(&t, "nostr", "nsec_privkey")?.ok_or_else(|| {
+        anyhow::anyhow!("[nostr] nsec_privkey is missing: the node key is needed")
+    })?;
+    let key = NodeKey::parse(nsec).map_err(|why| anyhow::anyhow!("[nostr] nsec_privkey: {why}"))?;
     if let Some(r) = ref_strings(&t, "nostr", "relays")? {
         cfg.nostr.relays = r;
     }
@@ -323,9 +327,14 @@ pub fn convert_settings(text: &str, base: &Path) -> anyhow::Result<Imported> {
         cfg.lightning.lnd.macaroon_file = abs(v);
         // The reference has no network key; LND's macaroon path usually names it.
         use mostro_core::ports::Network;
-        let net = [Network::Mainnet, Network::Testnet, Network::Signet, Network::Regtest]
-            .into_iter()
-            .find(|n| v.contains(&format!("/{}/", n.as_str())));
+        let net = [
+            Network::Mainnet,
+            Network::Testnet,
+            Network::Signet,
+            Network::Regtest,
+        ]
+        .into_iter()
+        .find(|n| v.contains(&format!("/{}/", n.as_str())));
         match net {
             Some(n) => cfg.lightning.network = n,
             None => not_carried.push(
@@ -340,8 +349,16 @@ pub fn convert_settings(text: &str, base: &Path) -> anyhow::Result<Imported> {
     }
     let m = &mut cfg.mostro;
     for (section, key, dst) in [
-        ("lightning", "invoice_expiration_window", &mut m.invoice_expiration_window),
-        ("lightning", "payment_retries_interval", &mut m.payment_retries_interval),
+        (
+            "lightning",
+            "invoice_expiration_window",
+            &mut m.invoice_expiration_window,
+        ),
+        (
+            "lightning",
+            "payment_retries_interval",
+            &mut m.payment_retries_interval,
+        ),
         ("mostro", "max_order_amount", &mut m.max_order_amount),
         ("mostro", "min_payment_amount", &mut m.min_payment_amount),
         ("mostro", "expiration_hours", &mut m.expiration_hours),
@@ -383,7 +400,8 @@ pub fn convert_settings(text: &str, base: &Path) -> anyhow::Result<Imported> {
         ));
     }
     if let Some(v) = ref_u64(&t, "mostro", "pow")? {
-        cfg.nostr.pow = u8::try_from(v).map_err(|_| anyhow::anyhow!("[mostro] pow = {v}: too large"))?;
+        cfg.nostr.pow =
+            u8::try_from(v).map_err(|_| anyhow::anyhow!("[mostro] pow = {v}: too large"))?;
     }
     if let Some(v) = ref_str(&t, "mostro", "name")? {
         cfg.node.name = v.to_owned();
@@ -404,7 +422,11 @@ pub fn convert_settings(text: &str, base: &Path) -> anyhow::Result<Imported> {
             k if u == k.default_url() || u.contains("yadio") => {
                 cfg.price.providers = vec![PriceProviderEntry {
                     kind: k,
-                    url: if u == k.default_url() { String::new() } else { u.to_owned() },
+                    url: if u == k.default_url() {
+                        String::new()
+                    } else {
+                        u.to_owned()
+                    },
                 }];
             },
             _ => not_carried.push(format!(
@@ -413,9 +435,13 @@ pub fn convert_settings(text: &str, base: &Path) -> anyhow::Result<Imported> {
         }
     }
     if let Some(url) = ref_str(&t, "database", "url")? {
-        let file = abs(url.strip_prefix("sqlite://").unwrap_or(url));
-        let dir = file.parent().map(Path::to_path_buf).unwrap_or_default();
-        cfg.database.path = dir.join("mostrod.db");
+        // A relative url stays relative (to mostrod's data directory); an absolute one keeps
+        // its directory. The file name is mostrod's own, never the reference's database.
+        let file = PathBuf::from(url.strip_prefix("sqlite://").unwrap_or(url));
+        cfg.database.path = match file.parent() {
+            Some(d) if file.is_absolute() => d.join("mostrod.db"),
+            _ => PathBuf::from("mostrod.db"),
+        };
         not_carried.push(format!(
             "database.url = {url}: the reference's database has another schema and is not \
              read; mostrod keeps its own file, {}",
@@ -448,10 +474,7 @@ pub fn convert_settings(text: &str, base: &Path) -> anyhow::Result<Imported> {
 pub fn import_settings(settings: &Path, out: &Path) -> anyhow::Result<()> {
     let text = std::fs::read_to_string(settings)
         .with_context(|| format!("cannot read {}", settings.display()))?;
-    let base = settings
-        .parent()
-        .map(Path::to_path_buf)
-        .unwrap_or_default();
+    let base = settings.parent().map(Path::to_path_buf).unwrap_or_default();
     let base = if base.as_os_str().is_empty() {
         std::env::current_dir()?
     } else {
@@ -476,7 +499,8 @@ pub fn import_settings(settings: &Path, out: &Path) -> anyhow::Result<()> {
     // The written file must load as it is.
     Config::parse(&text, &[]).context("the converted config does not load")?;
     write_secret(&key_path, &imported.key.nsec())?;
-    std::fs::write(&cfg_path, text).with_context(|| format!("cannot write {}", cfg_path.display()))?;
+    std::fs::write(&cfg_path, text)
+        .with_context(|| format!("cannot write {}", cfg_path.display()))?;
     say(&format!(
         "wrote {} and {} (node {})",
         cfg_path.display(),

@@ -123,10 +123,12 @@ impl NodeKey {
                 .to_secret_bytes()
         } else {
             let mut b = [0u8; 32];
-            hex::decode_to_slice(text, &mut b).map_err(|_| "neither nsec1... nor 64 hex characters")?;
+            hex::decode_to_slice(text, &mut b)
+                .map_err(|_| "neither nsec1... nor 64 hex characters")?;
             b
         };
-        let secret = SecretKey::from_slice(&bytes).map_err(|_| "not a valid secp256k1 secret key")?;
+        let secret =
+            SecretKey::from_slice(&bytes).map_err(|_| "not a valid secp256k1 secret key")?;
         Ok(NodeKey { secret })
     }
 
@@ -165,18 +167,18 @@ impl NodeKey {
 
 /// Writes `content` and a newline to a new file of mode 0600, refusing to overwrite.
 pub fn write_secret(path: &Path, content: &str) -> anyhow::Result<()> {
-        let mut opts = std::fs::OpenOptions::new();
-        opts.write(true).create_new(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            opts.mode(0o600);
-        }
-        let mut f = opts
-            .open(path)
-            .with_context(|| format!("cannot create {}", path.display()))?;
-        writeln!(f, "{content}")?;
-        Ok(())
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut f = opts
+        .open(path)
+        .with_context(|| format!("cannot create {}", path.display()))?;
+    writeln!(f, "{content}")?;
+    Ok(())
 }
 
 /// Writes a secret file (mode 0600) with random hex content unless it exists; returns the content.
@@ -234,12 +236,20 @@ mod tests {
         write_secret(&p, &k.nsec()).unwrap();
         assert_eq!(NodeKey::load(&p).unwrap().public(), k.public());
         // Known vector (NIP-19): this nsec is the hex key below.
-        let known = NodeKey::parse("nsec1vl029mgpspedva04g90vltkh6fvh240zqtv9k0t9af8935ke9laqsnlfe5").unwrap();
-        assert_eq!(known.secret_hex(), "67dea2ed018072d675f5415ecfaed7d2597555e202d85b3d65ea4e58d2d92ffa");
+        let known =
+            NodeKey::parse("nsec1vl029mgpspedva04g90vltkh6fvh240zqtv9k0t9af8935ke9laqsnlfe5")
+                .unwrap();
+        assert_eq!(
+            known.secret_hex(),
+            "67dea2ed018072d675f5415ecfaed7d2597555e202d85b3d65ea4e58d2d92ffa"
+        );
         let bad = dir.path().join("bad.key");
         write_secret(&bad, "nsec1notakey").unwrap();
         let e = NodeKey::load(&bad).unwrap_err().to_string();
-        assert!(e.contains("bad.key") && e.contains("nsec1") && e.contains("64 hex"), "{e}");
+        assert!(
+            e.contains("bad.key") && e.contains("nsec1") && e.contains("64 hex"),
+            "{e}"
+        );
         let bad = dir.path().join("short.key");
         write_secret(&bad, "abcd").unwrap();
         let e = NodeKey::load(&bad).unwrap_err().to_string();
