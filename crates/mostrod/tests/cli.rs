@@ -483,3 +483,35 @@ fn bad_key_files_and_settings_name_the_problem() {
         );
     }
 }
+
+#[test]
+fn init_prints_the_npub_and_check_config_names_missing_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let out = run_ok(&["init", "--dir", d], &[]);
+    let cfg = dir.path().join("mostrod.toml");
+    let shown = run_ok(&["key", "show", "--config", cfg.to_str().unwrap()], &[]);
+    let npub = shown
+        .split_whitespace()
+        .find(|w| w.starts_with("npub1"))
+        .unwrap();
+    assert!(out.contains(npub), "init printed {out}, key show {shown}");
+    // The template points at tls.cert and admin.macaroon in the data directory: not there yet.
+    let res = mostrod(&["check-config", "--config", cfg.to_str().unwrap()], &[])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&res.stderr);
+    assert!(!res.status.success());
+    assert!(
+        err.contains("lightning.lnd.cert_file") && err.contains("lightning.lnd.macaroon_file"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("node.key_file"),
+        "the key written by init parses: {err}"
+    );
+    std::fs::write(dir.path().join("tls.cert"), "cert").unwrap();
+    std::fs::write(dir.path().join("admin.macaroon"), "mac").unwrap();
+    let ok = run_ok(&["check-config", "--config", cfg.to_str().unwrap()], &[]);
+    assert!(ok.contains(": ok"), "{ok}");
+}
