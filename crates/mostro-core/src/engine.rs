@@ -154,6 +154,9 @@ pub enum EngineError {
     Node(String),
 }
 
+/// The store setting that holds maintenance mode (`on` / `off`).
+pub const MAINTENANCE_SETTING: &str = "maintenance";
+
 /// Static engine settings.
 #[derive(Clone, Debug)]
 pub struct EngineConfig {
@@ -283,6 +286,31 @@ impl Engine {
             Ok(mut g) => *g = Arc::new(p),
             Err(poisoned) => *poisoned.into_inner() = Arc::new(p),
         }
+    }
+
+    /// Switches maintenance mode and records it in the store first, so a restart keeps it
+    /// (see [`Engine::restore_settings`]). On a store error nothing changes.
+    pub async fn switch_maintenance(&self, on: bool) -> Result<(), StoreError> {
+        self.ports
+            .store
+            .set_setting(MAINTENANCE_SETTING, if on { "on" } else { "off" })
+            .await?;
+        self.set_maintenance(on);
+        Ok(())
+    }
+
+    /// Applies the settings recorded in the store (maintenance mode) at start; returns whether
+    /// maintenance mode is on.
+    pub async fn restore_settings(&self) -> Result<bool, StoreError> {
+        let on = self
+            .ports
+            .store
+            .setting(MAINTENANCE_SETTING)
+            .await?
+            .as_deref()
+            == Some("on");
+        self.set_maintenance(on);
+        Ok(on)
     }
 
     /// The ports.

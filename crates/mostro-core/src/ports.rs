@@ -482,6 +482,13 @@ pub trait Store: Send + Sync {
     /// MUST read committed state and MUST NOT decrease except by pruning the replay guard.
     async fn last_event_seen_at(&self) -> Result<Option<Timestamp>, StoreError>;
 
+    /// A node setting (for example maintenance mode), `None` when never set.
+    async fn setting(&self, key: &str) -> Result<Option<String>, StoreError>;
+
+    /// Records a node setting durably (last write wins); a later [`Store::setting`], also after
+    /// reopening the store, returns it.
+    async fn set_setting(&self, key: &str, value: &str) -> Result<(), StoreError>;
+
     /// A user record.
     async fn user(&self, identity: &PubKey) -> Result<Option<User>, StoreError>;
 

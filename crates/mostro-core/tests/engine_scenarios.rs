@@ -804,3 +804,43 @@ fn the_pay_invoice_answering_a_take_buy_echoes_its_request_id() {
         assert_eq!(pay.request_id, rid);
     });
 }
+
+#[test]
+fn maintenance_mode_survives_a_restart() {
+    block_on(async {
+        let mut bed = TestBed::new();
+        let maker = Trader::new("maker");
+        let new_order = |bed: &TestBed| {
+            bed.request(
+                &maker,
+                None,
+                Action::NewOrder(Box::new(NewOrderRequest {
+                    order: sell_order(100_000, 100),
+                    buyer_invoice: None,
+                })),
+            )
+        };
+        assert!(
+            !bed.engine.restore_settings().await.unwrap(),
+            "off when never set"
+        );
+        bed.engine.switch_maintenance(true).await.unwrap();
+        bed.restart();
+        assert!(
+            !bed.engine.policy().maintenance,
+            "a fresh engine starts from the config"
+        );
+        assert!(bed.engine.restore_settings().await.unwrap());
+        assert!(bed.engine.policy().maintenance);
+        let out = bed.engine.handle(new_order(&bed)).await.unwrap();
+        assert_eq!(out, Outcome::Refused(Reject::MaintenanceMode));
+        // Off again, and still off after the next restart.
+        bed.engine.switch_maintenance(false).await.unwrap();
+        bed.restart();
+        assert!(!bed.engine.restore_settings().await.unwrap());
+        assert!(matches!(
+            bed.engine.handle(new_order(&bed)).await.unwrap(),
+            Outcome::Applied(Some(_))
+        ));
+    });
+}

@@ -108,6 +108,7 @@ fn micro(n: u32, rows: &mut Vec<Row>) {
     );
     let mut intake = Intake::new(IntakeConfig {
         freshness_secs: None,
+        max_future_secs: None,
         rate_per_minute: 0,
         ..IntakeConfig::default()
     });

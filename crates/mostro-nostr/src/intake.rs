@@ -19,7 +19,9 @@
 //!    than the window for a live event, or than the catch-up horizon for one a
 //!    relay returns from storage after a (re)subscription (sent while the daemon
 //!    was down or the relay away: the persistent replay guard, not the window,
-//!    stops replays of those); no future bound, as the reference;
+//!    stops replays of those), nor more than `max_future_secs` ahead of the clock
+//!    (the reference has no future bound; without one an event dated far ahead
+//!    would stay fresh, so its id could never leave the persistent replay guard);
 //! 9. the rate limit: a token is taken from the sender's bucket (v2: the outer
 //!    trade key; v1: the rumor author, since the outer key of a gift wrap is
 //!    throwaway).
@@ -57,6 +59,9 @@ pub struct IntakeConfig {
     /// Drop stored messages (returned by a relay during a catch-up) older than this,
     /// in seconds: how long a request sent while the daemon was away stays valid.
     pub catch_up_horizon_secs: u64,
+    /// Drop messages whose sender timestamp is more than this many seconds ahead of the
+    /// clock (`None` disables the check).
+    pub max_future_secs: Option<u64>,
 }
 
 /// Default live freshness window: a client clock up to five minutes behind still works.
@@ -75,6 +80,7 @@ impl Default for IntakeConfig {
             replay_capacity: 100_000,
             freshness_secs: Some(DEFAULT_FRESHNESS_SECS),
             catch_up_horizon_secs: DEFAULT_CATCH_UP_HORIZON_SECS,
+            max_future_secs: Some(300),
         }
     }
 }
@@ -106,6 +112,9 @@ pub enum IntakeDrop {
     /// Older than the freshness window.
     #[error("stale message")]
     Stale,
+    /// Dated further ahead than [`IntakeConfig::max_future_secs`].
+    #[error("message dated in the future")]
+    Future,
 }
 
 impl IntakeDrop {
@@ -121,6 +130,7 @@ impl IntakeDrop {
             IntakeDrop::Unwrap(e) => e.as_str(),
             IntakeDrop::OwnReply => "own_reply",
             IntakeDrop::Stale => "stale",
+            IntakeDrop::Future => "future",
         }
     }
 }
@@ -248,6 +258,11 @@ impl Intake {
             && opened.created_at < now.saturating_sub(age)
         {
             return Err(IntakeDrop::Stale);
+        }
+        if let Some(ahead) = self.config.max_future_secs
+            && opened.created_at > now.saturating_add(ahead)
+        {
+            return Err(IntakeDrop::Future);
         }
         // `opened` is authenticated: for v2 `sender` is the verified event author, for v1 the
         // rumor author vouched for by the seal's signature.

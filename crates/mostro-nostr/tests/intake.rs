@@ -100,8 +100,21 @@ fn freshness_v2_uses_the_event_time() {
         Intake::new(cfg()).accept(&e, &node(), T + 11),
         Err(IntakeDrop::Stale)
     );
-    // No future bound (as the reference).
-    assert!(Intake::new(cfg()).accept(&e, &node(), T - 1000).is_ok());
+    // Dated ahead: accepted up to max_future_secs (300 s by default), refused beyond.
+    assert!(Intake::new(cfg()).accept(&e, &node(), T - 300).is_ok());
+    assert_eq!(
+        Intake::new(cfg()).accept(&e, &node(), T - 301),
+        Err(IntakeDrop::Future)
+    );
+    let unbounded = IntakeConfig {
+        max_future_secs: None,
+        ..cfg()
+    };
+    assert!(
+        Intake::new(unbounded)
+            .accept(&e, &node(), T - 100_000)
+            .is_ok()
+    );
     // Configurable.
     let wide = IntakeConfig {
         freshness_secs: Some(60),

@@ -27,6 +27,7 @@ fn inbound(bytes: &[u8], node: &Keys) -> bool {
     };
     let cfg = IntakeConfig {
         freshness_secs: None,
+        max_future_secs: None,
         ..IntakeConfig::default()
     };
     let mut intake = Intake::new(cfg);

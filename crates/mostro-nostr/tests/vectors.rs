@@ -203,6 +203,7 @@ fn v1_gift_wraps() {
 fn intake_without_freshness_agrees_with_unwrap_on_every_line() {
     let cfg = IntakeConfig {
         freshness_secs: None,
+        max_future_secs: None,
         ..IntakeConfig::default()
     };
     let node = keys("mostro");
@@ -246,12 +247,14 @@ fn pow_8_line_passes_pow_8_and_fails_pow_9() {
     let mut ok = Intake::new(IntakeConfig {
         pow: 8,
         freshness_secs: None,
+        max_future_secs: None,
         ..Default::default()
     });
     assert!(ok.accept(&event, &node, 0).is_ok());
     let mut strict = Intake::new(IntakeConfig {
         pow: bits + 1,
         freshness_secs: None,
+        max_future_secs: None,
         ..Default::default()
     });
     assert_eq!(strict.accept(&event, &node, 0), Err(IntakeDrop::Pow));

@@ -61,6 +61,7 @@ mod readers;
 mod schema;
 mod sql;
 mod store;
+pub mod tools;
 mod writer;
 
 pub use config::{SqliteConfig, Synchronous, SystemClock};

@@ -17,10 +17,11 @@ pub const APPLICATION_ID: i64 = 0x4D53_5452;
 const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/001_init.sql"),
     include_str!("../migrations/002_dead_letters.sql"),
+    include_str!("../migrations/003_settings.sql"),
 ];
 
 /// The schema version this binary writes (`PRAGMA user_version`).
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 const _: () = assert!(MIGRATIONS.len() == SCHEMA_VERSION as usize);
 

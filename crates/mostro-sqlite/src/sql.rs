@@ -55,6 +55,11 @@ pub(crate) const DEAD_COUNT: &str = "SELECT COUNT(*) FROM outbox WHERE dead_reas
 pub(crate) const SEEN_EVENT: &str = "SELECT 1 FROM events WHERE id = ?1";
 /// `last_event_seen_at()`: the newest replay-guard row (the `seen_at` index's last entry).
 pub(crate) const LAST_EVENT_SEEN_AT: &str = "SELECT max(seen_at) FROM events";
+/// `setting(key)`.
+pub(crate) const SETTING: &str = "SELECT value FROM settings WHERE key = ?1";
+/// `set_setting(key, value)`.
+pub(crate) const SET_SETTING: &str = "INSERT INTO settings (key, value) VALUES (?1, ?2) \
+     ON CONFLICT (key) DO UPDATE SET value = excluded.value";
 /// `user(identity)`.
 pub(crate) const USER: &str = "SELECT identity, last_trade_index, reviews, rating_sum, min_rating, \
      max_rating, last_rating, created_at FROM users WHERE identity = ?1";
@@ -114,6 +119,7 @@ pub(crate) const PLANNED: &[(&str, &str)] = &[
     ("mark_dead", MARK_DEAD),
     ("seen_event", SEEN_EVENT),
     ("last_event_seen_at", LAST_EVENT_SEEN_AT),
+    ("setting", SETTING),
     ("user", USER),
     ("solver", SOLVER),
     ("prune_events", PRUNE_EVENTS),

@@ -332,6 +332,27 @@ impl Store for SqliteStore {
         self.read(sql::last_event_seen_at).await
     }
 
+    async fn setting(&self, key: &str) -> Result<Option<String>, StoreError> {
+        let key = key.to_owned();
+        self.read(move |c| {
+            use rusqlite::OptionalExtension;
+            Ok(c.prepare_cached(sql::SETTING)?
+                .query_row([&key], |r| r.get::<_, String>(0))
+                .optional()?)
+        })
+        .await
+    }
+
+    async fn set_setting(&self, key: &str, value: &str) -> Result<(), StoreError> {
+        let (key, value) = (key.to_owned(), value.to_owned());
+        self.write(move |c| {
+            c.prepare_cached(sql::SET_SETTING)?
+                .execute([&key, &value])?;
+            Ok(())
+        })
+        .await
+    }
+
     async fn user(&self, identity: &PubKey) -> Result<Option<User>, StoreError> {
         let identity = *identity;
         self.read(move |c| sql::user(c, &identity)).await

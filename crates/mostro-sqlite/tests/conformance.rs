@@ -50,6 +50,7 @@ check!(
     user_ratings,
     solvers,
     concurrent_replaces_one_wins,
+    settings,
 );
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

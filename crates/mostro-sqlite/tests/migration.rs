@@ -58,7 +58,7 @@ fn user_version(path: &Path) -> i64 {
 
 #[tokio::test]
 async fn a_version_1_database_migrates_and_keeps_its_data() {
-    assert_eq!(SCHEMA_VERSION, 2, "add the new version's checks here");
+    assert_eq!(SCHEMA_VERSION, 3, "add the new version's checks here");
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("v1.db");
     write_v1(&path);
@@ -86,6 +86,9 @@ async fn a_version_1_database_migrates_and_keeps_its_data() {
     assert!(s.effect_pending(EffectId(1)).await.unwrap());
     assert!(!s.effect_pending(EffectId(2)).await.unwrap());
     assert_eq!(s.dead_effects(10).await.unwrap(), (Vec::new(), 0));
+    // Version 3: settings, empty after migrating.
+    assert_eq!(s.setting("maintenance").await.unwrap(), None);
+    s.set_setting("maintenance", "on").await.unwrap();
 
     // The migrated outbox takes dead letters, and pruning keeps them.
     s.commit(Commit {
@@ -117,8 +120,12 @@ async fn a_version_1_database_migrates_and_keeps_its_data() {
     drop(s);
     assert_eq!(user_version(&path), SCHEMA_VERSION);
 
-    // Reopening does not migrate again and keeps the dead letter.
+    // Reopening does not migrate again and keeps the dead letter and the setting.
     let s = SqliteStore::open_with(&path, config).unwrap();
+    assert_eq!(
+        s.setting("maintenance").await.unwrap().as_deref(),
+        Some("on")
+    );
     assert_eq!(s.dead_effects(10).await.unwrap(), (dead, 1));
     assert_eq!(
         s.pending_effects_after(Some(EffectId(1)), 10)

@@ -219,6 +219,7 @@ struct MemState {
     next_effect: u64,
     events: HashSet<EventId>,
     last_event_at: Option<Timestamp>,
+    settings: BTreeMap<String, String>,
     users: HashMap<PubKey, User>,
     solvers: HashMap<PubKey, Solver>,
     commits: u64,
@@ -518,6 +519,17 @@ impl Store for MemStore {
 
     async fn last_event_seen_at(&self) -> Result<Option<Timestamp>, StoreError> {
         Ok(lock(&self.st).last_event_at)
+    }
+
+    async fn setting(&self, key: &str) -> Result<Option<String>, StoreError> {
+        Ok(lock(&self.st).settings.get(key).cloned())
+    }
+
+    async fn set_setting(&self, key: &str, value: &str) -> Result<(), StoreError> {
+        lock(&self.st)
+            .settings
+            .insert(key.to_owned(), value.to_owned());
+        Ok(())
     }
 
     async fn user(&self, identity: &PubKey) -> Result<Option<User>, StoreError> {
@@ -836,6 +848,14 @@ impl Store for YieldingStore {
     async fn last_event_seen_at(&self) -> Result<Option<Timestamp>, StoreError> {
         yield_now().await;
         self.0.last_event_seen_at().await
+    }
+    async fn setting(&self, key: &str) -> Result<Option<String>, StoreError> {
+        yield_now().await;
+        self.0.setting(key).await
+    }
+    async fn set_setting(&self, key: &str, value: &str) -> Result<(), StoreError> {
+        yield_now().await;
+        self.0.set_setting(key, value).await
     }
     async fn user(&self, identity: &PubKey) -> Result<Option<User>, StoreError> {
         yield_now().await;

@@ -36,7 +36,7 @@ use mostro_core::types::{
 };
 
 /// How many checks [`run_all`] runs (each on its own fresh store).
-pub const CHECKS: usize = 19;
+pub const CHECKS: usize = 20;
 
 /// Every check, in order, each on a fresh store from `make`.
 pub async fn run_all<S: Store + ?Sized>(make: &dyn Fn() -> Arc<S>) {
@@ -59,6 +59,33 @@ pub async fn run_all<S: Store + ?Sized>(make: &dyn Fn() -> Arc<S>) {
     user_ratings(&*make()).await;
     solvers(&*make()).await;
     concurrent_replaces_one_wins(&*make()).await;
+    settings(&*make()).await;
+}
+
+/// Settings: unset is `None`, last write wins, keys are independent.
+pub async fn settings<S: Store + ?Sized>(s: &S) {
+    assert_eq!(s.setting("maintenance").await.unwrap(), None);
+    s.set_setting("maintenance", "on").await.unwrap();
+    assert_eq!(
+        s.setting("maintenance").await.unwrap().as_deref(),
+        Some("on")
+    );
+    s.set_setting("maintenance", "off").await.unwrap();
+    assert_eq!(
+        s.setting("maintenance").await.unwrap().as_deref(),
+        Some("off")
+    );
+    s.set_setting("other", "x").await.unwrap();
+    assert_eq!(
+        s.setting("maintenance").await.unwrap().as_deref(),
+        Some("off")
+    );
+    assert_eq!(s.setting("other").await.unwrap().as_deref(), Some("x"));
+    assert_eq!(
+        s.setting("Maintenance").await.unwrap(),
+        None,
+        "keys are exact"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------

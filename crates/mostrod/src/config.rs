@@ -56,7 +56,7 @@ pub enum ConfigError {
 pub struct NodeSection {
     /// Data directory (relative paths are relative to the config file's directory).
     pub data_dir: PathBuf,
-    /// File holding the node's Nostr secret key in hex (mode 0600). Relative to `data_dir`.
+    /// File holding the node's Nostr secret key, `nsec1...` or 64 hex (mode 0600). Relative to `data_dir`.
     pub key_file: PathBuf,
     /// Instance name for the `y` tag.
     pub name: String,
@@ -87,6 +87,8 @@ pub struct NostrSection {
     /// valid: at start and on every reconnect the daemon fetches what it missed, this far back
     /// at most.
     pub catch_up_horizon_secs: u64,
+    /// Requests dated more than this many seconds ahead of the clock are dropped.
+    pub max_future_secs: u64,
     /// NIP-40 expiration of direct messages, in days.
     pub dm_expiration_days: u64,
 }
@@ -98,6 +100,7 @@ impl Default for NostrSection {
             pow: 0,
             freshness_secs: 300,
             catch_up_horizon_secs: 86_400,
+            max_future_secs: 300,
             dm_expiration_days: 30,
         }
     }
@@ -187,6 +190,10 @@ pub struct DatabaseSection {
     pub path: PathBuf,
     /// `full` (survives power loss; default) or `normal` (survives process crashes).
     pub synchronous: String,
+    /// Seconds between two housekeeping runs (replay-guard and outbox pruning).
+    pub prune_interval_secs: u64,
+    /// Delivered outbox rows are kept this many days.
+    pub outbox_retention_days: u64,
 }
 
 impl Default for DatabaseSection {
@@ -194,6 +201,8 @@ impl Default for DatabaseSection {
         DatabaseSection {
             path: PathBuf::from("mostro.db"),
             synchronous: "full".to_owned(),
+            prune_interval_secs: 3600,
+            outbox_retention_days: 7,
         }
     }
 }
@@ -395,6 +404,10 @@ pub struct Config {
     /// Directory of the config file (set at load; not a key).
     #[serde(skip)]
     pub base_dir: PathBuf,
+    /// Environment variables that look like settings of a known section but name no key
+    /// (set at load; logged as warnings, never fatal).
+    #[serde(skip)]
+    pub warnings: Vec<String>,
 }
 
 fn invalid(key: &str, value: impl std::fmt::Display, expected: &str) -> ConfigError {
@@ -454,12 +467,13 @@ impl Config {
             path: PathBuf::new(),
             message: e.to_string(),
         })?;
-        apply_env(&mut value, env)?;
-        let cfg: Config = toml::Table::try_into(value).map_err(|e| ConfigError::Parse {
+        let warnings = apply_env(&mut value, env)?;
+        let mut cfg: Config = toml::Table::try_into(value).map_err(|e| ConfigError::Parse {
             path: PathBuf::new(),
             message: e.to_string(),
         })?;
         cfg.validate()?;
+        cfg.warnings = warnings;
         Ok(cfg)
     }
 
@@ -570,6 +584,19 @@ impl Config {
         }
         check_u64("nostr.pow", u64::from(self.nostr.pow), 0, 32)?;
         check_u64("nostr.freshness_secs", self.nostr.freshness_secs, 1, 3600)?;
+        check_u64("nostr.max_future_secs", self.nostr.max_future_secs, 1, 3600)?;
+        check_u64(
+            "database.prune_interval_secs",
+            self.database.prune_interval_secs,
+            60,
+            86_400,
+        )?;
+        check_u64(
+            "database.outbox_retention_days",
+            self.database.outbox_retention_days,
+            1,
+            3650,
+        )?;
         check_u64(
             "nostr.catch_up_horizon_secs",
             self.nostr.catch_up_horizon_secs,
@@ -706,6 +733,7 @@ const KEYS: &[&str] = &[
     "nostr.pow",
     "nostr.freshness_secs",
     "nostr.catch_up_horizon_secs",
+    "nostr.max_future_secs",
     "nostr.dm_expiration_days",
     "lightning.backend",
     "lightning.network",
@@ -716,6 +744,8 @@ const KEYS: &[&str] = &[
     "lightning.cln.socket",
     "database.path",
     "database.synchronous",
+    "database.prune_interval_secs",
+    "database.outbox_retention_days",
     "mostro.fee",
     "mostro.max_routing_fee",
     "mostro.min_payment_amount",
@@ -745,22 +775,44 @@ fn env_name(key: &str) -> String {
     format!("MOSTRO_{}", key.replace('.', "_").to_uppercase())
 }
 
-fn apply_env(table: &mut toml::Table, env: &[(String, String)]) -> Result<(), ConfigError> {
+/// Sections whose `MOSTRO_<SECTION>_...` variables are taken as meant for this daemon.
+fn sections() -> Vec<String> {
+    let mut v: Vec<String> = KEYS
+        .iter()
+        .filter_map(|k| k.split('.').next())
+        .chain(["prices"])
+        .map(str::to_uppercase)
+        .collect();
+    v.sort();
+    v.dedup();
+    v
+}
+
+/// Applies `MOSTRO_<SECTION>_<KEY>` overrides. Variables that name no key never stop the
+/// daemon: one under a known section (`MOSTRO_MOSTRO_FEEE`) is returned as a warning, any other
+/// `MOSTRO_*` name (mostro-cli's `MOSTRO_PUBKEY`, `MOSTRO_RELAYS`, `MOSTRO_CONFIG`,
+/// `MOSTRO_LOG`) is ignored.
+fn apply_env(
+    table: &mut toml::Table,
+    env: &[(String, String)],
+) -> Result<Vec<String>, ConfigError> {
+    let sections = sections();
+    let mut warnings = Vec::new();
     for (var, raw) in env {
-        if !var.starts_with("MOSTRO_") {
+        let Some(rest) = var.strip_prefix("MOSTRO_") else {
             continue;
-        }
+        };
         let Some(key) = KEYS.iter().find(|k| env_name(k) == *var) else {
-            if var == "MOSTRO_CONFIG"
-                || var.starts_with("MOSTRO_TEST")
-                || var.starts_with("MOSTRO_LOG")
-            {
-                continue;
-            }
-            return Err(ConfigError::Env {
-                var: var.clone(),
-                message: "not a known setting (see the config reference in the README)".into(),
+            let under_section = sections.iter().any(|s| {
+                rest.strip_prefix(s.as_str())
+                    .is_some_and(|r| r.starts_with('_'))
             });
+            if under_section && var != "MOSTRO_CONFIG" {
+                warnings.push(format!(
+                    "environment variable {var} is not a known setting and is ignored (see the config reference in the README)"
+                ));
+            }
+            continue;
         };
         // A TOML literal (number, bool, array) if it parses as one, else a string.
         let value = toml::from_str::<toml::Table>(&format!("v = {raw}"))
@@ -784,7 +836,7 @@ fn apply_env(table: &mut toml::Table, env: &[(String, String)]) -> Result<(), Co
         }
         cur.insert(last.to_owned(), value);
     }
-    Ok(())
+    Ok(warnings)
 }
 
 /// The commented config file `mostrod init` writes.
@@ -794,7 +846,8 @@ pub const TEMPLATE: &str = r#"# mostrod configuration. Every key is optional; th
 [node]
 # Data directory, relative to this file's directory.
 data_dir = "."
-# The node's Nostr secret key (hex, file mode 0600), relative to data_dir. Written by `mostrod init`.
+# The node's Nostr secret key (nsec1... or 64 hex, file mode 0600), relative to data_dir.
+# Written by `mostrod init` (or `mostrod import-settings`).
 key_file = "node.key"
 # Instance name published in the `y` tag.
 name = ""
@@ -808,6 +861,8 @@ freshness_secs = 300
 # Requests sent while the daemon was down (or a relay away) are fetched and served at start and
 # on every reconnect, this many seconds back at most (default a day).
 catch_up_horizon_secs = 86400
+# Requests dated more than this many seconds ahead of the clock are dropped (1-3600).
+max_future_secs = 300
 dm_expiration_days = 30
 
 [lightning]
@@ -832,6 +887,10 @@ socket = "lightning-rpc"
 path = "mostro.db"
 # "full" survives power loss; "normal" survives process crashes and is faster.
 synchronous = "full"
+# Housekeeping period, seconds (60-86400): replay-guard records too old to matter and delivered
+# outbox rows older than outbox_retention_days (1-3650) are deleted.
+prune_interval_secs = 3600
+outbox_retention_days = 7
 
 [mostro]
 # Total fee fraction, split half/half between buyer and seller (0.006 = 0.6 %). Range 0-0.1.
@@ -1018,13 +1077,54 @@ mod tests {
         assert_eq!(cfg.policy().fee_ppm, 10_000);
         assert_eq!(cfg.lightning.lnd.host, "https://10.0.0.1:10009");
         assert_eq!(cfg.nostr.relays, vec!["wss://a", "wss://b"]);
-        let e = Config::parse("", &[("MOSTRO_MOSTRO_FEEE".into(), "1".into())])
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("MOSTRO_MOSTRO_FEEE"), "{e}");
+        assert!(cfg.warnings.is_empty(), "{:?}", cfg.warnings);
         let e = Config::parse("", &[("MOSTRO_MOSTRO_FEE".into(), "2".into())])
             .unwrap_err()
             .to_string();
         assert!(e.contains("mostro.fee"), "{e}");
+    }
+
+    #[test]
+    fn env_names_that_are_no_key_never_stop_the_daemon() {
+        let env: Vec<(String, String)> = [
+            ("MOSTRO_PUBKEY", "npub1xyz"),
+            ("MOSTRO_RELAYS", "wss://relay.example"),
+            ("MOSTRO_CONFIG", "mostrod.toml"),
+            ("MOSTRO_LOG", "debug"),
+            ("MOSTRO_MOSTRO_FEEE", "1"),
+            ("MOSTRO_NOSTR_RELAY", "wss://typo.example"),
+            ("MOSTRO_PRICES_FIXED", "{}"),
+            ("MOSTRO_MOSTRO_FEE", "0.01"),
+        ]
+        .iter()
+        .map(|(a, b)| ((*a).to_owned(), (*b).to_owned()))
+        .collect();
+        let cfg = Config::parse("", &env).unwrap();
+        assert_eq!(cfg.policy().fee_ppm, 10_000);
+        assert_eq!(cfg.nostr.relays, NostrSection::default().relays);
+        assert_eq!(cfg.warnings.len(), 3, "{:?}", cfg.warnings);
+        for var in [
+            "MOSTRO_MOSTRO_FEEE",
+            "MOSTRO_NOSTR_RELAY",
+            "MOSTRO_PRICES_FIXED",
+        ] {
+            assert!(
+                cfg.warnings.iter().any(|w| w.contains(var)),
+                "{var}: {:?}",
+                cfg.warnings
+            );
+        }
+        for var in [
+            "MOSTRO_PUBKEY",
+            "MOSTRO_RELAYS",
+            "MOSTRO_LOG",
+            "MOSTRO_CONFIG",
+        ] {
+            assert!(
+                !cfg.warnings.iter().any(|w| w.contains(var)),
+                "{var}: {:?}",
+                cfg.warnings
+            );
+        }
     }
 }

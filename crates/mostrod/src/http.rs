@@ -252,7 +252,9 @@ async fn admin(
                     );
                 },
             };
-            state.engine.set_maintenance(on);
+            if let Err(e) = state.engine.switch_maintenance(on).await {
+                return err(format!("maintenance mode not recorded: {e}"));
+            }
             warn!(maintenance = on, "maintenance mode changed by admin");
             ("200 OK", JSON, json!({"maintenance": on}).to_string())
         },

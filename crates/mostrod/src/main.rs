@@ -3,9 +3,11 @@
 mod config;
 mod daemon;
 mod demo;
+mod housekeeping;
 mod http;
 mod metrics;
 mod node;
+mod ops;
 mod support;
 
 use std::path::{Path, PathBuf};
@@ -20,8 +22,24 @@ use crate::support::NodeKey;
 #[derive(Parser, Debug)]
 #[command(name = "mostrod", version, about = "Mostro P2P exchange daemon")]
 struct Cli {
+    /// Log line format on stderr: text (ANSI colours only on a terminal) or json (one object
+    /// a line).
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        env = "MOSTRO_LOG_FORMAT",
+        default_value = "text"
+    )]
+    log_format: LogFormat,
     #[command(subcommand)]
     cmd: Cmd,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand, Debug)]
@@ -32,11 +50,39 @@ enum Cmd {
         #[arg(long, default_value = ".")]
         dir: PathBuf,
     },
-    /// Validate a config file (and environment overrides).
+    /// Validate a config file (and environment overrides), the files it names (node key,
+    /// LND cert/macaroon or CLN socket) and, with --connect, the Lightning node and relays.
     CheckConfig {
         /// Config file.
         #[arg(long, env = "MOSTRO_CONFIG", default_value = "mostrod.toml")]
         config: PathBuf,
+        /// Also connect: GetInfo on the Lightning node, a connection to each relay.
+        #[arg(long)]
+        connect: bool,
+        /// Time limit of each connection check, seconds.
+        #[arg(long, default_value_t = 10)]
+        timeout: u64,
+    },
+    /// The node's Nostr key.
+    Key {
+        #[command(subcommand)]
+        what: ops::KeyCmd,
+    },
+    /// Database maintenance on the configured SQLite file.
+    Db {
+        /// Config file (for the database path).
+        #[arg(long, env = "MOSTRO_CONFIG", default_value = "mostrod.toml")]
+        config: PathBuf,
+        #[command(subcommand)]
+        what: ops::DbCmd,
+    },
+    /// Convert a settings.toml of the reference Mostro daemon into mostrod.toml and node.key.
+    ImportSettings {
+        /// The reference daemon's settings.toml.
+        settings: PathBuf,
+        /// Directory to write mostrod.toml and node.key into (must not hold them yet).
+        #[arg(long, default_value = ".")]
+        out: PathBuf,
     },
     /// Run the node.
     Run {
@@ -96,7 +142,11 @@ fn env_vars() -> Vec<(String, String)> {
 }
 
 fn load(path: &Path) -> anyhow::Result<Config> {
-    Ok(Config::load(path, &env_vars())?)
+    let cfg = Config::load(path, &env_vars())?;
+    for w in &cfg.warnings {
+        tracing::warn!("{w}");
+    }
+    Ok(cfg)
 }
 
 fn init(dir: &Path) -> anyhow::Result<()> {
@@ -111,8 +161,9 @@ fn init(dir: &Path) -> anyhow::Result<()> {
     std::fs::write(&cfg_path, config::TEMPLATE)
         .with_context(|| format!("cannot write {}", cfg_path.display()))?;
     say(&format!(
-        "wrote {} and a new node key (pubkey {})\nedit the [lightning] and [nostr] sections, then: mostrod run --config {}",
+        "wrote {} and a new node key ({}, hex {})\nedit the [lightning] and [nostr] sections, then: mostrod run --config {}",
         cfg_path.display(),
+        key.npub(),
         key.public(),
         cfg_path.display()
     ));
@@ -169,23 +220,30 @@ async fn shutdown_signal() -> anyhow::Result<()> {
     }
 }
 
-fn init_tracing(default: &str) {
+fn init_tracing(default: &str, format: LogFormat) {
+    use std::io::IsTerminal;
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_env("MOSTRO_LOG").unwrap_or_else(|_| EnvFilter::new(default));
-    let _ = tracing_subscriber::fmt()
+    let b = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Json => b.json().try_init(),
+        LogFormat::Text => b.with_ansi(std::io::stderr().is_terminal()).try_init(),
+    };
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // The demo prints its own steps; logs stay quiet there unless MOSTRO_LOG asks for them.
-    init_tracing(if matches!(cli.cmd, Cmd::Demo { .. }) {
-        "warn"
-    } else {
-        "info"
-    });
+    init_tracing(
+        if matches!(cli.cmd, Cmd::Demo { .. }) {
+            "warn"
+        } else {
+            "info"
+        },
+        cli.log_format,
+    );
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -199,15 +257,14 @@ fn main() -> ExitCode {
     let r = rt.block_on(async {
         match cli.cmd {
             Cmd::Init { dir } => init(&dir),
-            Cmd::CheckConfig { config } => load(&config).map(|cfg| {
-                say(&format!(
-                    "{}: ok (backend {:?}, {} relay(s), database {})",
-                    config.display(),
-                    cfg.lightning.backend,
-                    cfg.nostr.relays.len(),
-                    cfg.data_path(&cfg.database.path).display()
-                ));
-            }),
+            Cmd::CheckConfig {
+                config,
+                connect,
+                timeout,
+            } => ops::check_config(&config, connect, timeout).await,
+            Cmd::Key { what } => ops::key(what),
+            Cmd::Db { config, what } => ops::db(&config, what).await,
+            Cmd::ImportSettings { settings, out } => ops::import_settings(&settings, &out),
             Cmd::Admin { config, what } => admin(&config, what).await,
             Cmd::Run { config } => {
                 let cfg = load(&config)?;

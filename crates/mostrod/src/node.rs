@@ -70,6 +70,7 @@ pub async fn lightning(cfg: &Config) -> anyhow::Result<Arc<dyn LightningNode>> {
 /// Runs the node until `shutdown` resolves.
 pub async fn run(cfg: Config, shutdown: impl Future<Output = ()> + Send) -> anyhow::Result<()> {
     let key = NodeKey::load(&cfg.data_path(&cfg.node.key_file))?;
+    info!(npub = %key.npub(), pubkey = %key.public(), "node key loaded");
     let node = lightning(&cfg).await?;
     run_with(cfg, key, node, shutdown).await
 }
@@ -91,10 +92,11 @@ pub async fn run_with(
         synchronous: sync,
         ..Default::default()
     };
-    let store: Arc<dyn Store> = Arc::new(
+    let sqlite = Arc::new(
         mostro_sqlite::SqliteStore::open_with(&db_path, store_cfg)
             .with_context(|| format!("database.path: cannot open {}", db_path.display()))?,
     );
+    let store: Arc<dyn Store> = sqlite.clone();
 
     let keys = Keys::parse(&key.secret_hex()).map_err(|e| anyhow::anyhow!("node key: {e}"))?;
     let mut tc = TransportConfig::new(&keys, cfg.nostr.relays.clone());
@@ -107,6 +109,7 @@ pub async fn run_with(
         .await
         .context("database: reading the newest processed request")?
         .map(|t| t.0);
+    tc.intake.max_future_secs = Some(cfg.nostr.max_future_secs);
     tc.intake.pow = cfg.nostr.pow;
     tc.publish.name = (!cfg.node.name.is_empty()).then(|| cfg.node.name.clone());
     tc.publish.networks = vec![cfg.lightning.network.as_str().to_owned()];
@@ -144,6 +147,15 @@ pub async fn run_with(
     // payout hash an open order knows. One order that cannot be read never stops the start;
     // it is retried in the background. Pending effects run in the retry loop, next to the
     // scheduler and the CLTV guard, not before them.
+    if engine
+        .restore_settings()
+        .await
+        .context("reading the stored settings")?
+    {
+        warn!(
+            "maintenance mode is on (kept from before the restart): new orders and takes are refused"
+        );
+    }
     let recovery = engine.recover().await.context("restart reconciliation")?;
     info!(
         orders = recovery.orders,
@@ -205,6 +217,12 @@ pub async fn run_with(
             }
         }
     };
+    let prune_task = tokio::spawn(crate::housekeeping::run(
+        sqlite.clone(),
+        crate::housekeeping::Prune::from_config(&cfg),
+        Arc::new(SystemClock),
+        stopped(stop_rx.clone()),
+    ));
     let info_task = tokio::spawn(publish_info_loop(
         cfg.clone(),
         transport.clone(),
@@ -221,7 +239,7 @@ pub async fn run_with(
         handler,
         stopped(stop_rx.clone()),
     ));
-    info!(pubkey = %key.public(), relays = ?cfg.nostr.relays, admin = %cfg.admin.listen, "mostrod running");
+    info!(npub = %key.npub(), pubkey = %key.public(), relays = ?cfg.nostr.relays, admin = %cfg.admin.listen, "mostrod running");
 
     daemon::drive(engine, node, counters, recovery.failed, async {
         shutdown.await;
@@ -232,6 +250,7 @@ pub async fn run_with(
         warn!(error = %e, "inbound driver ended with an error");
     }
     let _ = info_task.await;
+    let _ = prune_task.await;
     http_task.abort();
     relay_watch.abort();
     if let Some(t) = price_task {

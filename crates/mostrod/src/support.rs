@@ -93,7 +93,47 @@ impl NodeKey {
         hex::encode(self.secret.secret_bytes())
     }
 
-    /// Reads a key file (hex, one line). Refuses a file readable by others.
+    /// The public key as a bech32 `npub1...`.
+    #[must_use]
+    pub fn npub(&self) -> String {
+        use nostr_sdk::ToBech32;
+        nostr_sdk::Keys::parse(&self.secret_hex())
+            .ok()
+            .and_then(|k| k.public_key().to_bech32().ok())
+            .unwrap_or_default()
+    }
+
+    /// The secret as a bech32 `nsec1...` (for `mostrod key show --nsec`; never log it).
+    #[must_use]
+    pub fn nsec(&self) -> String {
+        use nostr_sdk::ToBech32;
+        nostr_sdk::SecretKey::from_slice(&self.secret.secret_bytes())
+            .ok()
+            .and_then(|k| k.to_bech32().ok())
+            .unwrap_or_default()
+    }
+
+    /// Parses a key given as `nsec1...` (bech32) or 64 hex characters.
+    pub fn parse(text: &str) -> Result<NodeKey, &'static str> {
+        let text = text.trim();
+        let bytes: [u8; 32] = if text.starts_with("nsec1") {
+            use nostr_sdk::FromBech32;
+            nostr_sdk::SecretKey::from_bech32(text)
+                .map_err(|_| "an nsec1 key with a bad checksum or length")?
+                .to_secret_bytes()
+        } else {
+            let mut b = [0u8; 32];
+            hex::decode_to_slice(text, &mut b)
+                .map_err(|_| "neither nsec1... nor 64 hex characters")?;
+            b
+        };
+        let secret =
+            SecretKey::from_slice(&bytes).map_err(|_| "not a valid secp256k1 secret key")?;
+        Ok(NodeKey { secret })
+    }
+
+    /// Reads a key file (`nsec1...` or 64 hex characters, one line). Refuses a file readable
+    /// by others.
     pub fn load(path: &Path) -> anyhow::Result<NodeKey> {
         #[cfg(unix)]
         {
@@ -110,34 +150,35 @@ impl NodeKey {
         }
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read node key file {}", path.display()))?;
-        let mut bytes = [0u8; 32];
-        hex::decode_to_slice(text.trim(), &mut bytes).map_err(|_| {
+        NodeKey::parse(&text).map_err(|why| {
             anyhow::anyhow!(
-                "node key file {} must hold 64 hex characters",
+                "node key file {}: {why}; it must hold the node's secret key as nsec1... (bech32) \
+                 or 64 hex characters",
                 path.display()
             )
-        })?;
-        let secret = SecretKey::from_slice(&bytes).map_err(|_| {
-            anyhow::anyhow!("node key file {} holds an invalid key", path.display())
-        })?;
-        Ok(NodeKey { secret })
+        })
     }
 
     /// Writes the key with mode 0600, refusing to overwrite an existing file.
     pub fn save(&self, path: &Path) -> anyhow::Result<()> {
-        let mut opts = std::fs::OpenOptions::new();
-        opts.write(true).create_new(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            opts.mode(0o600);
-        }
-        let mut f = opts
-            .open(path)
-            .with_context(|| format!("cannot create node key file {}", path.display()))?;
-        writeln!(f, "{}", self.secret_hex())?;
-        Ok(())
+        write_secret(path, &self.secret_hex())
     }
+}
+
+/// Writes `content` and a newline to a new file of mode 0600, refusing to overwrite.
+pub fn write_secret(path: &Path, content: &str) -> anyhow::Result<()> {
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut f = opts
+        .open(path)
+        .with_context(|| format!("cannot create {}", path.display()))?;
+    writeln!(f, "{content}")?;
+    Ok(())
 }
 
 /// Writes a secret file (mode 0600) with random hex content unless it exists; returns the content.
@@ -183,5 +224,35 @@ mod tests {
             assert!(e.contains("chmod 600"), "{e}");
         }
         assert!(!format!("{k:?}").contains(&k.secret_hex()));
+    }
+
+    #[test]
+    fn key_file_takes_nsec_or_hex_and_names_the_formats() {
+        let dir = tempfile::tempdir().unwrap();
+        let k = NodeKey::generate();
+        assert!(k.nsec().starts_with("nsec1"), "{}", k.nsec());
+        assert!(k.npub().starts_with("npub1"), "{}", k.npub());
+        let p = dir.path().join("bech32.key");
+        write_secret(&p, &k.nsec()).unwrap();
+        assert_eq!(NodeKey::load(&p).unwrap().public(), k.public());
+        // Known vector (NIP-19): this nsec is the hex key below.
+        let known =
+            NodeKey::parse("nsec1vl029mgpspedva04g90vltkh6fvh240zqtv9k0t9af8935ke9laqsnlfe5")
+                .unwrap();
+        assert_eq!(
+            known.secret_hex(),
+            "67dea2ed018072d675f5415ecfaed7d2597555e202d85b3d65ea4e58d2d92ffa"
+        );
+        let bad = dir.path().join("bad.key");
+        write_secret(&bad, "nsec1notakey").unwrap();
+        let e = NodeKey::load(&bad).unwrap_err().to_string();
+        assert!(
+            e.contains("bad.key") && e.contains("nsec1") && e.contains("64 hex"),
+            "{e}"
+        );
+        let bad = dir.path().join("short.key");
+        write_secret(&bad, "abcd").unwrap();
+        let e = NodeKey::load(&bad).unwrap_err().to_string();
+        assert!(e.contains("short.key") && e.contains("64 hex"), "{e}");
     }
 }
