@@ -287,12 +287,15 @@ where
                 // those by outer id before any decryption.
                 if stored && transport.processed(&event.id).await {
                     stats.already_processed.fetch_add(1, Ordering::Relaxed);
-                    stats.dropped.fetch_add(1, Ordering::Relaxed);
+                    stats.drop_for("already_processed");
                     continue;
                 }
-                let Some((created_at, req)) = intake(&shared, &event, stored) else {
-                    stats.dropped.fetch_add(1, Ordering::Relaxed);
-                    continue;
+                let (created_at, req) = match intake(&shared, &event, stored) {
+                    Ok(r) => r,
+                    Err(reason) => {
+                        stats.drop_for(reason);
+                        continue;
+                    },
                 };
                 stats.requests.fetch_add(1, Ordering::Relaxed);
                 if stored {
@@ -371,8 +374,9 @@ fn drain_sorted(
 
 /// The intake pipeline and the mapping: the sender timestamp and the
 /// request, or `None` when the event is dropped.
-/// `stored`: the event came during a catch-up (from the relay's storage).
-fn intake(shared: &Shared, event: &Event, stored: bool) -> Option<(u64, Request)> {
+/// `stored`: the event came during a catch-up (from the relay's storage). `Err`: why it was
+/// dropped (the intake's or the mapping's reason label).
+fn intake(shared: &Shared, event: &Event, stored: bool) -> Result<(u64, Request), &'static str> {
     let t = &shared.transport;
     let now = t.now();
     let opened = {
@@ -390,15 +394,15 @@ fn intake(shared: &Shared, event: &Event, stored: bool) -> Option<(u64, Request)
         Ok(o) => o,
         Err(drop) => {
             debug!(id = %event.id, reason = drop.as_str(), "event dropped");
-            return None;
+            return Err(drop.as_str());
         },
     };
     shared.advance(opened.created_at);
     match to_request(&opened.message, &opened.inbound()) {
-        Ok(req) => Some((opened.created_at, req)),
+        Ok(req) => Ok((opened.created_at, req)),
         Err(d) => {
             debug!(id = %event.id, reason = d.reason.as_str(), action = %d.action, "message dropped");
-            None
+            Err(d.reason.as_str())
         },
     }
 }

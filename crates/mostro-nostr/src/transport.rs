@@ -96,10 +96,24 @@ pub(crate) struct Counters {
     pub(crate) requests: AtomicU64,
     pub(crate) caught_up: AtomicU64,
     pub(crate) already_processed: AtomicU64,
+    /// Drops by reason label.
+    pub(crate) drops: Mutex<std::collections::BTreeMap<&'static str, u64>>,
+}
+
+impl Counters {
+    /// One dropped event, with why.
+    pub(crate) fn drop_for(&self, reason: &'static str) {
+        self.dropped.fetch_add(1, Ordering::Relaxed);
+        let mut d = match self.drops.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        *d.entry(reason).or_insert(0) += 1;
+    }
 }
 
 /// A snapshot of the inbound counters, for logs and metrics.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct InboundStats {
     /// Protocol events received from relays (every copy, every relay).
     pub events: u64,
@@ -113,6 +127,9 @@ pub struct InboundStats {
     /// Events a relay returned from storage that the store's replay guard already held:
     /// dropped before any decryption.
     pub already_processed: u64,
+    /// Dropped events by reason (`stale`, `replay`, `rate_limited`, `already_processed`, the
+    /// unwrap and mapping reasons, ...).
+    pub drops: std::collections::BTreeMap<&'static str, u64>,
 }
 
 impl std::fmt::Debug for NostrTransport {
@@ -209,6 +226,10 @@ impl NostrTransport {
             requests: c.requests.load(Ordering::Relaxed),
             caught_up: c.caught_up.load(Ordering::Relaxed),
             already_processed: c.already_processed.load(Ordering::Relaxed),
+            drops: match c.drops.lock() {
+                Ok(g) => g.clone(),
+                Err(p) => p.into_inner().clone(),
+            },
         }
     }
 

@@ -608,6 +608,16 @@ async fn relay_restart_loses_nothing_and_processes_nothing_twice() {
     // replay guard dropped those before decryption.
     let stats = node.transport.inbound_stats();
     assert!(stats.already_processed > 0, "{stats:?}");
+    assert_eq!(
+        stats.drops.get("already_processed").copied(),
+        Some(stats.already_processed),
+        "{stats:?}"
+    );
+    assert_eq!(
+        stats.drops.values().sum::<u64>(),
+        stats.dropped,
+        "{stats:?}"
+    );
     // Nothing is left unsent in the outbox.
     assert_eq!(node.engine.resume().await.unwrap(), 0);
     node.stop().await;
