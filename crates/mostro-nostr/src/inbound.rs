@@ -107,6 +107,9 @@ struct Shared {
     node: PublicKey,
     /// Newest processed sender timestamp (never ahead of our clock).
     watermark: AtomicU64,
+    /// Newest processed sender timestamp per relay (what each relay delivered), so that a relay
+    /// that was away longer than the others is caught up from its own point, not theirs.
+    relay_marks: StdMutex<HashMap<RelayUrl, u64>>,
     /// Subscriptions replaying stored events (until their EOSE): their
     /// events are buffered and handled oldest first, because relays return
     /// stored events newest first.
@@ -114,11 +117,13 @@ struct Shared {
 }
 
 impl Shared {
-    /// The two filters. `since` = the newest processed sender timestamp
-    /// minus the margin (at least the freshness window: a client's clock may
-    /// be that far behind), but never before what the intake would drop
-    /// anyway (now minus the catch-up horizon); gift wraps two days earlier.
-    fn filters(&self) -> (Filter, Filter) {
+    /// The two filters for `url`. `since` = the newest sender timestamp that
+    /// relay delivered (or, for a relay not heard from in this process, the
+    /// newest processed one overall) minus the margin (at least the freshness
+    /// window: a client's clock may be that far behind), but never before what
+    /// the intake would drop anyway (now minus the catch-up horizon); gift
+    /// wraps two days earlier.
+    fn filters(&self, url: &RelayUrl) -> (Filter, Filter) {
         let t = &self.transport;
         let intake = &t.config().intake;
         let margin = t
@@ -126,11 +131,9 @@ impl Shared {
             .catch_up_margin_secs
             .max(intake.freshness_secs.unwrap_or(0));
         let floor = t.now().saturating_sub(intake.catch_up_horizon_secs);
-        let since = self
-            .watermark
-            .load(Ordering::Relaxed)
-            .saturating_sub(margin)
-            .max(floor);
+        let global = self.watermark.load(Ordering::Relaxed);
+        let mark = self.relay_mark(url).map_or(global, |m| m.min(global));
+        let since = mark.saturating_sub(margin).max(floor);
         let v2 = Filter::new()
             .kind(Kind::from(KIND_V2))
             .pubkey(self.node)
@@ -163,9 +166,29 @@ impl Shared {
         self.lock_catch_up().contains_key(&(url.clone(), id))
     }
 
-    /// Ends a catch-up (EOSE received); `true` if one was running.
+    /// Ends a catch-up (EOSE received); `true` if one was running. When both subscriptions of
+    /// the relay are done, its mark moves to when they were sent.
     fn end_catch_up(&self, url: &RelayUrl, id: &'static str) -> bool {
-        self.lock_catch_up().remove(&(url.clone(), id)).is_some()
+        let (started, both_done) = {
+            let mut c = self.lock_catch_up();
+            let started = c.remove(&(url.clone(), id));
+            let both = [SUB_V2, SUB_V1]
+                .iter()
+                .all(|s| !c.contains_key(&(url.clone(), *s)));
+            (started, both)
+        };
+        if let Some(t) = started {
+            if both_done {
+                let at = self
+                    .transport
+                    .now()
+                    .saturating_sub(t.elapsed().as_secs().saturating_add(1));
+                self.caught_up_to(url, at);
+            }
+            true
+        } else {
+            false
+        }
     }
 
     /// Ends the catch-ups that waited too long for their EOSE.
@@ -184,7 +207,7 @@ impl Shared {
 
     async fn subscribe(&self, url: &RelayUrl) {
         self.start_catch_up(url);
-        let (f2, f1) = self.filters();
+        let (f2, f1) = self.filters(url);
         let client = self.transport.client();
         for (id, filter) in [(SUB_V2, f2), (SUB_V1, f1)] {
             let sub = SubscriptionId::new(id);
@@ -201,10 +224,32 @@ impl Shared {
         }
     }
 
-    fn advance(&self, created_at: u64) {
-        let now = self.transport.now();
-        self.watermark
-            .fetch_max(created_at.min(now), Ordering::Relaxed);
+    fn lock_marks(&self) -> std::sync::MutexGuard<'_, HashMap<RelayUrl, u64>> {
+        match self.relay_marks.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        }
+    }
+
+    fn relay_mark(&self, url: &RelayUrl) -> Option<u64> {
+        self.lock_marks().get(url).copied()
+    }
+
+    /// `url` delivered an event with sender time `created_at` (never ahead of our clock).
+    fn advance(&self, url: &RelayUrl, created_at: u64) {
+        let at = created_at.min(self.transport.now());
+        self.watermark.fetch_max(at, Ordering::Relaxed);
+        let mut m = self.lock_marks();
+        let e = m.entry(url.clone()).or_insert(at);
+        *e = (*e).max(at);
+    }
+
+    /// `url` finished replaying its stored events: it has given us everything up to the
+    /// subscription, so its mark moves there even when nothing new came.
+    fn caught_up_to(&self, url: &RelayUrl, at: u64) {
+        let mut m = self.lock_marks();
+        let e = m.entry(url.clone()).or_insert(at);
+        *e = (*e).max(at);
     }
 }
 
@@ -238,6 +283,7 @@ where
     let shared = Arc::new(Shared {
         node: transport.keys().public_key(),
         watermark: AtomicU64::new(from),
+        relay_marks: StdMutex::new(HashMap::new()),
         transport: transport.clone(),
         catching_up: StdMutex::new(HashMap::new()),
     });
@@ -290,7 +336,7 @@ where
                     stats.drop_for("already_processed");
                     continue;
                 }
-                let (created_at, req) = match intake(&shared, &event, stored) {
+                let (created_at, req) = match intake(&shared, &relay_url, &event, stored) {
                     Ok(r) => r,
                     Err(reason) => {
                         stats.drop_for(reason);
@@ -316,7 +362,7 @@ where
                     continue;
                 };
                 if shared.end_catch_up(&relay_url, sub) {
-                    for req in drain_sorted(&mut buffers, &(relay_url, sub)) {
+                    for req in drain_sorted(&mut buffers, &(relay_url.clone(), sub)) {
                         dispatch(req, &handler, &transport, &mut workers, &mut running);
                     }
                 }
@@ -376,7 +422,12 @@ fn drain_sorted(
 /// request, or `None` when the event is dropped.
 /// `stored`: the event came during a catch-up (from the relay's storage). `Err`: why it was
 /// dropped (the intake's or the mapping's reason label).
-fn intake(shared: &Shared, event: &Event, stored: bool) -> Result<(u64, Request), &'static str> {
+fn intake(
+    shared: &Shared,
+    url: &RelayUrl,
+    event: &Event,
+    stored: bool,
+) -> Result<(u64, Request), &'static str> {
     let t = &shared.transport;
     let now = t.now();
     let opened = {
@@ -397,7 +448,7 @@ fn intake(shared: &Shared, event: &Event, stored: bool) -> Result<(u64, Request)
             return Err(drop.as_str());
         },
     };
-    shared.advance(opened.created_at);
+    shared.advance(url, opened.created_at);
     match to_request(&opened.message, &opened.inbound()) {
         Ok(req) => Ok((opened.created_at, req)),
         Err(d) => {
@@ -542,5 +593,81 @@ async fn watch_relay(shared: Arc<Shared>, url: RelayUrl, relay: Relay) {
             Ok(RelayNotification::Shutdown) | Err(broadcast::error::RecvError::Closed) => return,
             Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {},
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "test code")]
+
+    use super::*;
+    use crate::TransportConfig;
+    use mostro_core::ports::Clock;
+    use mostro_core::types::Timestamp as CoreTime;
+
+    struct At(u64);
+    impl Clock for At {
+        fn now(&self) -> CoreTime {
+            CoreTime(self.0)
+        }
+    }
+
+    const T: u64 = 1_800_000_000;
+
+    fn shared(watermark: u64) -> Shared {
+        let keys = nostr_sdk::Keys::generate();
+        let mut config = TransportConfig::new(&keys, Vec::new());
+        config.catch_up_margin_secs = 10;
+        config.intake.freshness_secs = Some(10);
+        config.intake.catch_up_horizon_secs = 3600;
+        let transport = Arc::new(NostrTransport::new(keys, config, Arc::new(At(T)), None));
+        Shared {
+            node: transport.keys().public_key(),
+            watermark: AtomicU64::new(watermark),
+            relay_marks: StdMutex::new(HashMap::new()),
+            transport,
+            catching_up: StdMutex::new(HashMap::new()),
+        }
+    }
+
+    fn since(s: &Shared, url: &RelayUrl) -> (u64, u64) {
+        let (v2, v1) = s.filters(url);
+        (v2.since.unwrap().as_secs(), v1.since.unwrap().as_secs())
+    }
+
+    #[test]
+    fn a_relay_away_longer_is_caught_up_from_its_own_mark() {
+        let a = RelayUrl::parse("ws://127.0.0.1:1").unwrap();
+        let b = RelayUrl::parse("ws://127.0.0.1:2").unwrap();
+        let c = RelayUrl::parse("ws://127.0.0.1:3").unwrap();
+        let s = shared(T - 600);
+        // B last delivered something 500 s ago; A is current.
+        s.advance(&b, T - 500);
+        s.advance(&a, T - 5);
+        assert_eq!(s.watermark.load(Ordering::Relaxed), T - 5);
+        assert_eq!(since(&s, &a).0, T - 15);
+        assert_eq!(since(&s, &b).0, T - 510, "B from its own mark");
+        assert_eq!(
+            since(&s, &b).1,
+            T - 510 - v1::TWEAK_SECS,
+            "gift wraps two days earlier"
+        );
+        assert_eq!(
+            since(&s, &c).0,
+            T - 15,
+            "a relay not heard from: the overall mark"
+        );
+        // A sender clock ahead of ours does not move a mark past now.
+        s.advance(&a, T + 100);
+        assert_eq!(since(&s, &a).0, T - 10);
+        // B finished replaying both subscriptions: it is current up to when they were sent.
+        s.start_catch_up(&b);
+        assert!(s.end_catch_up(&b, SUB_V2));
+        assert_eq!(since(&s, &b).0, T - 510, "one subscription still replaying");
+        assert!(s.end_catch_up(&b, SUB_V1));
+        assert!(since(&s, &b).0 >= T - 12, "{:?}", since(&s, &b));
+        // Never earlier than the horizon.
+        let old = shared(T - 10_000);
+        assert_eq!(since(&old, &c).0, T - 3600);
     }
 }
