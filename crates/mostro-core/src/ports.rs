@@ -464,6 +464,13 @@ pub trait Store: Send + Sync {
         limit: usize,
     ) -> Result<Vec<(EffectId, Effect)>, StoreError>;
 
+    /// How many outbox effects are not yet done (the outbox depth, for metrics). The default
+    /// counts a full listing; stores override it with a count query.
+    async fn pending_effect_count(&self) -> Result<u64, StoreError> {
+        let all = self.pending_effects(usize::MAX).await?;
+        Ok(u64::try_from(all.len()).unwrap_or(u64::MAX))
+    }
+
     /// Whether an outbox effect is still pending (inserted and neither done nor dead).
     ///
     /// # Implementations

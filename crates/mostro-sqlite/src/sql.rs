@@ -44,6 +44,8 @@ pub(crate) const PENDING_EFFECTS: &str =
 /// `pending_effects_after(after, limit)`: the retry cursor.
 pub(crate) const PENDING_EFFECTS_AFTER: &str =
     "SELECT id, effect FROM outbox WHERE done_at IS NULL AND id > ?1 ORDER BY id LIMIT ?2";
+/// `pending_effect_count()`: the outbox depth.
+pub(crate) const PENDING_COUNT: &str = "SELECT COUNT(*) FROM outbox WHERE done_at IS NULL";
 /// `effect_pending(id)`.
 pub(crate) const EFFECT_PENDING: &str = "SELECT 1 FROM outbox WHERE id = ?1 AND done_at IS NULL";
 /// `dead_effects(limit)`: newest first.
@@ -107,6 +109,7 @@ pub(crate) const PLANNED: &[(&str, &str)] = &[
     ("pending_effects", PENDING_EFFECTS),
     ("pending_effects_after", PENDING_EFFECTS_AFTER),
     ("effect_pending", EFFECT_PENDING),
+    ("pending_count", PENDING_COUNT),
     ("dead_effects", DEAD_EFFECTS),
     ("dead_count", DEAD_COUNT),
     ("mark_dead", MARK_DEAD),
@@ -494,6 +497,13 @@ pub(crate) fn pending_effects_after(
         out.push((id, effect));
     }
     Ok(out)
+}
+
+pub(crate) fn pending_count(conn: &Connection) -> R<u64> {
+    let n: i64 = conn
+        .prepare_cached(PENDING_COUNT)?
+        .query_row([], |r| r.get(0))?;
+    Ok(u64::try_from(n).unwrap_or(0))
 }
 
 pub(crate) fn effect_pending(conn: &Connection, id: EffectId) -> R<bool> {

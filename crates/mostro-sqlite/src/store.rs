@@ -319,6 +319,10 @@ impl Store for SqliteStore {
         self.read(move |c| sql::effect_pending(c, id)).await
     }
 
+    async fn pending_effect_count(&self) -> Result<u64, StoreError> {
+        self.read(sql::pending_count).await
+    }
+
     async fn dead_effects(&self, limit: usize) -> Result<(Vec<DeadEffect>, u64), StoreError> {
         self.read(move |c| sql::dead_effects(c, limit)).await
     }
