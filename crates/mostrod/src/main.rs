@@ -1,8 +1,10 @@
 //! `mostrod`: the Mostro daemon. It reads config and composes the engine with its adapters.
 
+mod admin;
 mod config;
 mod daemon;
 mod demo;
+mod health;
 mod http;
 mod metrics;
 mod node;
@@ -65,6 +67,9 @@ enum Cmd {
         /// Config file (for the endpoint address and token).
         #[arg(long, env = "MOSTRO_CONFIG", default_value = "mostrod.toml")]
         config: PathBuf,
+        /// Print the endpoint's raw JSON instead of a table.
+        #[arg(long, global = true)]
+        json: bool,
         #[command(subcommand)]
         what: AdminCmd,
     },
@@ -77,6 +82,11 @@ enum AdminCmd {
         /// Status (e.g. pending, active, dispute).
         #[arg(long)]
         status: Option<String>,
+    },
+    /// One order by id (open or finished).
+    Order {
+        /// Order id (UUID).
+        id: String,
     },
     /// List orders in dispute.
     Disputes,
@@ -129,24 +139,55 @@ fn fail(e: &anyhow::Error) {
     eprintln!("mostrod: {e:#}");
 }
 
-async fn admin(config: &Path, what: AdminCmd) -> anyhow::Result<()> {
+async fn admin(config: &Path, json: bool, what: AdminCmd) -> anyhow::Result<()> {
+    use ::http::Method;
     let cfg = load(config)?;
     let token_path = cfg.data_path(&cfg.admin.token_file);
     let token = std::fs::read_to_string(&token_path)
         .with_context(|| format!("cannot read admin token {}", token_path.display()))?;
-    let (method, target) = match what {
-        AdminCmd::Orders { status: Some(s) } => ("GET", format!("/admin/orders?status={s}")),
-        AdminCmd::Orders { status: None } => ("GET", "/admin/orders".to_owned()),
-        AdminCmd::Disputes => ("GET", "/admin/disputes".to_owned()),
-        AdminCmd::Alarms => ("GET", "/admin/alarms".to_owned()),
+    let (method, target) = match &what {
+        AdminCmd::Orders { status: Some(s) } => {
+            if !s
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            {
+                anyhow::bail!("--status: not a status: {s}");
+            }
+            (Method::GET, format!("/admin/orders?status={s}"))
+        },
+        AdminCmd::Orders { status: None } => (Method::GET, "/admin/orders".to_owned()),
+        AdminCmd::Order { id } => {
+            let id = uuid::Uuid::parse_str(id)
+                .map_err(|e| anyhow::anyhow!("order id `{id}` is not a UUID: {e}"))?;
+            (Method::GET, format!("/admin/orders/{id}"))
+        },
+        AdminCmd::Disputes => (Method::GET, "/admin/disputes".to_owned()),
+        AdminCmd::Alarms => (Method::GET, "/admin/alarms".to_owned()),
         AdminCmd::Maintenance { state } => match state.as_str() {
-            "on" => ("POST", "/admin/maintenance?on=true".to_owned()),
-            "off" => ("POST", "/admin/maintenance?on=false".to_owned()),
+            "on" => (Method::POST, "/admin/maintenance?on=true".to_owned()),
+            "off" => (Method::POST, "/admin/maintenance?on=false".to_owned()),
             other => anyhow::bail!("maintenance takes `on` or `off`, not `{other}`"),
         },
     };
-    let body = http::request(cfg.admin.listen, token.trim(), method, &target).await?;
-    say(&body);
+    let body = admin::request(cfg.admin.listen, token.trim(), method, &target).await?;
+    if json {
+        say(&body.to_string());
+        return Ok(());
+    }
+    let text = match what {
+        AdminCmd::Orders { .. } | AdminCmd::Disputes => admin::orders_table(&body),
+        AdminCmd::Order { .. } => admin::order_detail(&body),
+        AdminCmd::Alarms => admin::alarms_table(&body),
+        AdminCmd::Maintenance { .. } => format!(
+            "maintenance mode {}",
+            if body.get("maintenance").and_then(serde_json::Value::as_bool) == Some(true) {
+                "on: new orders and takes are refused"
+            } else {
+                "off"
+            }
+        ),
+    };
+    say(text.trim_end());
     Ok(())
 }
 
@@ -208,7 +249,7 @@ fn main() -> ExitCode {
                     cfg.data_path(&cfg.database.path).display()
                 ));
             }),
-            Cmd::Admin { config, what } => admin(&config, what).await,
+            Cmd::Admin { config, json, what } => admin(&config, json, what).await,
             Cmd::Run { config } => {
                 let cfg = load(&config)?;
                 node::run(cfg, async {
