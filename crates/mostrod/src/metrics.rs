@@ -335,3 +335,46 @@ impl Store for MeteredStore {
         self.inner.solver(identity).await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_family_has_help_once_it_has_samples() {
+        let m = Metrics::default();
+        m.observe("pay", Instant::now(), false);
+        m.messages_in.get_or_create(&protocol(Protocol::V1)).inc();
+        m.messages_out.get_or_create(&protocol(Protocol::V2)).inc();
+        m.store_commit.observe(0.002);
+        let mut r = Registry::default();
+        m.register(&mut r);
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &r).unwrap();
+        let typed: Vec<&str> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("# TYPE "))
+            .filter_map(|l| l.split_whitespace().next())
+            .collect();
+        assert_eq!(typed.len(), 7, "{text}");
+        for f in typed {
+            assert!(text.contains(&format!("# HELP {f} ")), "{f}: {text}");
+        }
+        assert!(
+            text.contains("mostro_lightning_call_errors_total{method=\"pay\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("mostro_messages_in_total{protocol=\"v1\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("mostro_store_commit_seconds_count 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("# UNIT mostro_lightning_call_seconds seconds"),
+            "{text}"
+        );
+    }
+}
