@@ -488,6 +488,13 @@ pub trait Store: Send + Sync {
 
     /// A registered solver.
     async fn solver(&self, identity: &PubKey) -> Result<Option<Solver>, StoreError>;
+
+    /// Every registered solver, by identity (the admin listing).
+    async fn solvers(&self) -> Result<Vec<Solver>, StoreError>;
+
+    /// Removes a solver registration; whether there was one. (Registrations are written by
+    /// commits; removal is an admin action outside any trade.)
+    async fn remove_solver(&self, identity: &PubKey) -> Result<bool, StoreError>;
 }
 
 /// Transport failure.

@@ -60,6 +60,10 @@ pub(crate) const USER: &str = "SELECT identity, last_trade_index, reviews, ratin
      max_rating, last_rating, created_at FROM users WHERE identity = ?1";
 /// `solver(identity)`.
 pub(crate) const SOLVER: &str = "SELECT can_write FROM solvers WHERE identity = ?1";
+/// `solvers()`: the admin listing (a scan of a small table).
+pub(crate) const SOLVERS: &str = "SELECT identity, can_write FROM solvers ORDER BY identity";
+/// `remove_solver(identity)`.
+pub(crate) const REMOVE_SOLVER: &str = "DELETE FROM solvers WHERE identity = ?1";
 /// `prune_events(older_than)`.
 pub(crate) const PRUNE_EVENTS: &str = "DELETE FROM events WHERE seen_at < ?1";
 /// `prune_outbox(older_than)`.
@@ -559,6 +563,28 @@ pub(crate) fn user(conn: &Connection, identity: &PubKey) -> R<Option<User>> {
         last_rating: row.get(6)?,
         created_at: Timestamp(uint(row.get(7)?, "user creation time")?),
     }))
+}
+
+pub(crate) fn solvers(conn: &Connection) -> R<Vec<Solver>> {
+    let mut stmt = conn.prepare_cached(SOLVERS)?;
+    let mut rows = stmt.query([])?;
+    let mut out = Vec::new();
+    while let Some(row) = rows.next()? {
+        let key: Vec<u8> = row.get(0)?;
+        let key: [u8; 32] = key
+            .as_slice()
+            .try_into()
+            .map_err(|_| corrupt(format!("solver key of {} bytes", key.len())))?;
+        out.push(Solver {
+            identity: PubKey(key),
+            write: row.get(1)?,
+        });
+    }
+    Ok(out)
+}
+
+pub(crate) fn remove_solver(conn: &Connection, identity: &PubKey) -> R<bool> {
+    Ok(conn.prepare_cached(REMOVE_SOLVER)?.execute([&identity.0])? > 0)
 }
 
 pub(crate) fn solver(conn: &Connection, identity: &PubKey) -> R<Option<Solver>> {

@@ -341,4 +341,13 @@ impl Store for SqliteStore {
         let identity = *identity;
         self.read(move |c| sql::solver(c, &identity)).await
     }
+
+    async fn solvers(&self) -> Result<Vec<Solver>, StoreError> {
+        self.read(sql::solvers).await
+    }
+
+    async fn remove_solver(&self, identity: &PubKey) -> Result<bool, StoreError> {
+        let identity = *identity;
+        self.write(move |c| sql::remove_solver(c, &identity)).await
+    }
 }

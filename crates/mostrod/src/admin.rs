@@ -221,6 +221,29 @@ pub fn alarms_table(v: &Value) -> String {
     out
 }
 
+/// Solvers as a table.
+#[must_use]
+pub fn solvers_table(v: &Value) -> String {
+    let list = v.as_array().map(Vec::as_slice).unwrap_or_default();
+    if list.is_empty() {
+        return "no solvers\n".to_owned();
+    }
+    let rows: Vec<Vec<String>> = list
+        .iter()
+        .map(|s| {
+            vec![
+                cell(s.get("npub")),
+                if s.get("write").and_then(Value::as_bool) == Some(true) {
+                    "read-write".to_owned()
+                } else {
+                    "read-only".to_owned()
+                },
+            ]
+        })
+        .collect();
+    table(&["NPUB", "PERMISSION"], &rows)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -11,7 +11,10 @@
 //! - `GET /admin/disputes`: orders in dispute with their dispute, as JSON;
 //! - `POST /admin/maintenance?on=true|false`: refuse new orders and takes (open trades go on);
 //! - `GET /admin/alarms`: duplicate / stale payouts, escrows near expiry in disputes, and the
-//!   dead-lettered effects (newest 100, with their reasons).
+//!   dead-lettered effects (newest 100, with their reasons);
+//! - `GET /admin/solvers`: registered dispute solvers;
+//! - `POST /admin/solvers?pubkey=<npub|hex>[&write=true]`: registers (or updates) a solver;
+//! - `DELETE /admin/solvers/{pubkey}`: removes one (404 when not registered).
 //!
 //! Every request is bounded by [`REQUEST_TIMEOUT`]; the admin routes take only loopback peers
 //! and compare the bearer token in constant time.
@@ -27,11 +30,12 @@ use axum::extract::{ConnectInfo, Path, RawQuery, Request, State as AxState};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use mostro_core::engine::Engine;
 use mostro_core::order::{Order, Status};
+use mostro_core::ports::Solver;
 use mostro_core::ports::{Clock, Store};
-use mostro_core::types::OrderId;
+use mostro_core::types::{OrderId, PubKey};
 use mostro_nostr::NostrTransport;
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::ConstCounter;
@@ -113,6 +117,8 @@ pub fn admin_router(state: Shared) -> Router {
         .route("/admin/disputes", get(disputes))
         .route("/admin/alarms", get(alarms))
         .route("/admin/maintenance", post(maintenance))
+        .route("/admin/solvers", get(solvers).post(add_solver))
+        .route("/admin/solvers/{pubkey}", delete(remove_solver))
         .route_layer(middleware::from_fn_with_state(state.clone(), authorize))
         .with_state(state.clone());
     public_router(state).merge(admin)
@@ -329,6 +335,64 @@ async fn maintenance(AxState(state): AxState<Shared>, RawQuery(raw): RawQuery) -
     state.engine.set_maintenance(on);
     warn!(maintenance = on, "maintenance mode changed by admin");
     json_response(StatusCode::OK, &json!({"maintenance": on}))
+}
+
+/// A public key from npub (bech32) or hex.
+fn parse_key(s: &str) -> Option<PubKey> {
+    let k = nostr_sdk::PublicKey::parse(s.trim()).ok()?;
+    Some(PubKey(k.to_bytes()))
+}
+
+fn solver_json(s: &Solver) -> serde_json::Value {
+    use nostr_sdk::ToBech32;
+    let npub = nostr_sdk::PublicKey::from_slice(&s.identity.0)
+        .ok()
+        .and_then(|k| k.to_bech32().ok());
+    json!({"pubkey": s.identity.to_hex(), "npub": npub, "write": s.write})
+}
+
+async fn solvers(AxState(state): AxState<Shared>) -> Response {
+    match state.engine.solvers().await {
+        Ok(list) => json_response(
+            StatusCode::OK,
+            &serde_json::Value::Array(list.iter().map(solver_json).collect()),
+        ),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
+    }
+}
+
+async fn add_solver(AxState(state): AxState<Shared>, RawQuery(raw): RawQuery) -> Response {
+    let q = query(raw.as_deref());
+    let Some(identity) = q.get("pubkey").and_then(|k| parse_key(k)) else {
+        return error(StatusCode::BAD_REQUEST, "pubkey=<npub or hex public key>");
+    };
+    let write = match q.get("write") {
+        None | Some(&"false") => false,
+        Some(&"true") => true,
+        Some(_) => return error(StatusCode::BAD_REQUEST, "write=true|false"),
+    };
+    let solver = Solver { identity, write };
+    match state.engine.add_solver(solver).await {
+        Ok(()) => {
+            warn!(solver = %identity, write, "solver registered by admin");
+            json_response(StatusCode::OK, &solver_json(&solver))
+        },
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
+    }
+}
+
+async fn remove_solver(AxState(state): AxState<Shared>, Path(key): Path<String>) -> Response {
+    let Some(identity) = parse_key(&key) else {
+        return error(StatusCode::BAD_REQUEST, format!("not a public key: {key}"));
+    };
+    match state.engine.remove_solver(&identity).await {
+        Ok(true) => {
+            warn!(solver = %identity, "solver removed by admin");
+            json_response(StatusCode::OK, &json!({"removed": identity.to_hex()}))
+        },
+        Ok(false) => error(StatusCode::NOT_FOUND, format!("no solver {key}")),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
+    }
 }
 
 fn gauge_family() -> Family<Labels, Gauge> {

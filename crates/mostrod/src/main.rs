@@ -92,11 +92,42 @@ enum AdminCmd {
     Disputes,
     /// Payout alarms (duplicates, escrows near expiry) and dead-lettered effects.
     Alarms,
+    /// Dispute solvers: list, add, remove.
+    Solvers {
+        #[command(subcommand)]
+        what: SolversCmd,
+    },
     /// Refuse new orders and takes (`on`) or accept them again (`off`).
     Maintenance {
         /// on | off
         state: String,
     },
+}
+
+#[derive(Subcommand, Debug)]
+enum SolversCmd {
+    /// Registered solvers.
+    List,
+    /// Register (or update) a solver.
+    Add {
+        /// The solver's public key (npub or hex).
+        npub: String,
+        /// May settle and cancel disputes (default: read-only).
+        #[arg(long)]
+        read_write: bool,
+    },
+    /// Remove a solver.
+    Remove {
+        /// The solver's public key (npub or hex).
+        npub: String,
+    },
+}
+
+/// A public key argument as hex, or an error naming the argument.
+fn solver_key(arg: &str) -> anyhow::Result<String> {
+    nostr_sdk::PublicKey::parse(arg.trim())
+        .map(|k| k.to_hex())
+        .map_err(|e| anyhow::anyhow!("NPUB `{arg}` is not a public key (npub or hex): {e}"))
 }
 
 fn env_vars() -> Vec<(String, String)> {
@@ -168,6 +199,20 @@ async fn admin(config: &Path, json: bool, what: AdminCmd) -> anyhow::Result<()> 
             "off" => (Method::POST, "/admin/maintenance?on=false".to_owned()),
             other => anyhow::bail!("maintenance takes `on` or `off`, not `{other}`"),
         },
+        AdminCmd::Solvers { what } => match what {
+            SolversCmd::List => (Method::GET, "/admin/solvers".to_owned()),
+            SolversCmd::Add { npub, read_write } => (
+                Method::POST,
+                format!(
+                    "/admin/solvers?pubkey={}&write={read_write}",
+                    solver_key(npub)?
+                ),
+            ),
+            SolversCmd::Remove { npub } => (
+                Method::DELETE,
+                format!("/admin/solvers/{}", solver_key(npub)?),
+            ),
+        },
     };
     let body = admin::request(cfg.admin.listen, token.trim(), method, &target).await?;
     if json {
@@ -178,6 +223,25 @@ async fn admin(config: &Path, json: bool, what: AdminCmd) -> anyhow::Result<()> 
         AdminCmd::Orders { .. } | AdminCmd::Disputes => admin::orders_table(&body),
         AdminCmd::Order { .. } => admin::order_detail(&body),
         AdminCmd::Alarms => admin::alarms_table(&body),
+        AdminCmd::Solvers {
+            what: SolversCmd::List,
+        } => admin::solvers_table(&body),
+        AdminCmd::Solvers {
+            what: SolversCmd::Add { .. },
+        } => format!(
+            "solver {} registered ({})",
+            body.get("npub")
+                .and_then(serde_json::Value::as_str)
+                .unwrap_or_default(),
+            if body.get("write").and_then(serde_json::Value::as_bool) == Some(true) {
+                "read-write"
+            } else {
+                "read-only"
+            }
+        ),
+        AdminCmd::Solvers {
+            what: SolversCmd::Remove { npub },
+        } => format!("solver {npub} removed"),
         AdminCmd::Maintenance { .. } => format!(
             "maintenance mode {}",
             if body.get("maintenance").and_then(serde_json::Value::as_bool) == Some(true) {

@@ -334,6 +334,12 @@ impl Store for MeteredStore {
     async fn solver(&self, identity: &PubKey) -> Result<Option<Solver>, StoreError> {
         self.inner.solver(identity).await
     }
+    async fn solvers(&self) -> Result<Vec<Solver>, StoreError> {
+        self.inner.solvers().await
+    }
+    async fn remove_solver(&self, identity: &PubKey) -> Result<bool, StoreError> {
+        self.inner.remove_solver(identity).await
+    }
 }
 
 #[cfg(test)]

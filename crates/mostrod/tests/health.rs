@@ -321,6 +321,49 @@ listen = "{metrics}"
     let out = admin_cli(&cfg_path, &["maintenance", "off"]);
     assert!(out.status.success(), "{out:?}");
 
+    // Solvers: add (read-write), list, remove; a bad key names the argument.
+    let npub = {
+        use nostr_sdk::ToBech32;
+        Keys::generate().public_key().to_bech32().unwrap()
+    };
+    let out = admin_cli(&cfg_path, &["solvers", "list"]);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "no solvers",
+        "{out:?}"
+    );
+    let out = admin_cli(&cfg_path, &["solvers", "add", &npub, "--read-write"]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("read-write"),
+        "{out:?}"
+    );
+    let out = admin_cli(&cfg_path, &["--json", "solvers", "list"]);
+    let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(list.as_array().unwrap().len(), 1, "{list}");
+    assert_eq!(list[0]["npub"], npub.as_str(), "{list}");
+    assert_eq!(list[0]["write"], true, "{list}");
+    let out = admin_cli(&cfg_path, &["solvers", "list"]);
+    let table = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        table.contains(&npub) && table.contains("read-write"),
+        "{table}"
+    );
+    let out = admin_cli(&cfg_path, &["solvers", "remove", &npub]);
+    assert!(out.status.success(), "{out:?}");
+    let out = admin_cli(&cfg_path, &["solvers", "remove", &npub]);
+    assert!(!out.status.success(), "second removal: {out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("404"),
+        "{out:?}"
+    );
+    let out = admin_cli(&cfg_path, &["solvers", "add", "npub1nope"]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("NPUB"),
+        "{out:?}"
+    );
+
     // LND goes away: not ready (naming lightning), lightning_up 0, still live.
     sim.stop().await;
     let (_, body) = until("not ready without LND", admin, "/health/ready", |c, _| {
