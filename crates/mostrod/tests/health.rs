@@ -170,9 +170,7 @@ fn admin_cli(config: &Path, args: &[&str]) -> Output {
     cmd.output().unwrap()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn readiness_and_lightning_up_follow_the_lnd_node() {
-    let dir = tempfile::tempdir().unwrap();
+async fn start_relay() -> (LocalRelay, u16) {
     let relay_port = free_port();
     let relay = LocalRelay::new(
         RelayBuilder::default()
@@ -184,21 +182,35 @@ async fn readiness_and_lightning_up_follow_the_lnd_node() {
             })),
     );
     relay.run().await.unwrap();
-    let clock: Arc<dyn Clock> = Arc::new(mostro_lnd_sim::SystemClock);
-    let ledger = Ledger::new(Network::Regtest, clock);
-    let sim = mostro_lnd_sim::LndSim::start(ledger, &dir.path().join("lnd"), 0)
-        .await
-        .unwrap();
+    (relay, relay_port)
+}
+
+fn write_key(dir: &Path) {
     {
         use std::os::unix::fs::OpenOptionsExt;
         let mut f = std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
             .mode(0o600)
-            .open(dir.path().join("node.key"))
+            .open(dir.join("node.key"))
             .unwrap();
         writeln!(f, "{}", Keys::generate().secret_key().to_secret_hex()).unwrap();
     }
+}
+
+fn ledger() -> Ledger {
+    let clock: Arc<dyn Clock> = Arc::new(mostro_lnd_sim::SystemClock);
+    Ledger::new(Network::Regtest, clock)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_and_lightning_up_follow_the_lnd_node() {
+    let dir = tempfile::tempdir().unwrap();
+    let (relay, relay_port) = start_relay().await;
+    let sim = mostro_lnd_sim::LndSim::start(ledger(), &dir.path().join("lnd"), 0)
+        .await
+        .unwrap();
+    write_key(dir.path());
     let admin = SocketAddr::from(([127, 0, 0, 1], free_port()));
     let metrics = SocketAddr::from(([127, 0, 0, 1], free_port()));
     let config = format!(
@@ -386,6 +398,71 @@ listen = "{metrics}"
 
     // LND is back on the same port: ready again, lightning_up 1.
     sim.start_again().await.unwrap();
+    until("ready again", admin, "/health/ready", |c, _| c == 200).await;
+    until("lightning_up 1 again", admin, "/metrics", |c, t| {
+        c == 200 && sample(t, "mostro_lightning_up").as_deref() == Some("1")
+    })
+    .await;
+    relay.shutdown();
+}
+
+/// The same outage seen through Core Lightning: the simulator's socket goes away and comes back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_and_lightning_up_follow_the_cln_node() {
+    let dir = tempfile::tempdir().unwrap();
+    let (relay, relay_port) = start_relay().await;
+    std::fs::create_dir_all(dir.path().join("cln")).unwrap();
+    let sim = mostro_cln_sim::ClnSim::start_in(
+        &dir.path().join("cln"),
+        ledger(),
+        mostro_cln_sim::HoldPlugin::Boltz,
+    )
+    .await
+    .unwrap();
+    write_key(dir.path());
+    let admin = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let config = format!(
+        r#"[nostr]
+relays = ["ws://127.0.0.1:{relay_port}"]
+
+[lightning]
+backend = "cln"
+network = "regtest"
+
+[lightning.cln]
+socket = "{socket}"
+
+[prices]
+fixed = {{ EUR = 50000.0 }}
+
+[admin]
+listen = "{admin}"
+"#,
+        socket = sim.socket_path().display(),
+    );
+    let cfg_path = dir.path().join("mostrod.toml");
+    std::fs::write(&cfg_path, config).unwrap();
+    let _daemon = Daemon::spawn(&cfg_path, &dir.path().join("mostrod.log"));
+    until("ready", admin, "/health/ready", |c, _| c == 200).await;
+    let (_, text) = get(admin, "/metrics").await.unwrap();
+    assert_eq!(sample(&text, "mostro_lightning_up").as_deref(), Some("1"));
+    assert!(families_without_help(&text).0.is_empty(), "{text}");
+
+    sim.stop().await;
+    let (_, body) = until("not ready without CLN", admin, "/health/ready", |c, _| {
+        c == 503
+    })
+    .await;
+    assert!(body.contains("\"failed\":[\"lightning\"]"), "{body}");
+    let (_, text) = get(admin, "/metrics").await.unwrap();
+    assert_eq!(
+        sample(&text, "mostro_lightning_up").as_deref(),
+        Some("0"),
+        "{text}"
+    );
+    assert_eq!(get(admin, "/health/live").await.unwrap().0, 200);
+
+    sim.start().unwrap();
     until("ready again", admin, "/health/ready", |c, _| c == 200).await;
     until("lightning_up 1 again", admin, "/metrics", |c, t| {
         c == 200 && sample(t, "mostro_lightning_up").as_deref() == Some("1")
