@@ -124,15 +124,45 @@ pub fn admin_router(state: Shared) -> Router {
     public_router(state).merge(admin)
 }
 
-/// Serves `router` until the listener fails.
+/// How long a client may take to send a request's headers.
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest life of one connection (keep-alive included): a slow or idle client cannot hold a
+/// connection longer.
+pub const CONNECTION_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Serves `router` (HTTP/1.1) until the task is aborted; each connection is bounded by
+/// [`HEADER_TIMEOUT`] and [`CONNECTION_TIMEOUT`], each request by [`REQUEST_TIMEOUT`].
 pub async fn serve(listener: TcpListener, router: Router) {
-    if let Err(e) = axum::serve(
-        listener,
-        router.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .await
-    {
-        warn!(error = %e, "HTTP endpoint stopped");
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    use tower::ServiceExt;
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(a) => a,
+            Err(e) => {
+                // Out of file descriptors and the like: pause instead of spinning.
+                warn!(error = %e, "HTTP accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            },
+        };
+        let router = router.clone();
+        tokio::spawn(async move {
+            let svc = hyper::service::service_fn(
+                move |mut req: hyper::Request<hyper::body::Incoming>| {
+                    req.extensions_mut().insert(ConnectInfo(peer));
+                    router.clone().oneshot(req)
+                },
+            );
+            let mut b = hyper::server::conn::http1::Builder::new();
+            b.timer(TokioTimer::new())
+                .header_read_timeout(HEADER_TIMEOUT);
+            let conn = b.serve_connection(TokioIo::new(stream), svc);
+            match tokio::time::timeout(CONNECTION_TIMEOUT, conn).await {
+                Ok(Err(e)) => tracing::debug!(error = %e, %peer, "HTTP connection"),
+                Ok(Ok(())) => {},
+                Err(_) => tracing::debug!(%peer, "HTTP connection closed after its time limit"),
+            }
+        });
     }
 }
 
