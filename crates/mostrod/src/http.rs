@@ -442,7 +442,7 @@ pub async fn registry(state: &State) -> Registry {
     let mut r = Registry::default();
     r.register(
         "mostro_build",
-        "Version and git commit of this mostrod build.",
+        "Version and git commit of this mostrod build",
         Info::new(vec![
             ("version", env!("CARGO_PKG_VERSION").to_owned()),
             ("commit", COMMIT.to_owned()),
@@ -460,85 +460,85 @@ pub async fn registry(state: &State) -> Registry {
             open.get_or_create(&vec![("status", s.to_owned())]).set(n);
         }
     }
-    r.register("mostro_open_orders", "Non-terminal orders by status.", open);
+    r.register("mostro_open_orders", "Non-terminal orders by status", open);
     let depth = state.store.pending_effect_count().await.unwrap_or(0);
     r.register(
         "mostro_outbox_pending",
-        "Outbox effects not yet done (the store's count).",
+        "Outbox effects not yet done (the store's count)",
         ConstGauge::new(as_i64(depth)),
     );
     let dead = state.store.dead_effects(0).await.map_or(0, |(_, n)| n);
     r.register(
         "mostro_outbox_dead",
-        "Effects given up as undeliverable (dead letters; see /admin/alarms).",
+        "Effects given up as undeliverable (dead letters; see /admin/alarms)",
         ConstGauge::new(as_i64(dead)),
     );
     let a = state.engine.alarms();
     r.register(
         "mostro_payout_duplicate",
-        "Successes the node reported for another payment hash of an already paid order, or for an earlier hash.",
+        "Successes the node reported for another payment hash of an already paid order, or for an earlier hash",
         ConstCounter::new(a.payout_duplicates.load(Ordering::Relaxed)),
     );
     r.register(
         "mostro_escrow_expiring",
-        "Disputed trades whose escrow HTLC reached the expiry margin.",
+        "Disputed trades whose escrow HTLC reached the expiry margin",
         ConstCounter::new(a.escrow_expiring.load(Ordering::Relaxed)),
     );
     let c = &state.counters;
     r.register(
         "mostro_node_events",
-        "Lightning node events handled (hold invoice and payment updates, blocks).",
+        "Lightning node events handled (hold invoice and payment updates, blocks)",
         ConstCounter::new(c.node_events.load(Ordering::Relaxed)),
     );
     r.register(
         "mostro_timeouts",
-        "Order deadlines fired by the scheduler.",
+        "Order deadlines fired by the scheduler",
         ConstCounter::new(c.timeouts.load(Ordering::Relaxed)),
     );
     r.register(
         "mostro_effect_retries",
-        "Outbox effects run again by the retry loop.",
+        "Outbox effects run again by the retry loop",
         ConstCounter::new(c.retries.load(Ordering::Relaxed)),
     );
     r.register(
         "mostro_lightning_connected",
-        "1 while the Lightning node's event stream is up, 0 after it failed until it delivers again.",
+        "1 while the Lightning node's event stream is up, 0 after it failed until it delivers again",
         ConstGauge::new(i64::from(c.node_connected.load(Ordering::Relaxed))),
     );
     r.register(
         "mostro_lightning_up",
-        "1 when the Lightning node answered its last GetInfo poll (every few seconds), else 0.",
+        "1 when the Lightning node answered its last GetInfo poll (every few seconds), else 0",
         ConstGauge::new(i64::from(state.lightning.up())),
     );
     r.register(
         "mostro_maintenance",
-        "1 while maintenance mode refuses new orders and takes.",
+        "1 while maintenance mode refuses new orders and takes",
         ConstGauge::new(i64::from(state.engine.policy().maintenance)),
     );
     r.register(
         "mostro_relays_connected",
-        "Nostr relays connected now.",
+        "Nostr relays connected now",
         ConstGauge::new(as_i64_usize(relays_connected(&state.transport).await)),
     );
     r.register(
         "mostro_relays_configured",
-        "Nostr relays in the config.",
+        "Nostr relays in the config",
         ConstGauge::new(as_i64_usize(state.relays_configured)),
     );
     let inbound = state.transport.inbound_stats();
     r.register(
         "mostro_intake_events",
-        "Protocol events received from relays (every copy, every relay).",
+        "Protocol events received from relays (every copy, every relay)",
         ConstCounter::new(inbound.events),
     );
     r.register(
         "mostro_intake_dropped",
-        "Inbound events dropped by the intake or the mapping (replays, rate limit, bad signature, stale, ...).",
+        "Inbound events dropped by the intake or the mapping (replays, rate limit, bad signature, stale, ...)",
         ConstCounter::new(inbound.dropped),
     );
     r.register(
         "mostro_intake_caught_up",
-        "Requests that arrived while a subscription replayed stored events after a (re)connection.",
+        "Requests that arrived while a subscription replayed stored events after a (re)connection",
         ConstCounter::new(inbound.caught_up),
     );
     if let Some(feed) = &state.prices {
@@ -550,7 +550,7 @@ pub async fn registry(state: &State) -> Registry {
         }
         r.register_with_unit(
             "mostro_price_quote_age",
-            "Age of the aggregated price quote, by fiat currency.",
+            "Age of the aggregated price quote, by fiat currency",
             Unit::Seconds,
             age,
         );

@@ -85,39 +85,39 @@ impl Metrics {
     pub fn register(&self, r: &mut Registry) {
         r.register(
             "mostro_messages_in",
-            "Requests received from clients, by protocol version.",
+            "Requests received from clients, by protocol version",
             self.messages_in.clone(),
         );
         r.register(
             "mostro_messages_out",
-            "Messages sent to clients, by protocol version.",
+            "Messages sent to clients, by protocol version",
             self.messages_out.clone(),
         );
         r.register(
             "mostro_events_published",
-            "Public events published (orders, disputes, ratings).",
+            "Public events published (orders, disputes, ratings)",
             self.published.clone(),
         );
         r.register_with_unit(
             "mostro_lightning_call",
-            "Latency of calls to the Lightning node, by method.",
+            "Latency of calls to the Lightning node, by method",
             Unit::Seconds,
             self.ln_calls.clone(),
         );
         r.register(
             "mostro_lightning_call_errors",
-            "Calls to the Lightning node that returned an error, by method.",
+            "Calls to the Lightning node that returned an error, by method",
             self.ln_errors.clone(),
         );
         r.register_with_unit(
             "mostro_store_commit",
-            "Latency of store commits (one atomic transaction each).",
+            "Latency of store commits (one atomic transaction each)",
             Unit::Seconds,
             self.store_commit.clone(),
         );
         r.register(
             "mostro_store_commit_errors",
-            "Store commits that returned an error.",
+            "Store commits that returned an error",
             self.store_commit_errors.clone(),
         );
     }
@@ -380,6 +380,13 @@ mod tests {
         );
         assert!(
             text.contains("# UNIT mostro_lightning_call_seconds seconds"),
+            "{text}"
+        );
+        // The encoder ends each HELP with a period: the texts here must not bring their own.
+        assert!(
+            text.lines()
+                .filter(|l| l.starts_with("# HELP "))
+                .all(|l| l.ends_with('.') && !l.ends_with("..")),
             "{text}"
         );
     }

@@ -264,6 +264,12 @@ listen = "{metrics}"
         missing.is_empty(),
         "families without HELP: {missing:?}\n{text}"
     );
+    assert!(
+        !text
+            .lines()
+            .any(|l| l.starts_with("# HELP ") && (l.ends_with("..") || l.split(' ').count() < 4)),
+        "a HELP line with a doubled period or no text:\n{text}"
+    );
     for f in [
         "mostro_build",
         "mostro_lightning_up",
