@@ -313,6 +313,37 @@ impl Engine {
         Ok(on)
     }
 
+    /// Every registered solver (the node key itself is not listed: it always has authority).
+    ///
+    /// # Errors
+    /// The store fails.
+    pub async fn solvers(&self) -> Result<Vec<Solver>, StoreError> {
+        self.ports.store.solvers().await
+    }
+
+    /// Registers (or updates) a solver, as `admin-add-solver` does.
+    ///
+    /// # Errors
+    /// The store fails.
+    pub async fn add_solver(&self, solver: Solver) -> Result<(), StoreError> {
+        self.ports
+            .store
+            .commit(Commit {
+                solvers: vec![solver],
+                ..Commit::default()
+            })
+            .await
+            .map(|_| ())
+    }
+
+    /// Removes a solver; whether it was registered. Disputes it took keep their solver field.
+    ///
+    /// # Errors
+    /// The store fails.
+    pub async fn remove_solver(&self, identity: &PubKey) -> Result<bool, StoreError> {
+        self.ports.store.remove_solver(identity).await
+    }
+
     /// The ports.
     pub fn ports(&self) -> &Ports {
         &self.ports

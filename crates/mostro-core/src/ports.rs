@@ -464,6 +464,13 @@ pub trait Store: Send + Sync {
         limit: usize,
     ) -> Result<Vec<(EffectId, Effect)>, StoreError>;
 
+    /// How many outbox effects are not yet done (the outbox depth, for metrics). The default
+    /// counts a full listing; stores override it with a count query.
+    async fn pending_effect_count(&self) -> Result<u64, StoreError> {
+        let all = self.pending_effects(usize::MAX).await?;
+        Ok(u64::try_from(all.len()).unwrap_or(u64::MAX))
+    }
+
     /// Whether an outbox effect is still pending (inserted and neither done nor dead).
     ///
     /// # Implementations
@@ -494,6 +501,13 @@ pub trait Store: Send + Sync {
 
     /// A registered solver.
     async fn solver(&self, identity: &PubKey) -> Result<Option<Solver>, StoreError>;
+
+    /// Every registered solver, by identity (the admin listing).
+    async fn solvers(&self) -> Result<Vec<Solver>, StoreError>;
+
+    /// Removes a solver registration; whether there was one. (Registrations are written by
+    /// commits; removal is an admin action outside any trade.)
+    async fn remove_solver(&self, identity: &PubKey) -> Result<bool, StoreError>;
 }
 
 /// Transport failure.

@@ -44,6 +44,8 @@ pub(crate) const PENDING_EFFECTS: &str =
 /// `pending_effects_after(after, limit)`: the retry cursor.
 pub(crate) const PENDING_EFFECTS_AFTER: &str =
     "SELECT id, effect FROM outbox WHERE done_at IS NULL AND id > ?1 ORDER BY id LIMIT ?2";
+/// `pending_effect_count()`: the outbox depth.
+pub(crate) const PENDING_COUNT: &str = "SELECT COUNT(*) FROM outbox WHERE done_at IS NULL";
 /// `effect_pending(id)`.
 pub(crate) const EFFECT_PENDING: &str = "SELECT 1 FROM outbox WHERE id = ?1 AND done_at IS NULL";
 /// `dead_effects(limit)`: newest first.
@@ -65,6 +67,10 @@ pub(crate) const USER: &str = "SELECT identity, last_trade_index, reviews, ratin
      max_rating, last_rating, created_at FROM users WHERE identity = ?1";
 /// `solver(identity)`.
 pub(crate) const SOLVER: &str = "SELECT can_write FROM solvers WHERE identity = ?1";
+/// `solvers()`: the admin listing (a scan of a small table).
+pub(crate) const SOLVERS: &str = "SELECT identity, can_write FROM solvers ORDER BY identity";
+/// `remove_solver(identity)`.
+pub(crate) const REMOVE_SOLVER: &str = "DELETE FROM solvers WHERE identity = ?1";
 /// `prune_events(older_than)`.
 pub(crate) const PRUNE_EVENTS: &str = "DELETE FROM events WHERE seen_at < ?1";
 /// `prune_outbox(older_than)`.
@@ -114,6 +120,7 @@ pub(crate) const PLANNED: &[(&str, &str)] = &[
     ("pending_effects", PENDING_EFFECTS),
     ("pending_effects_after", PENDING_EFFECTS_AFTER),
     ("effect_pending", EFFECT_PENDING),
+    ("pending_count", PENDING_COUNT),
     ("dead_effects", DEAD_EFFECTS),
     ("dead_count", DEAD_COUNT),
     ("mark_dead", MARK_DEAD),
@@ -505,6 +512,13 @@ pub(crate) fn pending_effects_after(
     Ok(out)
 }
 
+pub(crate) fn pending_count(conn: &Connection) -> R<u64> {
+    let n: i64 = conn
+        .prepare_cached(PENDING_COUNT)?
+        .query_row([], |r| r.get(0))?;
+    Ok(u64::try_from(n).unwrap_or(0))
+}
+
 pub(crate) fn effect_pending(conn: &Connection, id: EffectId) -> R<bool> {
     Ok(conn.prepare_cached(EFFECT_PENDING)?.exists([int(id.0)])?)
 }
@@ -565,6 +579,28 @@ pub(crate) fn user(conn: &Connection, identity: &PubKey) -> R<Option<User>> {
         last_rating: row.get(6)?,
         created_at: Timestamp(uint(row.get(7)?, "user creation time")?),
     }))
+}
+
+pub(crate) fn solvers(conn: &Connection) -> R<Vec<Solver>> {
+    let mut stmt = conn.prepare_cached(SOLVERS)?;
+    let mut rows = stmt.query([])?;
+    let mut out = Vec::new();
+    while let Some(row) = rows.next()? {
+        let key: Vec<u8> = row.get(0)?;
+        let key: [u8; 32] = key
+            .as_slice()
+            .try_into()
+            .map_err(|_| corrupt(format!("solver key of {} bytes", key.len())))?;
+        out.push(Solver {
+            identity: PubKey(key),
+            write: row.get(1)?,
+        });
+    }
+    Ok(out)
+}
+
+pub(crate) fn remove_solver(conn: &Connection, identity: &PubKey) -> R<bool> {
+    Ok(conn.prepare_cached(REMOVE_SOLVER)?.execute([&identity.0])? > 0)
 }
 
 pub(crate) fn solver(conn: &Connection, identity: &PubKey) -> R<Option<Solver>> {

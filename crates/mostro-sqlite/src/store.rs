@@ -319,6 +319,10 @@ impl Store for SqliteStore {
         self.read(move |c| sql::effect_pending(c, id)).await
     }
 
+    async fn pending_effect_count(&self) -> Result<u64, StoreError> {
+        self.read(sql::pending_count).await
+    }
+
     async fn dead_effects(&self, limit: usize) -> Result<(Vec<DeadEffect>, u64), StoreError> {
         self.read(move |c| sql::dead_effects(c, limit)).await
     }
@@ -361,5 +365,14 @@ impl Store for SqliteStore {
     async fn solver(&self, identity: &PubKey) -> Result<Option<Solver>, StoreError> {
         let identity = *identity;
         self.read(move |c| sql::solver(c, &identity)).await
+    }
+
+    async fn solvers(&self) -> Result<Vec<Solver>, StoreError> {
+        self.read(sql::solvers).await
+    }
+
+    async fn remove_solver(&self, identity: &PubKey) -> Result<bool, StoreError> {
+        let identity = *identity;
+        self.write(move |c| sql::remove_solver(c, &identity)).await
     }
 }

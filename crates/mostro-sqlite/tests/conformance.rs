@@ -181,6 +181,7 @@ async fn prune_outbox_keeps_dead_letters() {
     );
     let stats = s.stats().await.unwrap();
     assert_eq!((stats.outbox_rows, stats.pending_effects), (2, 1));
+    assert_eq!(s.pending_effect_count().await.unwrap(), 1, "effect 3 only");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -221,6 +222,7 @@ async fn effect_pending_sees_each_commit_under_concurrent_load() {
         t.await.unwrap();
     }
     assert!(s.pending_effects(10).await.unwrap().is_empty());
+    assert_eq!(s.pending_effect_count().await.unwrap(), 0);
     assert_eq!(s.dead_effects(0).await.unwrap().1, 80);
 }
 

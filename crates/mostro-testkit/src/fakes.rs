@@ -539,6 +539,14 @@ impl Store for MemStore {
     async fn solver(&self, identity: &PubKey) -> Result<Option<Solver>, StoreError> {
         Ok(lock(&self.st).solvers.get(identity).copied())
     }
+    async fn solvers(&self) -> Result<Vec<Solver>, StoreError> {
+        let mut v: Vec<Solver> = lock(&self.st).solvers.values().copied().collect();
+        v.sort_by_key(|s| s.identity.0);
+        Ok(v)
+    }
+    async fn remove_solver(&self, identity: &PubKey) -> Result<bool, StoreError> {
+        Ok(lock(&self.st).solvers.remove(identity).is_some())
+    }
 }
 
 /// A transport that records what it would send.
@@ -864,5 +872,13 @@ impl Store for YieldingStore {
     async fn solver(&self, identity: &PubKey) -> Result<Option<Solver>, StoreError> {
         yield_now().await;
         self.0.solver(identity).await
+    }
+    async fn solvers(&self) -> Result<Vec<Solver>, StoreError> {
+        yield_now().await;
+        self.0.solvers().await
+    }
+    async fn remove_solver(&self, identity: &PubKey) -> Result<bool, StoreError> {
+        yield_now().await;
+        self.0.remove_solver(identity).await
     }
 }

@@ -1495,6 +1495,44 @@ pub async fn solvers<S: Store + ?Sized>(s: &S) {
         None,
         "a solver is not a user record"
     );
+    // Listing (by identity) and removal.
+    let b = identity(3);
+    commit(
+        s,
+        Commit {
+            solvers: vec![Solver {
+                identity: b,
+                write: false,
+            }],
+            ..Commit::default()
+        },
+    )
+    .await;
+    let mut want = vec![
+        Solver {
+            identity: a,
+            write: true,
+        },
+        Solver {
+            identity: b,
+            write: false,
+        },
+    ];
+    want.sort_by_key(|x| x.identity.0);
+    assert_eq!(s.solvers().await.expect("solvers"), want);
+    assert!(s.remove_solver(&a).await.expect("remove"));
+    assert!(
+        !s.remove_solver(&a).await.expect("remove again"),
+        "already gone"
+    );
+    assert_eq!(s.solver(&a).await.expect("solver"), None);
+    assert_eq!(
+        s.solvers().await.expect("solvers"),
+        vec![Solver {
+            identity: b,
+            write: false
+        }]
+    );
 }
 
 /// Many commits racing to replace the same version: exactly one wins, the others get

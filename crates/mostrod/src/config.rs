@@ -381,6 +381,23 @@ impl Default for AdminSection {
     }
 }
 
+/// `[metrics]`: an optional second listener for `/metrics` and the health endpoints only (no
+/// admin API), which may be non-loopback for a Prometheus server elsewhere.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsSection {
+    /// `host:port` to serve them on; unset: they are served on `admin.listen` only.
+    pub listen: Option<String>,
+}
+
+impl MetricsSection {
+    /// The parsed `metrics.listen` (validated at load).
+    #[must_use]
+    pub fn addr(&self) -> Option<SocketAddr> {
+        self.listen.as_deref().and_then(|s| s.trim().parse().ok())
+    }
+}
+
 /// The whole configuration.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -401,6 +418,8 @@ pub struct Config {
     pub price: PriceSection,
     /// `[admin]`.
     pub admin: AdminSection,
+    /// `[metrics]`.
+    pub metrics: MetricsSection,
     /// Directory of the config file (set at load; not a key).
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -629,6 +648,14 @@ impl Config {
                 "a loopback address (127.0.0.1 or [::1])",
             ));
         }
+        if let Some(raw) = &self.metrics.listen {
+            let expected =
+                "an IP socket address like \"0.0.0.0:9738\" (port not 0), other than admin.listen";
+            match raw.trim().parse::<SocketAddr>() {
+                Ok(a) if a.port() != 0 && a != self.admin.listen => {},
+                _ => return Err(invalid("metrics.listen", raw, expected)),
+            }
+        }
         match self.database.synchronous.as_str() {
             "full" | "normal" => {},
             other => {
@@ -769,6 +796,7 @@ const KEYS: &[&str] = &[
     "price.currencies",
     "admin.listen",
     "admin.token_file",
+    "metrics.listen",
 ];
 
 fn env_name(key: &str) -> String {
@@ -940,6 +968,12 @@ currencies = []
 # Loopback endpoint for `mostrod admin ...`, /health and /metrics.
 listen = "127.0.0.1:9737"
 token_file = "admin.token"
+
+[metrics]
+# A second listener serving only /metrics and /health, /health/live, /health/ready (no admin
+# API); it may be non-loopback for a Prometheus server on another host. Unset: they are served
+# on admin.listen only.
+# listen = "0.0.0.0:9738"
 "#;
 
 #[cfg(test)]
@@ -998,6 +1032,21 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("feee"), "{e}");
+        for bad in ["nope", "0.0.0.0:0", "127.0.0.1:9737", "example.com:80"] {
+            let e = Config::parse(&format!("[metrics]\nlisten = \"{bad}\"\n"), &[])
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("metrics.listen"), "{bad}: {e}");
+        }
+        let ok = Config::parse("[metrics]\nlisten = \"0.0.0.0:9738\"\n", &[]).unwrap();
+        assert_eq!(
+            ok.metrics.addr(),
+            Some(SocketAddr::from(([0, 0, 0, 0], 9738)))
+        );
+        assert_eq!(Config::default().metrics.addr(), None);
+        let env = [("MOSTRO_METRICS_LISTEN".to_owned(), "[::]:9100".to_owned())];
+        let from_env = Config::parse("", &env).unwrap();
+        assert_eq!(from_env.metrics.addr().map(|a| a.port()), Some(9100));
         let e = Config::parse("[admin]\nlisten = \"0.0.0.0:9737\"\n", &[])
             .unwrap_err()
             .to_string();

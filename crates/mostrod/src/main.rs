@@ -1,8 +1,10 @@
 //! `mostrod`: the Mostro daemon. It reads config and composes the engine with its adapters.
 
+mod admin;
 mod config;
 mod daemon;
 mod demo;
+mod health;
 mod housekeeping;
 mod http;
 mod metrics;
@@ -111,6 +113,9 @@ enum Cmd {
         /// Config file (for the endpoint address and token).
         #[arg(long, env = "MOSTRO_CONFIG", default_value = "mostrod.toml")]
         config: PathBuf,
+        /// Print the endpoint's raw JSON instead of a table.
+        #[arg(long, global = true)]
+        json: bool,
         #[command(subcommand)]
         what: AdminCmd,
     },
@@ -124,15 +129,51 @@ enum AdminCmd {
         #[arg(long)]
         status: Option<String>,
     },
+    /// One order by id (open or finished).
+    Order {
+        /// Order id (UUID).
+        id: String,
+    },
     /// List orders in dispute.
     Disputes,
     /// Payout alarms (duplicates, escrows near expiry) and dead-lettered effects.
     Alarms,
+    /// Dispute solvers: list, add, remove.
+    Solvers {
+        #[command(subcommand)]
+        what: SolversCmd,
+    },
     /// Refuse new orders and takes (`on`) or accept them again (`off`).
     Maintenance {
         /// on | off
         state: String,
     },
+}
+
+#[derive(Subcommand, Debug)]
+enum SolversCmd {
+    /// Registered solvers.
+    List,
+    /// Register (or update) a solver.
+    Add {
+        /// The solver's public key (npub or hex).
+        npub: String,
+        /// May settle and cancel disputes (default: read-only).
+        #[arg(long)]
+        read_write: bool,
+    },
+    /// Remove a solver.
+    Remove {
+        /// The solver's public key (npub or hex).
+        npub: String,
+    },
+}
+
+/// A public key argument as hex, or an error naming the argument.
+fn solver_key(arg: &str) -> anyhow::Result<String> {
+    nostr_sdk::PublicKey::parse(arg.trim())
+        .map(|k| k.to_hex())
+        .map_err(|e| anyhow::anyhow!("NPUB `{arg}` is not a public key (npub or hex): {e}"))
 }
 
 fn env_vars() -> Vec<(String, String)> {
@@ -180,24 +221,88 @@ fn fail(e: &anyhow::Error) {
     eprintln!("mostrod: {e:#}");
 }
 
-async fn admin(config: &Path, what: AdminCmd) -> anyhow::Result<()> {
+async fn admin(config: &Path, json: bool, what: AdminCmd) -> anyhow::Result<()> {
+    use ::http::Method;
     let cfg = load(config)?;
     let token_path = cfg.data_path(&cfg.admin.token_file);
     let token = std::fs::read_to_string(&token_path)
         .with_context(|| format!("cannot read admin token {}", token_path.display()))?;
-    let (method, target) = match what {
-        AdminCmd::Orders { status: Some(s) } => ("GET", format!("/admin/orders?status={s}")),
-        AdminCmd::Orders { status: None } => ("GET", "/admin/orders".to_owned()),
-        AdminCmd::Disputes => ("GET", "/admin/disputes".to_owned()),
-        AdminCmd::Alarms => ("GET", "/admin/alarms".to_owned()),
+    let (method, target) = match &what {
+        AdminCmd::Orders { status: Some(s) } => {
+            if !s
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            {
+                anyhow::bail!("--status: not a status: {s}");
+            }
+            (Method::GET, format!("/admin/orders?status={s}"))
+        },
+        AdminCmd::Orders { status: None } => (Method::GET, "/admin/orders".to_owned()),
+        AdminCmd::Order { id } => {
+            let id = uuid::Uuid::parse_str(id)
+                .map_err(|e| anyhow::anyhow!("order id `{id}` is not a UUID: {e}"))?;
+            (Method::GET, format!("/admin/orders/{id}"))
+        },
+        AdminCmd::Disputes => (Method::GET, "/admin/disputes".to_owned()),
+        AdminCmd::Alarms => (Method::GET, "/admin/alarms".to_owned()),
         AdminCmd::Maintenance { state } => match state.as_str() {
-            "on" => ("POST", "/admin/maintenance?on=true".to_owned()),
-            "off" => ("POST", "/admin/maintenance?on=false".to_owned()),
+            "on" => (Method::POST, "/admin/maintenance?on=true".to_owned()),
+            "off" => (Method::POST, "/admin/maintenance?on=false".to_owned()),
             other => anyhow::bail!("maintenance takes `on` or `off`, not `{other}`"),
         },
+        AdminCmd::Solvers { what } => match what {
+            SolversCmd::List => (Method::GET, "/admin/solvers".to_owned()),
+            SolversCmd::Add { npub, read_write } => (
+                Method::POST,
+                format!(
+                    "/admin/solvers?pubkey={}&write={read_write}",
+                    solver_key(npub)?
+                ),
+            ),
+            SolversCmd::Remove { npub } => (
+                Method::DELETE,
+                format!("/admin/solvers/{}", solver_key(npub)?),
+            ),
+        },
     };
-    let body = http::request(cfg.admin.listen, token.trim(), method, &target).await?;
-    say(&body);
+    let body = admin::request(cfg.admin.listen, token.trim(), method, &target).await?;
+    if json {
+        say(&body.to_string());
+        return Ok(());
+    }
+    let text = match what {
+        AdminCmd::Orders { .. } | AdminCmd::Disputes => admin::orders_table(&body),
+        AdminCmd::Order { .. } => admin::order_detail(&body),
+        AdminCmd::Alarms => admin::alarms_table(&body),
+        AdminCmd::Solvers {
+            what: SolversCmd::List,
+        } => admin::solvers_table(&body),
+        AdminCmd::Solvers {
+            what: SolversCmd::Add { .. },
+        } => format!(
+            "solver {} registered ({})",
+            body.get("npub")
+                .and_then(serde_json::Value::as_str)
+                .unwrap_or_default(),
+            if body.get("write").and_then(serde_json::Value::as_bool) == Some(true) {
+                "read-write"
+            } else {
+                "read-only"
+            }
+        ),
+        AdminCmd::Solvers {
+            what: SolversCmd::Remove { npub },
+        } => format!("solver {npub} removed"),
+        AdminCmd::Maintenance { .. } => format!(
+            "maintenance mode {}",
+            if body.get("maintenance").and_then(serde_json::Value::as_bool) == Some(true) {
+                "on: new orders and takes are refused"
+            } else {
+                "off"
+            }
+        ),
+    };
+    say(text.trim_end());
     Ok(())
 }
 
@@ -265,7 +370,7 @@ fn main() -> ExitCode {
             Cmd::Key { what } => ops::key(what),
             Cmd::Db { config, what } => ops::db(&config, what).await,
             Cmd::ImportSettings { settings, out } => ops::import_settings(&settings, &out),
-            Cmd::Admin { config, what } => admin(&config, what).await,
+            Cmd::Admin { config, json, what } => admin(&config, json, what).await,
             Cmd::Run { config } => {
                 let cfg = load(&config)?;
                 node::run(cfg, async {

@@ -1,136 +1,131 @@
-//! Metrics decorators around the ports: messages in and out per protocol version, Lightning call
-//! latency per method, rendered as Prometheus text by the `/metrics` endpoint.
+//! Metrics decorators around the ports (messages in and out per protocol version, Lightning call
+//! latency per method, store commit latency) and the Prometheus registry the `/metrics` endpoint
+//! encodes (through `prometheus-client`; no exposition text is written by hand here).
 
-use std::collections::BTreeMap;
-use std::fmt::Write;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Instant;
 
 use async_trait::async_trait;
 use mostro_core::engine::{Engine, Request};
-use mostro_core::machine::{Notify, PayOutcome};
+use mostro_core::machine::{Effect, Notify, PayOutcome};
 use mostro_core::order::{Order, Protocol};
 use mostro_core::ports::{
-    DecodedInvoice, HoldInvoiceRequest, HoldInvoiceState, LightningNode, LnError, NodeEvent,
-    NodeInfo, PayRequest, PaymentStatus, Transport, TransportError, User,
+    Commit, DeadEffect, DecodedInvoice, EffectId, HoldInvoiceRequest, HoldInvoiceState,
+    LightningNode, LnError, NodeEvent, NodeInfo, PayRequest, PaymentStatus, Solver, Store,
+    StoreError, Transport, TransportError, User,
 };
-use mostro_core::types::{PaymentHash, Preimage, PubKey};
+use mostro_core::types::{BlockHeight, EventId, OrderId, PaymentHash, Preimage, PubKey, Timestamp};
 use mostro_nostr::RequestHandler;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::{Registry, Unit};
 
 /// Upper bounds of the latency buckets, in seconds.
 const BUCKETS: [f64; 10] = [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 30.0, 120.0];
 
-#[derive(Default)]
-struct Histogram {
-    counts: [u64; BUCKETS.len()],
-    count: u64,
-    sum: f64,
-    errors: u64,
+/// A label set: `(name, value)` pairs.
+pub type Labels = Vec<(&'static str, String)>;
+
+fn latency() -> Histogram {
+    Histogram::new(BUCKETS)
 }
 
-/// Shared counters.
-#[derive(Default)]
+/// The long-lived metrics (those the decorators update); the scrape registers clones of them
+/// (they share their values) next to the point-in-time gauges read at scrape time.
+#[derive(Clone)]
 pub struct Metrics {
-    in_v1: AtomicU64,
-    in_v2: AtomicU64,
-    out_v1: AtomicU64,
-    out_v2: AtomicU64,
-    published: AtomicU64,
-    ln: Mutex<BTreeMap<&'static str, Histogram>>,
+    messages_in: Family<Labels, Counter>,
+    messages_out: Family<Labels, Counter>,
+    published: Counter,
+    ln_calls: Family<Labels, Histogram, fn() -> Histogram>,
+    ln_errors: Family<Labels, Counter>,
+    store_commit: Histogram,
+    store_commit_errors: Counter,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics {
+            messages_in: Family::default(),
+            messages_out: Family::default(),
+            published: Counter::default(),
+            ln_calls: Family::new_with_constructor(latency),
+            ln_errors: Family::default(),
+            store_commit: latency(),
+            store_commit_errors: Counter::default(),
+        }
+    }
+}
+
+fn protocol(p: Protocol) -> Labels {
+    vec![(
+        "protocol",
+        match p {
+            Protocol::V1 => "v1",
+            Protocol::V2 => "v2",
+        }
+        .to_owned(),
+    )]
 }
 
 impl Metrics {
     fn observe(&self, method: &'static str, started: Instant, ok: bool) {
-        let secs = started.elapsed().as_secs_f64();
-        let mut g = match self.ln.lock() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        };
-        let h = g.entry(method).or_default();
-        for (i, b) in BUCKETS.iter().enumerate() {
-            if secs <= *b
-                && let Some(c) = h.counts.get_mut(i)
-            {
-                *c = c.saturating_add(1);
-            }
-        }
-        h.count = h.count.saturating_add(1);
-        h.sum += secs;
+        let labels = vec![("method", method.to_owned())];
+        self.ln_calls
+            .get_or_create(&labels)
+            .observe(started.elapsed().as_secs_f64());
+        let errors = self.ln_errors.get_or_create(&labels);
         if !ok {
-            h.errors = h.errors.saturating_add(1);
+            errors.inc();
         }
     }
 
-    /// Prometheus text.
-    pub fn render(&self) -> String {
-        let mut out = String::new();
-        let _ = writeln!(out, "# TYPE mostro_messages_in_total counter");
-        let _ = writeln!(
-            out,
-            "mostro_messages_in_total{{protocol=\"v1\"}} {}",
-            self.in_v1.load(Ordering::Relaxed)
+    /// Registers the long-lived metrics (clones sharing their values) into `r`.
+    pub fn register(&self, r: &mut Registry) {
+        r.register(
+            "mostro_messages_in",
+            "Requests received from clients, by protocol version",
+            self.messages_in.clone(),
         );
-        let _ = writeln!(
-            out,
-            "mostro_messages_in_total{{protocol=\"v2\"}} {}",
-            self.in_v2.load(Ordering::Relaxed)
+        r.register(
+            "mostro_messages_out",
+            "Messages sent to clients, by protocol version",
+            self.messages_out.clone(),
         );
-        let _ = writeln!(out, "# TYPE mostro_messages_out_total counter");
-        let _ = writeln!(
-            out,
-            "mostro_messages_out_total{{protocol=\"v1\"}} {}",
-            self.out_v1.load(Ordering::Relaxed)
+        r.register(
+            "mostro_events_published",
+            "Public events published (orders, disputes, ratings)",
+            self.published.clone(),
         );
-        let _ = writeln!(
-            out,
-            "mostro_messages_out_total{{protocol=\"v2\"}} {}",
-            self.out_v2.load(Ordering::Relaxed)
+        r.register_with_unit(
+            "mostro_lightning_call",
+            "Latency of calls to the Lightning node, by method",
+            Unit::Seconds,
+            self.ln_calls.clone(),
         );
-        let _ = writeln!(out, "# TYPE mostro_events_published_total counter");
-        let _ = writeln!(
-            out,
-            "mostro_events_published_total {}",
-            self.published.load(Ordering::Relaxed)
+        r.register(
+            "mostro_lightning_call_errors",
+            "Calls to the Lightning node that returned an error, by method",
+            self.ln_errors.clone(),
         );
-        let g = match self.ln.lock() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        };
-        let _ = writeln!(out, "# TYPE mostro_lightning_call_seconds histogram");
-        for (m, h) in g.iter() {
-            for (i, b) in BUCKETS.iter().enumerate() {
-                let c = h.counts.get(i).copied().unwrap_or(0);
-                let _ = writeln!(
-                    out,
-                    "mostro_lightning_call_seconds_bucket{{method=\"{m}\",le=\"{b}\"}} {c}"
-                );
-            }
-            let _ = writeln!(
-                out,
-                "mostro_lightning_call_seconds_bucket{{method=\"{m}\",le=\"+Inf\"}} {}",
-                h.count
-            );
-            let _ = writeln!(
-                out,
-                "mostro_lightning_call_seconds_sum{{method=\"{m}\"}} {}",
-                h.sum
-            );
-            let _ = writeln!(
-                out,
-                "mostro_lightning_call_seconds_count{{method=\"{m}\"}} {}",
-                h.count
-            );
-        }
-        let _ = writeln!(out, "# TYPE mostro_lightning_call_errors_total counter");
-        for (m, h) in g.iter() {
-            let _ = writeln!(
-                out,
-                "mostro_lightning_call_errors_total{{method=\"{m}\"}} {}",
-                h.errors
-            );
-        }
-        out
+        r.register_with_unit(
+            "mostro_store_commit",
+            "Latency of store commits (one atomic transaction each)",
+            Unit::Seconds,
+            self.store_commit.clone(),
+        );
+        r.register(
+            "mostro_store_commit_errors",
+            "Store commits that returned an error",
+            self.store_commit_errors.clone(),
+        );
+    }
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Metrics(..)")
     }
 }
 
@@ -139,12 +134,6 @@ impl Metrics {
 pub struct MeteredNode {
     inner: Arc<dyn LightningNode>,
     metrics: Arc<Metrics>,
-}
-
-impl std::fmt::Debug for Metrics {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Metrics(..)")
-    }
 }
 
 impl MeteredNode {
@@ -227,26 +216,25 @@ impl MeteredTransport {
 impl Transport for MeteredTransport {
     async fn send(&self, msg: &Notify) -> Result<(), TransportError> {
         self.inner.send(msg).await?;
-        let c = match msg.protocol {
-            Protocol::V1 => &self.metrics.out_v1,
-            Protocol::V2 => &self.metrics.out_v2,
-        };
-        c.fetch_add(1, Ordering::Relaxed);
+        self.metrics
+            .messages_out
+            .get_or_create(&protocol(msg.protocol))
+            .inc();
         Ok(())
     }
     async fn publish_order(&self, order: &Order) -> Result<(), TransportError> {
         self.inner.publish_order(order).await?;
-        self.metrics.published.fetch_add(1, Ordering::Relaxed);
+        self.metrics.published.inc();
         Ok(())
     }
     async fn publish_dispute(&self, order: &Order) -> Result<(), TransportError> {
         self.inner.publish_dispute(order).await?;
-        self.metrics.published.fetch_add(1, Ordering::Relaxed);
+        self.metrics.published.inc();
         Ok(())
     }
     async fn publish_rating(&self, trade_key: &PubKey, user: &User) -> Result<(), TransportError> {
         self.inner.publish_rating(trade_key, user).await?;
-        self.metrics.published.fetch_add(1, Ordering::Relaxed);
+        self.metrics.published.inc();
         Ok(())
     }
 }
@@ -262,11 +250,153 @@ pub struct MeteredHandler {
 #[async_trait]
 impl RequestHandler for MeteredHandler {
     async fn deliver(&self, req: Request) -> bool {
-        let c = match req.protocol {
-            Protocol::V1 => &self.metrics.in_v1,
-            Protocol::V2 => &self.metrics.in_v2,
-        };
-        c.fetch_add(1, Ordering::Relaxed);
+        self.metrics
+            .messages_in
+            .get_or_create(&protocol(req.protocol))
+            .inc();
         self.engine.deliver(req).await
+    }
+}
+
+/// A store that records commit latency.
+pub struct MeteredStore {
+    inner: Arc<dyn Store>,
+    metrics: Arc<Metrics>,
+}
+
+impl MeteredStore {
+    /// Wraps a store.
+    pub fn new(inner: Arc<dyn Store>, metrics: Arc<Metrics>) -> Self {
+        MeteredStore { inner, metrics }
+    }
+}
+
+#[async_trait]
+impl Store for MeteredStore {
+    async fn commit(&self, commit: Commit) -> Result<Vec<EffectId>, StoreError> {
+        let t = Instant::now();
+        let r = self.inner.commit(commit).await;
+        self.metrics.store_commit.observe(t.elapsed().as_secs_f64());
+        if r.is_err() {
+            self.metrics.store_commit_errors.inc();
+        }
+        r
+    }
+    async fn order(&self, id: OrderId) -> Result<Option<Order>, StoreError> {
+        self.inner.order(id).await
+    }
+    async fn order_by_hold_hash(&self, hash: &PaymentHash) -> Result<Option<Order>, StoreError> {
+        self.inner.order_by_hold_hash(hash).await
+    }
+    async fn order_by_dispute(&self, dispute_id: OrderId) -> Result<Option<Order>, StoreError> {
+        self.inner.order_by_dispute(dispute_id).await
+    }
+    async fn due(&self, now: Timestamp, limit: usize) -> Result<Vec<OrderId>, StoreError> {
+        self.inner.due(now, limit).await
+    }
+    async fn next_deadline(&self) -> Result<Option<Timestamp>, StoreError> {
+        self.inner.next_deadline().await
+    }
+    async fn htlc_expiring(&self, height: BlockHeight) -> Result<Vec<OrderId>, StoreError> {
+        self.inner.htlc_expiring(height).await
+    }
+    async fn open_orders_of(&self, identity: &PubKey) -> Result<Vec<Order>, StoreError> {
+        self.inner.open_orders_of(identity).await
+    }
+    async fn open_orders(&self) -> Result<Vec<Order>, StoreError> {
+        self.inner.open_orders().await
+    }
+    async fn pending_effects(&self, limit: usize) -> Result<Vec<(EffectId, Effect)>, StoreError> {
+        self.inner.pending_effects(limit).await
+    }
+    async fn pending_effects_after(
+        &self,
+        after: Option<EffectId>,
+        limit: usize,
+    ) -> Result<Vec<(EffectId, Effect)>, StoreError> {
+        self.inner.pending_effects_after(after, limit).await
+    }
+    async fn pending_effect_count(&self) -> Result<u64, StoreError> {
+        self.inner.pending_effect_count().await
+    }
+    async fn effect_pending(&self, id: EffectId) -> Result<bool, StoreError> {
+        self.inner.effect_pending(id).await
+    }
+    async fn dead_effects(&self, limit: usize) -> Result<(Vec<DeadEffect>, u64), StoreError> {
+        self.inner.dead_effects(limit).await
+    }
+    async fn seen_event(&self, id: &EventId) -> Result<bool, StoreError> {
+        self.inner.seen_event(id).await
+    }
+    async fn last_event_seen_at(&self) -> Result<Option<Timestamp>, StoreError> {
+        self.inner.last_event_seen_at().await
+    }
+    async fn setting(&self, key: &str) -> Result<Option<String>, StoreError> {
+        self.inner.setting(key).await
+    }
+    async fn set_setting(&self, key: &str, value: &str) -> Result<(), StoreError> {
+        self.inner.set_setting(key, value).await
+    }
+    async fn user(&self, identity: &PubKey) -> Result<Option<User>, StoreError> {
+        self.inner.user(identity).await
+    }
+    async fn solver(&self, identity: &PubKey) -> Result<Option<Solver>, StoreError> {
+        self.inner.solver(identity).await
+    }
+    async fn solvers(&self) -> Result<Vec<Solver>, StoreError> {
+        self.inner.solvers().await
+    }
+    async fn remove_solver(&self, identity: &PubKey) -> Result<bool, StoreError> {
+        self.inner.remove_solver(identity).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_family_has_help_once_it_has_samples() {
+        let m = Metrics::default();
+        m.observe("pay", Instant::now(), false);
+        m.messages_in.get_or_create(&protocol(Protocol::V1)).inc();
+        m.messages_out.get_or_create(&protocol(Protocol::V2)).inc();
+        m.store_commit.observe(0.002);
+        let mut r = Registry::default();
+        m.register(&mut r);
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &r).unwrap();
+        let typed: Vec<&str> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("# TYPE "))
+            .filter_map(|l| l.split_whitespace().next())
+            .collect();
+        assert_eq!(typed.len(), 7, "{text}");
+        for f in typed {
+            assert!(text.contains(&format!("# HELP {f} ")), "{f}: {text}");
+        }
+        assert!(
+            text.contains("mostro_lightning_call_errors_total{method=\"pay\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("mostro_messages_in_total{protocol=\"v1\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("mostro_store_commit_seconds_count 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("# UNIT mostro_lightning_call_seconds seconds"),
+            "{text}"
+        );
+        // The encoder ends each HELP with a period: the texts here must not bring their own.
+        assert!(
+            text.lines()
+                .filter(|l| l.starts_with("# HELP "))
+                .all(|l| l.ends_with('.') && !l.ends_with("..")),
+            "{text}"
+        );
     }
 }

@@ -2,7 +2,6 @@
 
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -15,8 +14,9 @@ use tracing::{info, warn};
 
 use crate::config::{Backend, Config};
 use crate::daemon::{self, Counters};
+use crate::health::{LightningHealth, poll_lightning};
 use crate::http;
-use crate::metrics::{MeteredHandler, MeteredNode, MeteredTransport, Metrics};
+use crate::metrics::{MeteredHandler, MeteredNode, MeteredStore, MeteredTransport, Metrics};
 use crate::support::{NodeKey, OsEntropy, StaticPrices, SystemClock, ensure_token};
 
 /// Opens the configured Lightning backend and checks it is usable for escrow.
@@ -122,11 +122,11 @@ pub async fn run_with(
     transport.connect().await.context("nostr.relays")?;
     transport.wait_for_connection(Duration::from_secs(5)).await;
 
-    let (prices, price_task) = price_source(&cfg, clock.clone()).await?;
+    let (prices, feed, price_task) = price_source(&cfg, clock.clone()).await?;
     let metrics = Arc::new(Metrics::default());
     let ports = Ports {
         node: Arc::new(MeteredNode::new(node.clone(), metrics.clone())),
-        store: store.clone(),
+        store: Arc::new(MeteredStore::new(store.clone(), metrics.clone())),
         transport: Arc::new(MeteredTransport::new(transport.clone(), metrics.clone())),
         clock,
         entropy: Arc::new(OsEntropy),
@@ -169,45 +169,31 @@ pub async fn run_with(
     let listener = TcpListener::bind(cfg.admin.listen)
         .await
         .with_context(|| format!("admin.listen: cannot bind {}", cfg.admin.listen))?;
-    let relays_up = Arc::new(AtomicU64::new(0));
-    let relays_total = cfg.nostr.relays.len();
+    let metrics_listener = match cfg.metrics.addr() {
+        Some(addr) => Some(
+            TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("metrics.listen: cannot bind {addr}"))?,
+        ),
+        None => None,
+    };
+    let lightning_health = Arc::new(LightningHealth::default());
+    let ln_poll = tokio::spawn(poll_lightning(node.clone(), lightning_health.clone()));
     let state = Arc::new(http::State {
         engine: engine.clone(),
         store: store.clone(),
         counters: counters.clone(),
         token,
-        extra: vec![
-            {
-                let m = metrics.clone();
-                Arc::new(move || m.render())
-            },
-            {
-                let up = relays_up.clone();
-                Arc::new(move || {
-                    format!(
-                        "# TYPE mostro_relays_connected gauge\nmostro_relays_connected {}\n# TYPE mostro_relays_configured gauge\nmostro_relays_configured {relays_total}\n",
-                        up.load(Ordering::Relaxed)
-                    )
-                })
-            },
-        ],
+        metrics: metrics.clone(),
+        lightning: lightning_health,
+        transport: transport.clone(),
+        relays_configured: cfg.nostr.relays.len(),
+        prices: feed,
+        clock: Arc::new(SystemClock),
     });
-    let relay_watch = {
-        let transport = transport.clone();
-        let up = relays_up.clone();
-        tokio::spawn(async move {
-            loop {
-                let relays = transport.client().relays().await;
-                let n = relays
-                    .values()
-                    .filter(|r| r.status() == nostr_sdk::RelayStatus::Connected)
-                    .count();
-                up.store(u64::try_from(n).unwrap_or(0), Ordering::Relaxed);
-                tokio::time::sleep(Duration::from_secs(5)).await;
-            }
-        })
-    };
-    let http_task = tokio::spawn(http::serve(listener, state));
+    let http_task = tokio::spawn(http::serve(listener, http::admin_router(state.clone())));
+    let metrics_task =
+        metrics_listener.map(|l| tokio::spawn(http::serve(l, http::public_router(state.clone()))));
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let stopped = |mut rx: watch::Receiver<bool>| async move {
@@ -239,7 +225,7 @@ pub async fn run_with(
         handler,
         stopped(stop_rx.clone()),
     ));
-    info!(npub = %key.npub(), pubkey = %key.public(), relays = ?cfg.nostr.relays, admin = %cfg.admin.listen, "mostrod running");
+    info!(npub = %key.npub(), pubkey = %key.public(), relays = ?cfg.nostr.relays, admin = %cfg.admin.listen, metrics = ?cfg.metrics.addr(), commit = http::COMMIT, "mostrod running");
 
     daemon::drive(engine, node, counters, recovery.failed, async {
         shutdown.await;
@@ -252,7 +238,10 @@ pub async fn run_with(
     let _ = info_task.await;
     let _ = prune_task.await;
     http_task.abort();
-    relay_watch.abort();
+    if let Some(t) = metrics_task {
+        t.abort();
+    }
+    ln_poll.abort();
     if let Some(t) = price_task {
         t.abort();
     }
@@ -261,14 +250,18 @@ pub async fn run_with(
     Ok(())
 }
 
+/// What [`price_source`] returns: the source, the live feed (if any, for metrics) and its task.
+type PriceParts = (
+    Arc<dyn PriceSource>,
+    Option<Arc<mostro_price::PriceFeed>>,
+    Option<tokio::task::JoinHandle<()>>,
+);
+
 /// The fixed `[prices]`, or the live `[price]` feed when providers are configured (refreshed
 /// once before the engine starts, then every `update_interval_seconds` by the returned task).
-async fn price_source(
-    cfg: &Config,
-    clock: Arc<SystemClock>,
-) -> anyhow::Result<(Arc<dyn PriceSource>, Option<tokio::task::JoinHandle<()>>)> {
+async fn price_source(cfg: &Config, clock: Arc<SystemClock>) -> anyhow::Result<PriceParts> {
     let Some(feed_cfg) = cfg.price_feed() else {
-        return Ok((Arc::new(StaticPrices(cfg.prices.fixed.clone())), None));
+        return Ok((Arc::new(StaticPrices(cfg.prices.fixed.clone())), None, None));
     };
     let feed = mostro_price::PriceFeed::new(feed_cfg, clock).context("price.providers")?;
     let r = feed.refresh().await;
@@ -279,7 +272,8 @@ async fn price_source(
         "price feed started"
     );
     let task = feed.spawn();
-    Ok((Arc::new(feed), Some(task)))
+    let feed = Arc::new(feed);
+    Ok((feed.clone(), Some(feed), Some(task)))
 }
 
 async fn publish_info_loop(
@@ -321,7 +315,11 @@ fn node_info(
     let m = &cfg.mostro;
     mostro_nostr::events::NodeInfo {
         version: env!("CARGO_PKG_VERSION").to_owned(),
-        commit_hash: String::new(),
+        commit_hash: if http::COMMIT == "unknown" {
+            String::new()
+        } else {
+            http::COMMIT.to_owned()
+        },
         max_order_amount: m.max_order_amount,
         min_order_amount: m.min_payment_amount,
         expiration_hours: m.expiration_hours,
@@ -355,8 +353,8 @@ mod tests {
     #[tokio::test]
     async fn price_source_is_fixed_or_the_feed() {
         let cfg = Config::parse("[prices]\nfixed = { USD = 50000.0 }\n", &[]).unwrap();
-        let (p, task) = price_source(&cfg, Arc::new(SystemClock)).await.unwrap();
-        assert!(task.is_none());
+        let (p, feed, task) = price_source(&cfg, Arc::new(SystemClock)).await.unwrap();
+        assert!(task.is_none() && feed.is_none());
         assert_eq!(p.price("usd").await.unwrap().fiat_per_btc, 50_000.0);
         // A configured provider replaces the fixed prices (nothing listens there: no price).
         let cfg = Config::parse(
@@ -365,8 +363,9 @@ mod tests {
             &[],
         )
         .unwrap();
-        let (p, task) = price_source(&cfg, Arc::new(SystemClock)).await.unwrap();
+        let (p, feed, task) = price_source(&cfg, Arc::new(SystemClock)).await.unwrap();
         assert!(p.price("USD").await.is_none());
+        assert!(feed.is_some());
         task.unwrap().abort();
     }
 }

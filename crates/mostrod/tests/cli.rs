@@ -418,7 +418,10 @@ async fn imported_reference_settings_run_against_the_lnd_simulator() {
     );
 
     // Maintenance on, kill, start again: still on.
-    let on = run_ok(&["admin", "--config", cfg_arg, "maintenance", "on"], &env);
+    let on = run_ok(
+        &["admin", "--config", cfg_arg, "--json", "maintenance", "on"],
+        &env,
+    );
     assert!(on.contains("true"), "{on}");
     d.stop();
     let before = d.log().len();

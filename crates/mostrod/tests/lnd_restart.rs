@@ -188,11 +188,43 @@ async fn release_then_restart_lnd(
         tokio::task::spawn_blocking(move || health_ok(health)).await?,
         "mostrod stays healthy while LND starts"
     );
+    // ... but not ready: its Lightning node does not answer GetInfo.
+    let addr = h.daemon.admin;
+    until_async(
+        "/health/ready names lightning while LND starts",
+        || async move {
+            tokio::task::spawn_blocking(move || http_get(addr, "/health/ready", None))
+                .await
+                .ok()
+                .and_then(Result::ok)
+                .is_some_and(|(status, body)| {
+                    status.contains(" 503 ") && body.contains("lightning")
+                })
+        },
+    )
+    .await?;
     Ok((t, hash))
 }
 
+/// The process serves (`/health/live`); readiness is `/health`, which needs the node.
 fn health_ok(addr: SocketAddr) -> bool {
-    health(addr)
+    http_get(addr, "/health/live", None).is_ok_and(|(status, _)| status.contains(" 200 "))
+}
+
+/// Waits (bounded by [`WAIT`]) until the async `cond` holds.
+async fn until_async<F, Fut>(what: &str, mut cond: F) -> anyhow::Result<()>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + WAIT;
+    while !cond().await {
+        if Instant::now() > deadline {
+            bail!("timed out waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Ok(())
 }
 
 /// The escrow hold invoice of the test's only trade.
