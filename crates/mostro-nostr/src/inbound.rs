@@ -47,26 +47,6 @@ const SUB_V1: &str = "mostro-v1";
 const WORKER_IDLE: Duration = Duration::from_secs(30);
 /// How long a catch-up waits for the relay's end of stored events.
 const EOSE_TIMEOUT: Duration = Duration::from_secs(5);
-/// Most catch-up events waiting for (or in) decryption at once; beyond this a catch-up's
-/// events are dropped (counted as `catch_up_overflow`) and fetched again on the next one.
-const MAX_UNWRAPS_QUEUED: usize = 20_000;
-
-/// Threads decrypting catch-up events: all cores but one (at least one), so live traffic keeps
-/// a core while a large catch-up is unwrapped.
-fn unwrap_threads() -> usize {
-    std::thread::available_parallelism()
-        .map_or(1, std::num::NonZero::get)
-        .saturating_sub(1)
-        .max(1)
-}
-
-/// A catch-up event back from decryption.
-struct Opened {
-    key: (RelayUrl, &'static str),
-    event: Box<Event>,
-    result: Result<crate::Unwrapped, crate::intake::IntakeDrop>,
-}
-
 /// How often public events a connected relay has not confirmed are re-sent to it.
 const REDELIVER_EVERY: Duration = Duration::from_secs(30);
 /// How long shutdown waits for in-flight requests.
@@ -317,15 +297,6 @@ where
     let mut workers: HashMap<PubKey, mpsc::UnboundedSender<Request>> = HashMap::new();
     let mut running = JoinSet::new();
     let mut buffers: HashMap<(RelayUrl, &'static str), Vec<(u64, Request)>> = HashMap::new();
-    // Catch-up events are decrypted off this task, on `unwrap_threads()` threads, so a large
-    // catch-up (a day of gift wraps) neither blocks live requests nor uses every core; their
-    // results come back here, are buffered with the rest of the catch-up and handled oldest
-    // first once the relay's end of stored events arrived and every unwrap of it is back.
-    let (opened_tx, mut opened_rx) = mpsc::unbounded_channel::<Opened>();
-    let unwrap_slots = Arc::new(tokio::sync::Semaphore::new(unwrap_threads()));
-    let mut unwrapping: HashMap<(RelayUrl, &'static str), usize> = HashMap::new();
-    let mut ended: std::collections::HashSet<(RelayUrl, &'static str)> =
-        std::collections::HashSet::new();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tokio::pin!(shutdown);
     loop {
@@ -334,40 +305,8 @@ where
             _ = tick.tick() => {
                 for key in shared.overdue_catch_ups() {
                     warn!(relay = %key.0, sub = key.1, "no end of stored events; handling what arrived");
-                    if unwrapping.get(&key).copied().unwrap_or(0) > 0 {
-                        ended.insert(key);
-                    } else {
-                        for req in drain_sorted(&mut buffers, &key) {
-                            dispatch(req, &handler, &transport, &mut workers, &mut running);
-                        }
-                    }
-                }
-                continue;
-            },
-            Some(o) = opened_rx.recv() => {
-                let key = o.key.clone();
-                if let Some(n) = unwrapping.get_mut(&key) {
-                    *n = n.saturating_sub(1);
-                }
-                let stats = &transport.stats;
-                match finish_stored(&shared, &key, &o.event, o.result) {
-                    Ok((created_at, req)) => {
-                        stats.requests.fetch_add(1, Ordering::Relaxed);
-                        stats.caught_up.fetch_add(1, Ordering::Relaxed);
-                        if shared.is_catching_up(&key.0, key.1) || ended.contains(&key) {
-                            buffers.entry(key.clone()).or_default().push((created_at, req));
-                        } else {
-                            dispatch(req, &handler, &transport, &mut workers, &mut running);
-                        }
-                    },
-                    Err(reason) => stats.drop_for(reason),
-                }
-                if unwrapping.get(&key).copied().unwrap_or(0) == 0 {
-                    unwrapping.remove(&key);
-                    if ended.remove(&key) {
-                        for req in drain_sorted(&mut buffers, &key) {
-                            dispatch(req, &handler, &transport, &mut workers, &mut running);
-                        }
+                    for req in drain_sorted(&mut buffers, &key) {
+                        dispatch(req, &handler, &transport, &mut workers, &mut running);
                     }
                 }
                 continue;
@@ -397,46 +336,7 @@ where
                     stats.drop_for("already_processed");
                     continue;
                 }
-                if stored {
-                    // The cheap checks here; decryption on the unwrap threads.
-                    let checked = {
-                        let mut intake = match transport.intake.lock() {
-                            Ok(g) => g,
-                            Err(p) => p.into_inner(),
-                        };
-                        intake.precheck(&event, transport.now())
-                    };
-                    if let Err(drop) = checked {
-                        stats.drop_for(drop.as_str());
-                        continue;
-                    }
-                    let queued: usize = unwrapping.values().sum();
-                    if queued >= MAX_UNWRAPS_QUEUED {
-                        stats.drop_for("catch_up_overflow");
-                        continue;
-                    }
-                    let key = (relay_url, sub);
-                    *unwrapping.entry(key.clone()).or_insert(0) += 1;
-                    let (tx, slots, keys) =
-                        (opened_tx.clone(), unwrap_slots.clone(), transport.keys().clone());
-                    tokio::spawn(async move {
-                        let Ok(_slot) = slots.acquire_owned().await else {
-                            return;
-                        };
-                        let event = Box::new(event.into_owned());
-                        let opened = tokio::task::spawn_blocking(move || {
-                            let result = crate::intake::open(&event, &keys);
-                            (event, result)
-                        })
-                        .await;
-                        if let Ok((event, result)) = opened {
-                            let _ = tx.send(Opened { key, event, result });
-                        }
-                    });
-                    continue;
-                }
-                // A live event: checked and decrypted here, handled at once.
-                let (_, req) = match intake(&shared, &relay_url, &event, false) {
+                let (created_at, req) = match intake(&shared, &relay_url, &event, stored) {
                     Ok(r) => r,
                     Err(reason) => {
                         stats.drop_for(reason);
@@ -444,7 +344,15 @@ where
                     },
                 };
                 stats.requests.fetch_add(1, Ordering::Relaxed);
-                dispatch(req, &handler, &transport, &mut workers, &mut running);
+                if stored {
+                    stats.caught_up.fetch_add(1, Ordering::Relaxed);
+                    buffers
+                        .entry((relay_url, sub))
+                        .or_default()
+                        .push((created_at, req));
+                } else {
+                    dispatch(req, &handler, &transport, &mut workers, &mut running);
+                }
             },
             Ok(RelayPoolNotification::Message {
                 relay_url,
@@ -454,14 +362,8 @@ where
                     continue;
                 };
                 if shared.end_catch_up(&relay_url, sub) {
-                    let key = (relay_url.clone(), sub);
-                    if unwrapping.get(&key).copied().unwrap_or(0) > 0 {
-                        // Handled once the last unwrap of this catch-up is back.
-                        ended.insert(key);
-                    } else {
-                        for req in drain_sorted(&mut buffers, &key) {
-                            dispatch(req, &handler, &transport, &mut workers, &mut running);
-                        }
+                    for req in drain_sorted(&mut buffers, &(relay_url.clone(), sub)) {
+                        dispatch(req, &handler, &transport, &mut workers, &mut running);
                     }
                 }
             },
@@ -553,31 +455,6 @@ fn intake(
             debug!(id = %event.id, reason = d.reason.as_str(), action = %d.action, "message dropped");
             Err(d.reason.as_str())
         },
-    }
-}
-
-/// The checks after decryption of a catch-up event (replay, own reply, horizon, rate limit),
-/// then the mapping; `Err`: the drop reason.
-fn finish_stored(
-    shared: &Shared,
-    key: &(RelayUrl, &'static str),
-    event: &Event,
-    result: Result<crate::Unwrapped, crate::intake::IntakeDrop>,
-) -> Result<(u64, Request), &'static str> {
-    let t = &shared.transport;
-    let opened = result.map_err(|d| d.as_str())?;
-    let opened = {
-        let mut intake = match t.intake.lock() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        };
-        intake.finish(event, opened, t.keys(), t.now(), true)
-    };
-    let opened = opened.map_err(|d| d.as_str())?;
-    shared.advance(&key.0, opened.created_at);
-    match to_request(&opened.message, &opened.inbound()) {
-        Ok(req) => Ok((opened.created_at, req)),
-        Err(d) => Err(d.reason.as_str()),
     }
 }
 
