@@ -68,7 +68,9 @@ impl Peer {
     ) -> anyhow::Result<Peer> {
         let identity = Keys::generate();
         let trades: Vec<Keys> = (0..n_trades).map(|_| Keys::generate()).collect();
-        let client = Client::default();
+        let client = Client::builder()
+            .websocket_transport(mostro_nostr::NoDelayTransport)
+            .build();
         client
             .add_relay(relay)
             .await

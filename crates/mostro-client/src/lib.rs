@@ -60,7 +60,10 @@ impl MostroClient {
         protocol: Protocol,
         keys: ClientKeys,
     ) -> anyhow::Result<MostroClient> {
-        let client = Client::builder().signer(keys.trade.clone()).build();
+        let client = Client::builder()
+            .signer(keys.trade.clone())
+            .websocket_transport(mostro_nostr::NoDelayTransport)
+            .build();
         client
             .add_relay(relay)
             .await

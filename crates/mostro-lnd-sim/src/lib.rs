@@ -716,7 +716,10 @@ impl LndSim {
                 }
             }
         };
+        // `tcp_nodelay` (tonic's default already) only reaches sockets of tonic's own listener;
+        // ours are accepted below, where TCP_NODELAY is set on each one.
         let router = Server::builder()
+            .tcp_nodelay(true)
             .tls_config(tls)
             .map_err(io_err)?
             .add_service(LightningServer::with_interceptor(
@@ -732,7 +735,8 @@ impl LndSim {
                 check(Service::Router),
             ));
         let (tx, rx) = oneshot::channel::<()>();
-        // No Nagle delay on the simulator's side (LND's gRPC server sets TCP_NODELAY too).
+        // No Nagle delay on the simulator's side (LND's gRPC server, Go's net package, sets
+        // TCP_NODELAY on every socket too).
         let incoming = tokio_stream::StreamExt::map(TcpListenerStream::new(listener), |s| {
             s.inspect(|s| {
                 let _ = s.set_nodelay(true);

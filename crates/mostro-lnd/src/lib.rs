@@ -1,12 +1,15 @@
 //! LND adapter: [`LndNode`] implements [`mostro_core::ports::LightningNode`] over LND's gRPC
-//! API (fedimint-tonic-lnd clients: `lnrpc`, `invoicesrpc`, `routerrpc`).
+//! API (fedimint-tonic-lnd's generated clients `lnrpc`, `invoicesrpc`, `routerrpc`, on our own
+//! transport: see `connector`).
 //!
-//! One client (one HTTP/2 connection pool) is shared by every call and background task; every
+//! One HTTP/2 connection (TLS pinned to LND's certificate, `TCP_NODELAY`) is shared by every
+//! call and background task; every
 //! unary call and every stream's first answer is bounded by [`LndConfig::call_timeout`].
 //! Background tasks (one invoice watcher per watched hash, one block-height poller) are owned
 //! by the node and aborted when it is dropped.
 #![warn(missing_docs)]
 
+mod connector;
 mod convert;
 
 use std::collections::HashMap;
@@ -17,7 +20,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use fedimint_tonic_lnd::tonic::{Response, Status};
-use fedimint_tonic_lnd::{Client, invoicesrpc, lnrpc, routerrpc};
+use fedimint_tonic_lnd::{invoicesrpc, lnrpc, routerrpc};
 use mostro_core::machine::PayOutcome;
 use mostro_core::ports::{
     DecodedInvoice, HoldInvoiceRequest, HoldInvoiceState, LightningNode, LnError, LnErrorKind,
@@ -27,6 +30,7 @@ use mostro_core::types::{BlockHeight, PaymentHash, Preimage};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+use crate::connector::Client;
 use crate::convert::{
     decode_bolt11, hold_state, is_existing_payment, map_status, network_from_info, payment_record,
 };
@@ -133,23 +137,10 @@ impl LndNode {
     /// [`LnErrorKind::Auth`] when the certificate or macaroon cannot be read or parsed,
     /// [`LnErrorKind::Other`] for an invalid address.
     pub async fn connect(cfg: LndConfig) -> Result<LndNode, LnError> {
-        // fedimint-tonic-lnd reads the process-wide rustls provider; install ring once.
+        // The LND transport names ring itself; the process-wide default stays installed as
+        // before, for any other rustls user of the process that reads it.
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let client = fedimint_tonic_lnd::connect(
-            cfg.host.clone(),
-            cfg.cert_path.clone(),
-            cfg.macaroon_path.clone(),
-        )
-        .await
-        .map_err(|e| {
-            let msg = e.to_string();
-            let kind = if msg.contains("address") {
-                LnErrorKind::Other
-            } else {
-                LnErrorKind::Auth
-            };
-            LnError::new(kind, format!("cannot prepare the lnd connection: {msg}"))
-        })?;
+        let client = connector::connect(&cfg.host, &cfg.cert_path, &cfg.macaroon_path).await?;
         let (events_tx, events_rx) = mpsc::unbounded_channel();
         let poller = tokio::spawn(poll_blocks(
             client.clone(),

@@ -31,12 +31,14 @@ mod error;
 pub mod events;
 mod inbound;
 pub mod intake;
+mod nodelay;
 mod transport;
 pub mod v1;
 pub mod v2;
 
 pub use error::{UnwrapError, WrapError};
 pub use inbound::{RequestHandler, run_inbound, run_inbound_with};
+pub use nodelay::NoDelayTransport;
 pub use transport::{InboundStats, MAX_PLAINTEXT, NostrTransport, TransportConfig};
 
 pub use nostr_sdk::{Event, Keys, PublicKey};

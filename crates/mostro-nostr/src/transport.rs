@@ -17,6 +17,7 @@ use tracing::{debug, info, warn};
 use crate::delivery::{Address, Delivery};
 use crate::events::{self, NodeInfo, PublishConfig, RatingSummary, Reputation};
 use crate::intake::{Intake, IntakeConfig};
+use crate::nodelay::NoDelayTransport;
 use crate::{to_nostr_key, v1, v2};
 
 /// Settings of the transport.
@@ -152,7 +153,10 @@ impl NostrTransport {
         clock: Arc<dyn Clock>,
         store: Option<Arc<dyn Store>>,
     ) -> Self {
-        let client = Client::builder().signer(keys.clone()).build();
+        let client = Client::builder()
+            .signer(keys.clone())
+            .websocket_transport(NoDelayTransport)
+            .build();
         let intake = Mutex::new(Intake::new(config.intake.clone()));
         NostrTransport {
             client,
