@@ -183,9 +183,19 @@ impl Intake {
         node: &Keys,
         now: u64,
     ) -> Result<Unwrapped, IntakeDrop> {
+        self.accept_as(event, node, now, false)
+    }
+
+    fn accept_as(
+        &mut self,
+        event: &Event,
+        node: &Keys,
+        now: u64,
+        stored: bool,
+    ) -> Result<Unwrapped, IntakeDrop> {
         self.precheck(event, now)?;
         let opened = open(event, node)?;
-        self.finish(event, opened, node, now, false)
+        self.finish(event, opened, node, now, stored)
     }
 
     /// [`Intake::accept`] for an event a relay returned from storage (a catch-up): judged
@@ -200,9 +210,7 @@ impl Intake {
         node: &Keys,
         now: u64,
     ) -> Result<Unwrapped, IntakeDrop> {
-        self.precheck(event, now)?;
-        let opened = open(event, node)?;
-        self.finish(event, opened, node, now, true)
+        self.accept_as(event, node, now, true)
     }
 
     /// The cheap checks before decryption: kind, size, proof of work, replay guard, and, for
