@@ -15,6 +15,7 @@ pub mod order;
 pub mod policy;
 pub mod ports;
 pub mod types;
+pub mod user;
 pub mod wire;
 
 pub use order::{Dispute, DisputeStatus, Kind, Order, Party, Role, Status};

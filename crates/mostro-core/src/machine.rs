@@ -422,7 +422,7 @@ pub enum Notice {
     /// `last-trade-index` reply.
     LastTradeIndex(u32),
     /// `user-info` reply.
-    UserInfo(crate::ports::User),
+    UserInfo(crate::user::User),
     /// `admin-add-solver` ack.
     AdminAddSolver,
     /// `cant-do` with a reason.
@@ -533,26 +533,7 @@ impl Effect {
     }
 }
 
-/// A change to a user record, applied in the same transaction as the order.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum UserUpdate {
-    /// Record the highest trade index seen for an identity.
-    TradeIndex {
-        /// Identity.
-        identity: PubKey,
-        /// Index.
-        index: u32,
-    },
-    /// A rating received by `identity`.
-    Rating {
-        /// The rated identity.
-        identity: PubKey,
-        /// 1-5.
-        rating: u8,
-        /// When.
-        at: Timestamp,
-    },
-}
+pub use crate::user::UserUpdate;
 
 /// The result of one step.
 #[derive(Clone, Debug, PartialEq)]

@@ -263,6 +263,50 @@ impl fmt::Debug for EventId {
     }
 }
 
+/// Bitcoin network of a node or an invoice.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Network {
+    /// Mainnet.
+    Mainnet,
+    /// Testnet.
+    Testnet,
+    /// Signet.
+    Signet,
+    /// Regtest.
+    Regtest,
+}
+
+impl Network {
+    /// Lower-case name.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Network::Mainnet => "mainnet",
+            Network::Testnet => "testnet",
+            Network::Signet => "signet",
+            Network::Regtest => "regtest",
+        }
+    }
+}
+
+/// A decoded invoice.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DecodedInvoice {
+    /// Payment hash.
+    pub hash: PaymentHash,
+    /// Amount, if any.
+    pub amount: Option<Sats>,
+    /// Expiry time.
+    pub expires_at: Timestamp,
+    /// Network.
+    pub network: Network,
+    /// Final CLTV delta asked for.
+    pub min_final_cltv: u32,
+    /// Payee node.
+    pub payee: Option<PubKey>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

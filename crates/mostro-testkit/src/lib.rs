@@ -1,5 +1,5 @@
 //! Test support for Mostro: an in-memory Lightning node over a simulated ledger, an in-memory
-//! store, a manual clock, a recording transport, scenario helpers, proptest strategies and the
+//! store, a manual clock, a recording transport, scenario helpers and the
 //! conformance suites every adapter must pass.
 #![warn(missing_docs)]
 

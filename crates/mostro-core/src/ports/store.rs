@@ -1,0 +1,202 @@
+//! The store port: orders, users, solvers, settings, the replay guard and the effect outbox.
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use crate::machine::{Effect, UserUpdate};
+use crate::order::Order;
+use crate::types::{BlockHeight, EventId, OrderId, PaymentHash, PubKey, Timestamp};
+use crate::user::{Solver, User};
+
+/// Id of an effect in the outbox.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct EffectId(pub u64);
+
+/// A write of one order inside a commit.
+#[derive(Clone, Debug, PartialEq)]
+pub struct OrderWrite {
+    /// The order to store.
+    pub order: Order,
+    /// `None` to insert a new order; `Some(v)` to replace the stored order whose version is `v`.
+    pub expected_version: Option<u64>,
+}
+
+/// One atomic store transaction.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Commit {
+    /// Inbound event to record in the replay guard (the commit fails with
+    /// [`StoreErrorKind::Duplicate`] if it was already recorded).
+    pub event: Option<EventId>,
+    /// Orders to insert or replace.
+    pub orders: Vec<OrderWrite>,
+    /// Effects to add to the outbox.
+    pub effects: Vec<Effect>,
+    /// Outbox effects this commit completes.
+    pub done: Vec<EffectId>,
+    /// Outbox effects that can never succeed: marked done and kept as dead letters with the
+    /// reason (visible to the operator, never retried).
+    pub dead: Vec<(EffectId, String)>,
+    /// User record changes.
+    pub users: Vec<UserUpdate>,
+    /// Solver registrations.
+    pub solvers: Vec<Solver>,
+}
+
+/// An effect that could never succeed, kept for the operator.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DeadEffect {
+    /// Its outbox id.
+    pub id: EffectId,
+    /// The effect.
+    pub effect: Effect,
+    /// Why it was given up.
+    pub reason: String,
+}
+
+/// Kind of store failure.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum StoreErrorKind {
+    /// Optimistic version check failed: reload and retry.
+    Conflict,
+    /// The inbound event was already processed.
+    Duplicate,
+    /// Data could not be decoded (corruption or a newer schema).
+    Corrupt,
+    /// I/O or database failure.
+    Io,
+}
+
+/// A store port error.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{kind:?}: {message}")]
+pub struct StoreError {
+    /// Kind.
+    pub kind: StoreErrorKind,
+    /// Detail.
+    pub message: String,
+}
+
+impl StoreError {
+    /// Builds an error.
+    pub fn new(kind: StoreErrorKind, message: impl Into<String>) -> Self {
+        StoreError {
+            kind,
+            message: message.into(),
+        }
+    }
+}
+
+/// Persistence of orders, users, solvers, the replay guard and the effect outbox.
+///
+/// # Contract (every implementation; checked by the store conformance suite)
+/// - **Atomicity**: a [`Store::commit`] applies all of its parts or none of them; a failed
+///   commit leaves no trace. Readers never see half a commit.
+/// - **Durability**: once `commit` returned `Ok`, the commit survives a crash of the process
+///   (and, for a durable store, of the machine).
+/// - **Idempotency by event id**: a commit whose `event` is already recorded fails with
+///   [`StoreErrorKind::Duplicate`] and changes nothing, also after a reopen.
+/// - **Optimistic concurrency**: an order write whose `expected_version` is not the stored
+///   version fails the whole commit with [`StoreErrorKind::Conflict`]; an insert (`None`) of
+///   an existing id fails likewise. Stores MUST NOT change an order's version themselves.
+/// - **Outbox order**: effect ids increase in commit order and within a commit in the order of
+///   `effects`; listings return them in id order.
+/// - MUST NOT panic on any input; data it cannot decode is [`StoreErrorKind::Corrupt`].
+#[async_trait]
+pub trait Store: Send + Sync {
+    /// Applies a commit atomically: every order write (with its version check), the outbox
+    /// insertions and completions, user updates and the replay-guard record, or nothing.
+    /// Returns the ids of the inserted effects, in order.
+    ///
+    /// MUST fail with [`StoreErrorKind::Duplicate`] when `event` was recorded before and with
+    /// [`StoreErrorKind::Conflict`] on a version mismatch, changing nothing in either case.
+    /// Completing (`done`) or dead-lettering (`dead`) an effect that is no longer pending MUST
+    /// be a no-op, not an error.
+    async fn commit(&self, commit: Commit) -> Result<Vec<EffectId>, StoreError>;
+
+    /// An order by id, as last committed.
+    async fn order(&self, id: OrderId) -> Result<Option<Order>, StoreError>;
+
+    /// The order whose current hold invoice has this hash (MUST find terminal orders too: a
+    /// hold paid late on a closed order is still canceled).
+    async fn order_by_hold_hash(&self, hash: &PaymentHash) -> Result<Option<Order>, StoreError>;
+
+    /// The order carrying this dispute.
+    async fn order_by_dispute(&self, dispute_id: OrderId) -> Result<Option<Order>, StoreError>;
+
+    /// Orders whose deadline is at or before `now` (at most `limit`), earliest first. MUST be
+    /// served by an index (called on every scheduler tick).
+    async fn due(&self, now: Timestamp, limit: usize) -> Result<Vec<OrderId>, StoreError>;
+
+    /// The earliest deadline of any order, `None` when no order has one.
+    async fn next_deadline(&self) -> Result<Option<Timestamp>, StoreError>;
+
+    /// Orders with an accepted hold whose HTLC expiry is known and at or before `height`
+    /// (MUST NOT list orders whose hold is not accepted).
+    async fn htlc_expiring(&self, height: BlockHeight) -> Result<Vec<OrderId>, StoreError>;
+
+    /// Non-terminal orders in which `identity` is maker or taker (MUST NOT list terminal ones).
+    async fn open_orders_of(&self, identity: &PubKey) -> Result<Vec<Order>, StoreError>;
+
+    /// Every non-terminal order (restart reconciliation). MUST be complete: an order left out
+    /// is not reconciled.
+    async fn open_orders(&self) -> Result<Vec<Order>, StoreError>;
+
+    /// Outbox effects not yet done (neither completed nor dead), oldest first (at most `limit`).
+    async fn pending_effects(&self, limit: usize) -> Result<Vec<(EffectId, Effect)>, StoreError>;
+
+    /// Outbox effects not yet done whose id is greater than `after` (all when `None`), in id
+    /// order, at most `limit`: the cursor retries and recovery page with, so that old entries
+    /// never hide newer ones.
+    async fn pending_effects_after(
+        &self,
+        after: Option<EffectId>,
+        limit: usize,
+    ) -> Result<Vec<(EffectId, Effect)>, StoreError>;
+
+    /// How many outbox effects are not yet done (the outbox depth, for metrics). The default
+    /// counts a full listing; stores override it with a count query.
+    async fn pending_effect_count(&self) -> Result<u64, StoreError> {
+        let all = self.pending_effects(usize::MAX).await?;
+        Ok(u64::try_from(all.len()).unwrap_or(u64::MAX))
+    }
+
+    /// Whether an outbox effect is still pending (inserted and neither done nor dead).
+    ///
+    /// # Implementations
+    /// MUST read committed state: once a commit completing `id` returned, this returns `false`.
+    async fn effect_pending(&self, id: EffectId) -> Result<bool, StoreError>;
+
+    /// Dead-lettered effects, newest first (at most `limit`), and how many there are in all.
+    async fn dead_effects(&self, limit: usize) -> Result<(Vec<DeadEffect>, u64), StoreError>;
+
+    /// Whether an inbound event was already processed (recorded by a committed `event`).
+    /// MUST keep answering `true` for as long as the replay guard retains the id.
+    async fn seen_event(&self, id: &EventId) -> Result<bool, StoreError>;
+
+    /// When the newest inbound event still in the replay guard was recorded (the time of the
+    /// commit that processed it), or `None` when none is. The inbound side resumes its catch-up
+    /// from here after a restart, so that requests sent while the daemon was down are fetched.
+    /// MUST read committed state and MUST NOT decrease except by pruning the replay guard.
+    async fn last_event_seen_at(&self) -> Result<Option<Timestamp>, StoreError>;
+
+    /// A node setting (for example maintenance mode), `None` when never set.
+    async fn setting(&self, key: &str) -> Result<Option<String>, StoreError>;
+
+    /// Records a node setting durably (last write wins); a later [`Store::setting`], also after
+    /// reopening the store, returns it.
+    async fn set_setting(&self, key: &str, value: &str) -> Result<(), StoreError>;
+
+    /// A user record, as changed by committed [`UserUpdate`]s (`None` before the first).
+    async fn user(&self, identity: &PubKey) -> Result<Option<User>, StoreError>;
+
+    /// A registered solver (as last written by a commit; `None` once removed).
+    async fn solver(&self, identity: &PubKey) -> Result<Option<Solver>, StoreError>;
+
+    /// Every registered solver, by identity (the admin listing).
+    async fn solvers(&self) -> Result<Vec<Solver>, StoreError>;
+
+    /// Removes a solver registration; whether there was one. (Registrations are written by
+    /// commits; removal is an admin action outside any trade.)
+    async fn remove_solver(&self, identity: &PubKey) -> Result<bool, StoreError>;
+}
