@@ -13,8 +13,10 @@
     reason = "test code"
 )]
 
+mod support;
+
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::Arc;
@@ -26,18 +28,11 @@ use nostr_relay_builder::prelude::{
     LocalRelay, MemoryDatabase, MemoryDatabaseOptions, RelayBuilder,
 };
 use nostr_sdk::{Filter, FromBech32, Keys, Kind, SecretKey, ToBech32};
+use support::free_port;
 
 const WAIT: Duration = Duration::from_secs(20);
 /// The secret key in tests/data/reference-settings.toml (the NIP-19 example).
 const NSEC: &str = "nsec1vl029mgpspedva04g90vltkh6fvh240zqtv9k0t9af8935ke9laqsnlfe5";
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// `mostrod ARGS` with a clean MOSTRO_* environment plus `env`.
 fn mostrod(args: &[&str], env: &[(&str, &str)]) -> Command {

@@ -15,9 +15,11 @@
     reason = "test code"
 )]
 
+mod support;
+
 use std::collections::BTreeSet;
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::Arc;
@@ -29,17 +31,10 @@ use mostro_testkit::Ledger;
 use nostr_relay_builder::prelude::{
     LocalRelay, MemoryDatabase, MemoryDatabaseOptions, RelayBuilder,
 };
+use support::free_port;
 
 /// How long any single wait may take.
 const WAIT: Duration = Duration::from_secs(30);
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 fn clean_env(cmd: &mut Command) {
     for (k, _) in std::env::vars() {
