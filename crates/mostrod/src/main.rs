@@ -1,25 +1,14 @@
 //! `mostrod`: the Mostro daemon. It reads config and composes the engine with its adapters.
 
-mod admin;
-mod config;
-mod daemon;
-mod demo;
-mod health;
-mod housekeeping;
-mod http;
-mod metrics;
-mod node;
-mod ops;
-mod support;
-
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
-use crate::config::Config;
-use crate::support::NodeKey;
+use mostrod::config;
+use mostrod::support::{self, NodeKey};
+use mostrod::{admin, load, ops, say};
 
 #[derive(Parser, Debug)]
 #[command(name = "mostrod", version, about = "Mostro P2P exchange daemon")]
@@ -92,22 +81,6 @@ enum Cmd {
         #[arg(long, env = "MOSTRO_CONFIG", default_value = "mostrod.toml")]
         config: PathBuf,
     },
-    /// Everything local, nothing external: an in-process relay, a Lightning simulator behind the
-    /// real adapter, SQLite in a directory.
-    Demo {
-        /// Data directory.
-        #[arg(long, default_value = "mostro-demo")]
-        dir: PathBuf,
-        /// Run a scripted trade between two built-in clients, then exit.
-        #[arg(long)]
-        trade: bool,
-        /// Lightning backend to simulate: lnd or cln.
-        #[arg(long, default_value = "lnd")]
-        backend: String,
-        /// Relay port (0 = any free port).
-        #[arg(long, default_value_t = 0)]
-        relay_port: u16,
-    },
     /// Local administration through the daemon's loopback endpoint.
     Admin {
         /// Config file (for the endpoint address and token).
@@ -176,20 +149,6 @@ fn solver_key(arg: &str) -> anyhow::Result<String> {
         .map_err(|e| anyhow::anyhow!("NPUB `{arg}` is not a public key (npub or hex): {e}"))
 }
 
-fn env_vars() -> Vec<(String, String)> {
-    std::env::vars()
-        .filter(|(k, _)| k.starts_with("MOSTRO_"))
-        .collect()
-}
-
-fn load(path: &Path) -> anyhow::Result<Config> {
-    let cfg = Config::load(path, &env_vars())?;
-    for w in &cfg.warnings {
-        tracing::warn!("{w}");
-    }
-    Ok(cfg)
-}
-
 fn init(dir: &Path) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let cfg_path = dir.join("mostrod.toml");
@@ -209,11 +168,6 @@ fn init(dir: &Path) -> anyhow::Result<()> {
         cfg_path.display()
     ));
     Ok(())
-}
-
-#[allow(clippy::print_stdout, reason = "the CLI's output")]
-fn say(s: &str) {
-    println!("{s}");
 }
 
 #[allow(clippy::print_stderr, reason = "the CLI's error output")]
@@ -340,15 +294,7 @@ fn init_tracing(default: &str, format: LogFormat) {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    // The demo prints its own steps; logs stay quiet there unless MOSTRO_LOG asks for them.
-    init_tracing(
-        if matches!(cli.cmd, Cmd::Demo { .. }) {
-            "warn"
-        } else {
-            "info"
-        },
-        cli.log_format,
-    );
+    init_tracing("info", cli.log_format);
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -373,27 +319,8 @@ fn main() -> ExitCode {
             Cmd::Admin { config, json, what } => admin(&config, json, what).await,
             Cmd::Run { config } => {
                 let cfg = load(&config)?;
-                node::run(cfg, async {
+                mostrod::run(cfg, async {
                     let _ = shutdown_signal().await;
-                })
-                .await
-            },
-            Cmd::Demo {
-                dir,
-                trade,
-                backend,
-                relay_port,
-            } => {
-                let backend = match backend.as_str() {
-                    "lnd" => config::Backend::Lnd,
-                    "cln" => config::Backend::Cln,
-                    other => anyhow::bail!("--backend takes lnd or cln, not {other}"),
-                };
-                demo::run(demo::DemoOptions {
-                    dir,
-                    trade,
-                    backend,
-                    relay_port,
                 })
                 .await
             },

@@ -1,4 +1,4 @@
-//! `mostrod demo`: everything local, no external service. An in-process Nostr relay on
+//! The demo: everything local, no external service. An in-process Nostr relay on
 //! 127.0.0.1, the LND simulator driven through the real LND adapter (or the CLN simulator through
 //! the real CLN adapter), SQLite in a data directory. `--trade` also runs a scripted trade
 //! between two built-in clients over the relay (the seller speaks protocol v2, the buyer v1).
@@ -17,10 +17,10 @@ use mostro_testkit::Ledger;
 use nostr_relay_builder::prelude::{LocalRelay, RateLimit, RelayBuilder};
 use nostr_sdk::ToBech32;
 
-use crate::config::{Backend, Config};
-use crate::support::{NodeKey, SystemClock};
+use mostrod::config::{Backend, Config};
+use mostrod::support::{NodeKey, SystemClock};
 
-/// Options of `mostrod demo`.
+/// Options of the demo.
 #[derive(Clone, Debug)]
 pub struct DemoOptions {
     /// Data directory (created).
@@ -162,7 +162,7 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
         let cfg = cfg.clone();
         let node = node.clone();
         tokio::spawn(async move {
-            crate::node::run_with(cfg, key, node, async move {
+            mostrod::run_with(cfg, key, node, async move {
                 while !*stop_rx.borrow() {
                     if stop_rx.changed().await.is_err() {
                         break;
