@@ -3,8 +3,9 @@
 //! The "service" here takes requests from an in-process channel (where a real one would have an
 //! HTTP or WebSocket API), delivers the engine's messages through its own `Transport` (a channel
 //! per user), stores everything in SQLite with the real `mostro-sqlite` adapter, and uses the test
-//! kit's simulated Lightning node. It drives the engine exactly like mostrod does: one task per
-//! request, a node-event loop, a deadline ticker.
+//! kit's simulated Lightning node. It drives the engine with mostrod's own driver (the `mostrod`
+//! library): `intake::serve` (one worker per sender, each request's outcome back on a reply
+//! channel) and `daemon::drive` (Lightning events, deadlines, outbox retries, graceful stop).
 //!
 //! Run: `cargo run -p mostro-examples --example embedded_service`
 
@@ -157,37 +158,48 @@ async fn main() -> Result<(), String> {
     ));
     engine.reconcile().await.map_err(|e| e.to_string())?;
 
-    // Your service's loops: Lightning events and deadlines, each step on its own task.
-    let events = {
-        let (engine, node) = (engine.clone(), node.clone());
-        tokio::spawn(async move {
-            while let Ok(ev) = node.next_event().await {
-                let engine = engine.clone();
-                tokio::spawn(async move {
-                    let _ = engine.on_node_event(ev).await;
-                });
+    // The driver's loops (Lightning events, deadlines, outbox retries) and its intake, until
+    // `stop` fires.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        while !*rx.borrow() {
+            if rx.changed().await.is_err() {
+                return;
             }
-        })
+        }
     };
-    let ticker = {
-        let engine = engine.clone();
-        tokio::spawn(async move {
-            let mut every = tokio::time::interval(Duration::from_millis(500));
-            loop {
-                every.tick().await;
-                let _ = engine.tick().await;
-            }
-        })
-    };
+    let lightning: Arc<dyn LightningNode> = node.clone();
+    let driver = tokio::spawn(mostrod::daemon::drive(
+        engine.clone(),
+        lightning,
+        Arc::default(),
+        Vec::new(),
+        stopped(stop_rx.clone()),
+    ));
+    type Reply = tokio::sync::oneshot::Sender<Result<Outcome, String>>;
+    let (inbox_tx, inbox) = mpsc::unbounded_channel::<(Request, Reply)>();
+    let intake = tokio::spawn(mostrod::intake::serve(
+        engine.clone(),
+        None,
+        inbox,
+        stopped(stop_rx),
+    ));
 
     // Your API: requests arrive from users (here, scripted).
     let (seller, buyer) = (user(1), user(2));
     let mut seller_rx = transport.connect(seller.0);
     let mut buyer_rx = transport.connect(buyer.0);
     let mut n = 0u64;
+    // Your API hands each request to the intake and waits for its outcome.
     let handle = |req: Request| {
-        let engine = engine.clone();
-        async move { engine.handle(req).await.map_err(|e| e.to_string()) }
+        let inbox = inbox_tx.clone();
+        async move {
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            inbox
+                .send((req, tx))
+                .map_err(|_| "intake stopped".to_owned())?;
+            rx.await.map_err(|_| "no outcome".to_owned())?
+        }
     };
 
     let new = Action::NewOrder(Box::new(NewOrderRequest {
@@ -268,8 +280,9 @@ async fn main() -> Result<(), String> {
         return Err("buyer not paid".into());
     }
     let _ = Sats::ZERO;
-    events.abort();
-    ticker.abort();
+    let _ = stop_tx.send(true);
+    let _ = intake.await;
+    let _ = driver.await;
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }

@@ -21,7 +21,7 @@ use mostro_core::ports::{Clock, Network};
 use mostro_core::wire::{Action, Message, MessageKind};
 use mostro_nostr::client::{ClientKeys, WrapOptions, open_reply, wrap_v1, wrap_v2};
 use mostro_nostr::intake::{Intake, IntakeConfig};
-use mostro_nostr::{NostrTransport, TransportConfig, run_inbound, to_core_key, v1, v2};
+use mostro_nostr::{Delivered, NostrTransport, TransportConfig, run_intake, to_core_key, v1, v2};
 use mostro_testkit::{FakeNode, FixedPrices, Ledger, ManualClock, MemStore, SeqEntropy};
 use nostr_relay_builder::prelude::{LocalRelay, RateLimit, RelayBuilder};
 use nostr_sdk::{Client, Filter, Keys, RelayPoolNotification};
@@ -164,7 +164,21 @@ async fn round_trips(n: u64, rows: &mut Vec<Row>) {
     transport.connect().await.unwrap();
     transport.wait_for_connection(Duration::from_secs(5)).await;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let inbound = tokio::spawn(run_inbound(transport.clone(), engine, async {
+    // The consumer: every request on its own task (the daemon's driver orders per sender;
+    // here every request is an independent query).
+    let (inbox_tx, mut inbox) = tokio::sync::mpsc::unbounded_channel::<Delivered>();
+    tokio::spawn(async move {
+        while let Some((request, ack)) = inbox.recv().await {
+            let engine = engine.clone();
+            tokio::spawn(async move {
+                match engine.handle(request).await {
+                    Ok(_) => ack.handled(),
+                    Err(_) => ack.failed(),
+                }
+            });
+        }
+    });
+    let inbound = tokio::spawn(run_intake(transport.clone(), inbox_tx, async {
         let _ = stopped.await;
     }));
     tokio::time::sleep(Duration::from_millis(300)).await;

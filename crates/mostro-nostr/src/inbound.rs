@@ -1,5 +1,7 @@
-//! The inbound driver: subscriptions on every relay, relay supervision, the
-//! intake pipeline, mapping, and hand-over to the engine.
+//! The inbound side: subscriptions on every relay, relay supervision, the
+//! intake pipeline and mapping. It yields authenticated, decoded requests,
+//! each with an [`Ack`], on a channel; it never sees the engine: the daemon's
+//! driver decides what handles them and in which order.
 //!
 //! * One subscription per protocol on every relay, both at once:
 //!   `{kinds:[14], #p:[node], since}` and `{kinds:[1059], #p:[node], since}`.
@@ -11,9 +13,10 @@
 //!   again with `since` = the newest processed message time minus a margin,
 //!   so what was published while we were away is fetched. Events are
 //!   deduplicated by id (the intake's replay guard, then the store's).
-//! * Every accepted request goes to a per-sender worker: one sender's
-//!   requests are handled in arrival order, different senders in parallel,
-//!   so a slow order never stalls the others.
+//! * Requests leave in arrival order (a catch-up's buffered batch oldest
+//!   first); the consumer answers each [`Ack`]: a failure not caused by the
+//!   request makes the adapter forget the event, so a relay's re-delivery is
+//!   processed again.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -22,10 +25,8 @@ use std::sync::{Arc, Mutex as StdMutex};
 use std::time::Duration;
 use std::time::Instant;
 
-use async_trait::async_trait;
-use mostro_core::engine::{Engine, Outcome, Request};
+use mostro_core::engine::Request;
 use mostro_core::ports::TransportError;
-use mostro_core::types::PubKey;
 use mostro_core::wire::map::to_request;
 use nostr_sdk::pool::RelayNotification;
 use nostr_sdk::{
@@ -43,62 +44,39 @@ use crate::{KIND_GIFT_WRAP, KIND_V2, v1};
 const SUB_V2: &str = "mostro-v2";
 /// Subscription id of the gift-wrap subscription.
 const SUB_V1: &str = "mostro-v1";
-/// A per-sender worker exits after this long without requests.
-const WORKER_IDLE: Duration = Duration::from_secs(30);
 /// How long a catch-up waits for the relay's end of stored events.
 const EOSE_TIMEOUT: Duration = Duration::from_secs(5);
 /// How often public events a connected relay has not confirmed are re-sent to it.
 const REDELIVER_EVERY: Duration = Duration::from_secs(30);
-/// How long shutdown waits for in-flight requests.
-const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Where accepted requests go.
-#[async_trait]
-pub trait RequestHandler: Send + Sync + 'static {
-    /// Handles one request. Returns `false` when it failed for a reason that
-    /// is not the request's fault (the event may then be processed again if
-    /// a relay delivers it again).
-    async fn deliver(&self, req: Request) -> bool;
+/// One authenticated, decoded request and the handle that tells the adapter how it ended.
+pub type Delivered = (Request, Ack);
+
+/// How a delivered request ended, for the adapter's replay guard. Dropping it counts as
+/// [`Ack::handled`].
+#[derive(Debug)]
+pub struct Ack {
+    transport: Arc<NostrTransport>,
+    event: Option<nostr_sdk::EventId>,
 }
 
-#[async_trait]
-impl RequestHandler for Engine {
-    async fn deliver(&self, req: Request) -> bool {
-        match self.handle(req).await {
-            Ok(Outcome::Applied(id)) => {
-                debug!(order_id = ?id, "request applied");
-                true
-            },
-            Ok(Outcome::Refused(reason)) => {
-                debug!(%reason, "request refused");
-                true
-            },
-            Ok(Outcome::Duplicate) => {
-                debug!("duplicate request");
-                true
-            },
-            Err(e) => {
-                warn!(error = %e, "engine failed on a request");
-                false
-            },
+impl Ack {
+    /// The request was handled (applied, refused or a duplicate): its event stays in the
+    /// replay guard and a re-delivery is dropped.
+    pub fn handled(self) {}
+
+    /// The request could not be handled for a reason that is not its own (a store or node
+    /// failure): the event is forgotten, so that a relay delivering it again gets it
+    /// processed.
+    pub fn failed(self) {
+        if let Some(id) = self.event {
+            let mut intake = match self.transport.intake.lock() {
+                Ok(g) => g,
+                Err(p) => p.into_inner(),
+            };
+            intake.forget(&id);
         }
     }
-}
-
-/// Runs the inbound side for the engine until `shutdown` completes.
-///
-/// # Errors
-///
-/// [`TransportError`] if the relays cannot be set up.
-pub async fn run_inbound<F>(
-    transport: Arc<NostrTransport>,
-    engine: Arc<Engine>,
-    shutdown: F,
-) -> Result<(), TransportError>
-where
-    F: Future<Output = ()> + Send,
-{
-    run_inbound_with(transport, engine, shutdown).await
 }
 
 /// Shared state of the driver and the relay watchers.
@@ -253,19 +231,18 @@ impl Shared {
     }
 }
 
-/// Runs the inbound side with any [`RequestHandler`] until `shutdown`
-/// completes.
+/// Runs the inbound side until `shutdown` completes (or the receiver of `out` is gone):
+/// subscribes on every relay, supervises them, and sends every accepted request on `out`.
 ///
 /// # Errors
 ///
 /// [`TransportError`] if the relays cannot be set up.
-pub async fn run_inbound_with<H, F>(
+pub async fn run_intake<F>(
     transport: Arc<NostrTransport>,
-    handler: Arc<H>,
+    out: mpsc::UnboundedSender<Delivered>,
     shutdown: F,
 ) -> Result<(), TransportError>
 where
-    H: RequestHandler + ?Sized,
     F: Future<Output = ()> + Send,
 {
     let client = transport.client().clone();
@@ -294,19 +271,19 @@ where
     }
     watchers.spawn(redeliver(transport.clone()));
     info!(relays = watchers.len(), node = %shared.node, "inbound started");
-    let mut workers: HashMap<PubKey, mpsc::UnboundedSender<Request>> = HashMap::new();
-    let mut running = JoinSet::new();
     let mut buffers: HashMap<(RelayUrl, &'static str), Vec<(u64, Request)>> = HashMap::new();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tokio::pin!(shutdown);
-    loop {
+    'intake: loop {
         let n = tokio::select! {
             () = &mut shutdown => break,
             _ = tick.tick() => {
                 for key in shared.overdue_catch_ups() {
                     warn!(relay = %key.0, sub = key.1, "no end of stored events; handling what arrived");
                     for req in drain_sorted(&mut buffers, &key) {
-                        dispatch(req, &handler, &transport, &mut workers, &mut running);
+                        if !hand_over(req, &transport, &out) {
+                            break 'intake;
+                        }
                     }
                 }
                 continue;
@@ -350,8 +327,8 @@ where
                         .entry((relay_url, sub))
                         .or_default()
                         .push((created_at, req));
-                } else {
-                    dispatch(req, &handler, &transport, &mut workers, &mut running);
+                } else if !hand_over(req, &transport, &out) {
+                    break 'intake;
                 }
             },
             Ok(RelayPoolNotification::Message {
@@ -363,7 +340,9 @@ where
                 };
                 if shared.end_catch_up(&relay_url, sub) {
                     for req in drain_sorted(&mut buffers, &(relay_url.clone(), sub)) {
-                        dispatch(req, &handler, &transport, &mut workers, &mut running);
+                        if !hand_over(req, &transport, &out) {
+                            break 'intake;
+                        }
                     }
                 }
             },
@@ -381,17 +360,8 @@ where
             },
             Err(broadcast::error::RecvError::Closed) => break,
         }
-        while running.try_join_next().is_some() {}
     }
     watchers.abort_all();
-    workers.clear();
-    let drained = tokio::time::timeout(DRAIN_TIMEOUT, async {
-        while running.join_next().await.is_some() {}
-    })
-    .await;
-    if drained.is_err() {
-        warn!("shutdown: requests still running were abandoned");
-    }
     info!("inbound stopped");
     Ok(())
 }
@@ -458,72 +428,19 @@ fn intake(
     }
 }
 
-/// Queues a request on its sender's worker, starting one if needed.
-fn dispatch<H: RequestHandler + ?Sized>(
-    req: Request,
-    handler: &Arc<H>,
+/// Sends one request to the consumer; `false` when the consumer is gone.
+fn hand_over(
+    request: Request,
     transport: &Arc<NostrTransport>,
-    workers: &mut HashMap<PubKey, mpsc::UnboundedSender<Request>>,
-    running: &mut JoinSet<()>,
-) {
-    let sender = req.sender;
-    let req = match workers.get(&sender) {
-        Some(tx) => match tx.send(req) {
-            Ok(()) => return,
-            Err(mpsc::error::SendError(req)) => req,
-        },
-        None => req,
+    out: &mpsc::UnboundedSender<Delivered>,
+) -> bool {
+    let ack = Ack {
+        transport: transport.clone(),
+        event: request
+            .event_id
+            .map(|id| nostr_sdk::EventId::from_byte_array(id.0)),
     };
-    // Forget finished workers when the map doubles in size (amortized O(1) per request;
-    // fresh trade keys make one worker per order).
-    if workers.len() >= 1024 && workers.len().is_power_of_two() {
-        workers.retain(|_, tx| !tx.is_closed());
-    }
-    let (tx, rx) = mpsc::unbounded_channel();
-    if tx.send(req).is_err() {
-        return;
-    }
-    workers.insert(sender, tx);
-    running.spawn(worker(handler.clone(), transport.clone(), rx));
-}
-
-/// Handles one sender's requests in order; exits when idle, after closing
-/// its queue and draining what was queued meanwhile.
-async fn worker<H: RequestHandler + ?Sized>(
-    handler: Arc<H>,
-    transport: Arc<NostrTransport>,
-    mut rx: mpsc::UnboundedReceiver<Request>,
-) {
-    loop {
-        match tokio::time::timeout(WORKER_IDLE, rx.recv()).await {
-            Ok(Some(req)) => run_one(&*handler, &transport, req).await,
-            Ok(None) => return,
-            Err(_) => {
-                rx.close();
-                while let Some(req) = rx.recv().await {
-                    run_one(&*handler, &transport, req).await;
-                }
-                return;
-            },
-        }
-    }
-}
-
-async fn run_one<H: RequestHandler + ?Sized>(
-    handler: &H,
-    transport: &NostrTransport,
-    req: Request,
-) {
-    let id = req.event_id;
-    if !handler.deliver(req).await
-        && let Some(id) = id
-    {
-        let mut intake = match transport.intake.lock() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        };
-        intake.forget(&nostr_sdk::EventId::from_byte_array(id.0));
-    }
+    out.send((request, ack)).is_ok()
 }
 
 /// Every [`REDELIVER_EVERY`], re-sends public events to the connected relays that have not

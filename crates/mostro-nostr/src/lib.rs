@@ -11,9 +11,9 @@
 //! * [`events`]: the node's public events (kinds 38383, 38384, 38385, 38386,
 //!   10002).
 //! * [`NostrTransport`]: the [`mostro_core::ports::Transport`] adapter, and
-//!   [`run_inbound`], the driver that subscribes on every relay, unwraps,
-//!   maps with [`mostro_core::wire::map::to_request`] and hands requests to
-//!   the engine.
+//!   [`run_intake`], which subscribes on every relay, unwraps, maps with
+//!   [`mostro_core::wire::map::to_request`] and yields each request with an
+//!   [`Ack`] on a channel (the daemon's driver hands them to the engine).
 //! * [`client`]: what a client does (wrap a request, open a reply), for
 //!   tests, tools and benchmarks.
 //!
@@ -37,7 +37,7 @@ pub mod v1;
 pub mod v2;
 
 pub use error::{UnwrapError, WrapError};
-pub use inbound::{RequestHandler, run_inbound, run_inbound_with};
+pub use inbound::{Ack, Delivered, run_intake};
 pub use nodelay::NoDelayTransport;
 pub use transport::{InboundStats, MAX_PLAINTEXT, NostrTransport, TransportConfig};
 

@@ -31,11 +31,6 @@ pub struct TransportConfig {
     pub dm_expiration_secs: u64,
     /// Inbound checks.
     pub intake: IntakeConfig,
-    /// Publish attempts per event before the send fails (the engine then
-    /// keeps the message pending and retries it later).
-    pub publish_attempts: u32,
-    /// Delay before the second attempt; doubled for each further one.
-    pub publish_backoff: Duration,
     /// Delay between reconnection attempts to a relay.
     pub relay_retry_interval: Duration,
     /// Catch-up margin, in seconds: after a reconnection the subscription asks
@@ -61,8 +56,6 @@ impl TransportConfig {
             relays,
             dm_expiration_secs: 30 * 86_400,
             intake: IntakeConfig::default(),
-            publish_attempts: 4,
-            publish_backoff: Duration::from_millis(500),
             relay_retry_interval: Duration::from_secs(5),
             catch_up_margin_secs: 60,
             resume_from: None,
@@ -73,7 +66,7 @@ impl TransportConfig {
 
 /// The Nostr side of the node: sends the engine's messages in each
 /// recipient's protocol, publishes the public events, and (with
-/// [`crate::run_inbound`]) receives requests.
+/// [`crate::run_intake`]) receives requests.
 pub struct NostrTransport {
     client: Client,
     keys: Keys,
@@ -293,30 +286,24 @@ impl NostrTransport {
         event.map_err(|e| TransportError::permanent(e.to_string()))
     }
 
-    /// Publishes an event to every relay, retrying with backoff until at
-    /// least one relay accepted it.
+    /// Publishes an event to every relay, once: `Ok` when at least one relay accepted it.
+    /// There is no retry here: a failure is transient and the caller's outbox retries the
+    /// effect (one retry policy, the outbox's).
     ///
     /// # Errors
     ///
-    /// [`TransportError`] when every attempt failed on every relay.
+    /// [`TransportError`] (transient) when no relay accepted it.
     pub async fn publish(&self, event: &Event) -> Result<(), TransportError> {
-        let mut delay = self.config.publish_backoff;
-        let mut last = String::from("no relay");
-        for attempt in 0..self.config.publish_attempts.max(1) {
-            if attempt > 0 {
-                tokio::time::sleep(delay).await;
-                delay = delay.saturating_mul(2);
-            }
-            match self.send_once(event).await {
-                Ok(()) => return Ok(()),
-                Err(e) => last = e,
-            }
+        match self.send_once(event).await {
+            Ok(()) => Ok(()),
+            Err(last) => {
+                warn!(id = %event.id, error = %last, "publish failed");
+                Err(TransportError::transient(format!(
+                    "publish {}: {last}",
+                    event.id
+                )))
+            },
         }
-        warn!(id = %event.id, error = %last, "publish failed");
-        Err(TransportError::transient(format!(
-            "publish {}: {last}",
-            event.id
-        )))
     }
 
     /// One publish attempt to every relay; `Ok` when at least one accepted it.
@@ -467,28 +454,22 @@ impl NostrTransport {
             .and_then(|t| t.get(1))
             .cloned()
             .unwrap_or_default();
-        // Each attempt is signed with a fresh, strictly later `created_at`: after a restart the
+        // Every publish is signed with a fresh, strictly later `created_at`: after a restart the
         // relays may hold a version stamped ahead of our clock (several changes in one second),
-        // and a replaceable event older than the stored one is refused.
-        let mut delay = self.config.publish_backoff;
-        let mut last = String::from("no relay");
-        for attempt in 0..self.config.publish_attempts.max(1) {
-            if attempt > 0 {
-                tokio::time::sleep(delay).await;
-                delay = delay.saturating_mul(2);
-            }
-            let at = self.stamp(kind, &d);
-            let event = events::sign(&self.keys, kind, tags.clone(), at)
-                .map_err(|e| TransportError::permanent(e.to_string()))?;
-            match self.send_public(&event, (kind, d.clone())).await {
-                Ok(()) => return Ok(()),
-                Err(e) => last = e,
-            }
+        // and a replaceable event older than the stored one is refused. One attempt: the
+        // outbox retries a failed effect, and the reconciler re-sends to relays that missed it.
+        let at = self.stamp(kind, &d);
+        let event = events::sign(&self.keys, kind, tags, at)
+            .map_err(|e| TransportError::permanent(e.to_string()))?;
+        match self.send_public(&event, (kind, d.clone())).await {
+            Ok(()) => Ok(()),
+            Err(last) => {
+                warn!(kind, d = %d, error = %last, "publish failed");
+                Err(TransportError::transient(format!(
+                    "publish kind {kind} {d}: {last}"
+                )))
+            },
         }
-        warn!(kind, d = %d, error = %last, "publish failed");
-        Err(TransportError::transient(format!(
-            "publish kind {kind} {d}: {last}"
-        )))
     }
 
     /// The maker's reputation for the `rating` tag (reputation mode only).

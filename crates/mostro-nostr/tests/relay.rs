@@ -1,7 +1,7 @@
 //! End to end through a real relay running in-process (nostr-relay-builder on
 //! 127.0.0.1): separate nostr-sdk clients speak v1 and v2 to a node made of
 //! the real engine (test-kit fakes behind it), `NostrTransport` and
-//! `run_inbound`; the relay is killed and restarted on the same port.
+//! `run_intake` (its requests handed to the engine in order by a test consumer); the relay is killed and restarted on the same port.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -15,9 +15,8 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use async_trait::async_trait;
 use common::keys;
-use mostro_core::engine::{Engine, EngineConfig, Ports, Request};
+use mostro_core::engine::{Engine, EngineConfig, Ports};
 use mostro_core::order::Protocol;
 use mostro_core::policy::Policy;
 use mostro_core::ports::{Clock, Network};
@@ -25,7 +24,7 @@ use mostro_core::types::EventId;
 use mostro_core::wire::{Action, Kind, Message, MessageKind, Payload, SmallOrder, Status};
 use mostro_nostr::client::{ClientKeys, WrapOptions, open_reply, wrap_v1, wrap_v2};
 use mostro_nostr::intake::IntakeConfig;
-use mostro_nostr::{NostrTransport, RequestHandler, TransportConfig, run_inbound_with};
+use mostro_nostr::{Delivered, NostrTransport, TransportConfig, run_intake};
 use mostro_testkit::{FakeNode, FixedPrices, Ledger, ManualClock, MemStore, SeqEntropy};
 use nostr_relay_builder::prelude::{
     LocalRelay, MemoryDatabase, MemoryDatabaseOptions, RateLimit, RelayBuilder,
@@ -117,13 +116,18 @@ struct Counting {
     seen: Mutex<HashMap<EventId, usize>>,
 }
 
-#[async_trait]
-impl RequestHandler for Counting {
-    async fn deliver(&self, req: Request) -> bool {
-        if let Some(id) = req.event_id {
-            *self.seen.lock().unwrap().entry(id).or_default() += 1;
+impl Counting {
+    /// The consumer of the transport's requests: counts each, hands it to the engine, acks.
+    async fn serve(&self, mut inbox: mpsc::UnboundedReceiver<Delivered>) {
+        while let Some((request, ack)) = inbox.recv().await {
+            if let Some(id) = request.event_id {
+                *self.seen.lock().unwrap().entry(id).or_default() += 1;
+            }
+            match self.engine.handle(request).await {
+                Ok(_) => ack.handled(),
+                Err(_) => ack.failed(),
+            }
         }
-        self.engine.deliver(req).await
     }
 }
 
@@ -147,8 +151,6 @@ impl TestNode {
         let store = MemStore::with_clock(manual.clone());
         let mut config = TransportConfig::new(&node_keys, relays);
         config.relay_retry_interval = Duration::from_secs(1);
-        config.publish_backoff = Duration::from_millis(200);
-        config.publish_attempts = 3;
         config.intake = IntakeConfig {
             freshness_secs: Some(60),
             ..IntakeConfig::default()
@@ -180,10 +182,15 @@ impl TestNode {
             seen: Mutex::new(HashMap::new()),
         });
         let (stop, stopped) = oneshot::channel::<()>();
+        let (inbox_tx, inbox) = mpsc::unbounded_channel();
+        let consumer = tokio::spawn({
+            let c = counting.clone();
+            async move { c.serve(inbox).await }
+        });
         let inbound = tokio::spawn({
-            let (t, h) = (transport.clone(), counting.clone());
+            let t = transport.clone();
             async move {
-                run_inbound_with(t, h, async {
+                run_intake(t, inbox_tx, async {
                     let _ = stopped.await;
                 })
                 .await
@@ -221,7 +228,7 @@ impl TestNode {
             counting,
             ledger,
             stop: Some(stop),
-            tasks: vec![inbound, resume, pump],
+            tasks: vec![inbound, consumer, resume, pump],
         }
     }
 

@@ -10,7 +10,6 @@
 mod common;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use common::{core_key, keys};
 use mostro_core::machine::{Notice, Notify};
@@ -25,9 +24,7 @@ use mostro_testkit::ManualClock;
 const NOW: u64 = 1_800_000_000;
 
 fn transport() -> NostrTransport {
-    let mut cfg = TransportConfig::new(&keys("mostro"), Vec::new());
-    cfg.publish_attempts = 2;
-    cfg.publish_backoff = Duration::from_millis(1);
+    let cfg = TransportConfig::new(&keys("mostro"), Vec::new());
     NostrTransport::new(
         keys("mostro"),
         cfg,

@@ -17,6 +17,7 @@ pub mod daemon;
 pub mod health;
 pub mod housekeeping;
 pub mod http;
+pub mod intake;
 pub mod metrics;
 pub mod node;
 pub mod ops;

@@ -6,7 +6,6 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use async_trait::async_trait;
-use mostro_core::engine::{Engine, Request};
 use mostro_core::machine::{Effect, Notify, PayOutcome};
 use mostro_core::order::{Order, Protocol};
 use mostro_core::ports::{
@@ -15,7 +14,6 @@ use mostro_core::ports::{
     StoreError, Transport, TransportError, User,
 };
 use mostro_core::types::{BlockHeight, EventId, OrderId, PaymentHash, Preimage, PubKey, Timestamp};
-use mostro_nostr::RequestHandler;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::Histogram;
@@ -35,7 +33,7 @@ fn latency() -> Histogram {
 /// (they share their values) next to the point-in-time gauges read at scrape time.
 #[derive(Clone)]
 pub struct Metrics {
-    messages_in: Family<Labels, Counter>,
+    pub(crate) messages_in: Family<Labels, Counter>,
     messages_out: Family<Labels, Counter>,
     published: Counter,
     ln_calls: Family<Labels, Histogram, fn() -> Histogram>,
@@ -58,7 +56,9 @@ impl Default for Metrics {
     }
 }
 
-fn protocol(p: Protocol) -> Labels {
+/// The metric labels of a protocol.
+#[must_use]
+pub fn protocol(p: Protocol) -> Labels {
     vec![(
         "protocol",
         match p {
@@ -236,25 +236,6 @@ impl Transport for MeteredTransport {
         self.inner.publish_rating(trade_key, user).await?;
         self.metrics.published.inc();
         Ok(())
-    }
-}
-
-/// The inbound handler: counts requests per protocol, then hands them to the engine.
-pub struct MeteredHandler {
-    /// Engine.
-    pub engine: Arc<Engine>,
-    /// Counters.
-    pub metrics: Arc<Metrics>,
-}
-
-#[async_trait]
-impl RequestHandler for MeteredHandler {
-    async fn deliver(&self, req: Request) -> bool {
-        self.metrics
-            .messages_in
-            .get_or_create(&protocol(req.protocol))
-            .inc();
-        self.engine.deliver(req).await
     }
 }
 

@@ -16,7 +16,7 @@ use crate::config::{Backend, Config};
 use crate::daemon::{self, Counters};
 use crate::health::{LightningHealth, poll_lightning};
 use crate::http;
-use crate::metrics::{MeteredHandler, MeteredNode, MeteredStore, MeteredTransport, Metrics};
+use crate::metrics::{MeteredNode, MeteredStore, MeteredTransport, Metrics};
 use crate::support::{NodeKey, OsEntropy, StaticPrices, SystemClock, ensure_token};
 
 /// Opens the configured Lightning backend and checks it is usable for escrow.
@@ -216,13 +216,17 @@ pub async fn run_with(
         node.clone(),
         stopped(stop_rx.clone()),
     ));
-    let handler = Arc::new(MeteredHandler {
-        engine: engine.clone(),
-        metrics: metrics.clone(),
-    });
-    let inbound = tokio::spawn(mostro_nostr::run_inbound_with(
+    // Inbound: the transport yields requests, the driver's intake hands them to the engine.
+    let (inbox_tx, inbox) = tokio::sync::mpsc::unbounded_channel();
+    let inbound = tokio::spawn(mostro_nostr::run_intake(
         transport.clone(),
-        handler,
+        inbox_tx,
+        stopped(stop_rx.clone()),
+    ));
+    let intake_task = tokio::spawn(crate::intake::serve(
+        engine.clone(),
+        Some(metrics.clone()),
+        inbox,
         stopped(stop_rx.clone()),
     ));
     info!(npub = %key.npub(), pubkey = %key.public(), relays = ?cfg.nostr.relays, admin = %cfg.admin.listen, metrics = ?cfg.metrics.addr(), commit = http::COMMIT, "mostrod running");
@@ -235,6 +239,7 @@ pub async fn run_with(
     if let Ok(Err(e)) = inbound.await {
         warn!(error = %e, "inbound driver ended with an error");
     }
+    let _ = intake_task.await;
     let _ = info_task.await;
     let _ = prune_task.await;
     http_task.abort();

@@ -204,10 +204,23 @@ impl Drop for Harness {
     }
 }
 
-impl Harness {
-    /// Starts everything; `mostro_extra` is appended to the `[mostro]` section, `nostr_extra` to
-    /// `[nostr]`, `lightning_extra` to `[lightning]`.
-    pub async fn start(mostro_extra: &str, nostr_extra: &str, lightning_extra: &str) -> Harness {
+/// Everything a node needs around it, before the node runs: a relay, the ledger and the LND
+/// simulator, a node key, and a config file naming them.
+pub struct World {
+    pub relay_url: String,
+    pub node_keys: Keys,
+    pub ledger: Ledger,
+    pub sim: mostro_lnd_sim::LndSim,
+    pub relay: LocalRelay,
+    pub admin: SocketAddr,
+    pub config: PathBuf,
+    pub dir: tempfile::TempDir,
+}
+
+impl World {
+    /// Starts the relay and the simulator and writes the config; `mostro_extra` is appended to
+    /// the `[mostro]` section, `nostr_extra` to `[nostr]`, `lightning_extra` to `[lightning]`.
+    pub async fn start(mostro_extra: &str, nostr_extra: &str, lightning_extra: &str) -> World {
         let dir = tempfile::tempdir().unwrap();
         // Relay with an in-memory database that keeps events, so a restarted daemon can catch up
         // on what it missed.
@@ -286,17 +299,43 @@ listen = "{admin}"
         );
         let cfg_path = dir.path().join("mostrod.toml");
         std::fs::write(&cfg_path, config).unwrap();
-        let mut daemon = Daemon::spawn(&cfg_path, admin, &dir.path().join("mostrod.log")).unwrap();
-        daemon.ready().await.unwrap();
-        Harness {
-            daemon,
+        World {
             relay_url,
-            node: node_keys.public_key(),
             node_keys,
             ledger,
             sim,
             relay,
+            admin,
+            config: cfg_path,
             dir,
+        }
+    }
+
+    /// A protocol client of this world's node.
+    pub async fn client(&self, name: &str, protocol: Protocol) -> Party {
+        let c = MostroClient::connect(name, &self.relay_url, self.node_keys.public_key(), protocol)
+            .await
+            .unwrap();
+        Party::new(c)
+    }
+}
+
+impl Harness {
+    /// Starts everything (see [`World::start`]) and the `mostrod` binary on it.
+    pub async fn start(mostro_extra: &str, nostr_extra: &str, lightning_extra: &str) -> Harness {
+        let w = World::start(mostro_extra, nostr_extra, lightning_extra).await;
+        let mut daemon =
+            Daemon::spawn(&w.config, w.admin, &w.dir.path().join("mostrod.log")).unwrap();
+        daemon.ready().await.unwrap();
+        Harness {
+            daemon,
+            relay_url: w.relay_url,
+            node: w.node_keys.public_key(),
+            node_keys: w.node_keys,
+            ledger: w.ledger,
+            sim: w.sim,
+            relay: w.relay,
+            dir: w.dir,
         }
     }
 

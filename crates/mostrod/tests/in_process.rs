@@ -1,0 +1,151 @@
+//! The daemon as a library: `mostrod::run(config, shutdown)` in this test's own runtime (no
+//! child process), against an in-process relay and the LND simulator behind the real adapter.
+//! A whole trade (seller on protocol v2, buyer on v1), then a graceful stop through the
+//! shutdown future, then a second run on the same data directory that finds the trade done.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::cast_possible_wrap,
+    clippy::cast_sign_loss,
+    reason = "test code"
+)]
+
+mod support;
+
+use support::*;
+use tokio::sync::oneshot;
+
+/// Runs the node of `world` on its own task; the sender stops it.
+fn spawn_node(
+    world: &World,
+) -> (
+    oneshot::Sender<()>,
+    tokio::task::JoinHandle<anyhow::Result<()>>,
+) {
+    let cfg = mostrod::Config::load(&world.config, &[]).unwrap();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(mostrod::run(cfg, async {
+        let _ = stopped.await;
+    }));
+    (stop, task)
+}
+
+async fn wait_ready(admin: SocketAddr) {
+    let deadline = Instant::now() + WAIT;
+    while !health(admin) {
+        assert!(Instant::now() < deadline, "node not ready within {WAIT:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trade_through_the_library_driver_then_a_graceful_stop() {
+    let world = World::start("", "", "").await;
+    let (stop, node) = spawn_node(&world);
+    wait_ready(world.admin).await;
+
+    let mut seller = world.client("seller", Protocol::V2).await;
+    let mut buyer = world.client("buyer", Protocol::V1).await;
+    seller
+        .send_opening(
+            None,
+            Action::NewOrder,
+            Some(Payload::Order(sell_order(80_000, 40))),
+        )
+        .await
+        .unwrap();
+    let k = seller
+        .wait_where(Action::NewOrder, None, |_| true)
+        .await
+        .unwrap();
+    let id = k.id.expect("new-order reply names the order");
+
+    buyer
+        .send_opening(Some(id), Action::TakeSell, None)
+        .await
+        .unwrap();
+    let ask = buyer.wait_order(Action::AddInvoice, id).await.unwrap();
+    let payout = u64::try_from(ask.amount).unwrap();
+    assert_eq!(
+        payout,
+        80_000 - fee(80_000),
+        "the buyer is asked for amount minus its fee"
+    );
+    let invoice = world
+        .ledger
+        .wallet_invoice("buyer", Some(Sats(payout)), 3600)
+        .unwrap();
+    buyer
+        .send(
+            Some(id),
+            Action::AddInvoice,
+            Some(Payload::PaymentRequest(None, invoice, None)),
+        )
+        .await
+        .unwrap();
+    let pay = seller
+        .wait_where(Action::PayInvoice, Some(id), |k| {
+            matches!(k.payload, Some(Payload::PaymentRequest(..)))
+        })
+        .await
+        .unwrap();
+    let Some(Payload::PaymentRequest(_, hold, _)) = pay.payload else {
+        panic!("no hold invoice")
+    };
+    world.ledger.pay_hold("seller", &hold).unwrap();
+    buyer
+        .wait(Action::HoldInvoicePaymentAccepted, id)
+        .await
+        .unwrap();
+    buyer.send(Some(id), Action::FiatSent, None).await.unwrap();
+    seller.wait(Action::FiatSentOk, id).await.unwrap();
+    seller.send(Some(id), Action::Release, None).await.unwrap();
+    buyer.wait(Action::PurchaseCompleted, id).await.unwrap();
+    assert_eq!(
+        world.ledger.balance("buyer"),
+        i128::from(payout),
+        "paid once"
+    );
+
+    // Graceful stop: the shutdown future resolves, run() returns Ok within the grace period.
+    stop.send(()).unwrap();
+    let r = tokio::time::timeout(Duration::from_secs(30), node)
+        .await
+        .expect("run() returns after the shutdown future resolved")
+        .unwrap();
+    r.unwrap();
+    assert!(
+        !health(world.admin),
+        "the admin endpoint is closed after the stop"
+    );
+
+    // A second run on the same data: the order is finished, nothing is paid again.
+    let (stop, node) = spawn_node(&world);
+    wait_ready(world.admin).await;
+    let token = std::fs::read_to_string(world.dir.path().join("admin.token")).unwrap();
+    let (_, body) = http_get(
+        world.admin,
+        &format!("/admin/orders/{id}"),
+        Some(token.trim()),
+    )
+    .unwrap();
+    assert!(
+        body.contains("\"success\""),
+        "order finished after restart: {body}"
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        world.ledger.balance("buyer"),
+        i128::from(payout),
+        "not paid twice"
+    );
+    stop.send(()).unwrap();
+    tokio::time::timeout(Duration::from_secs(30), node)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    world.relay.shutdown();
+}
