@@ -9,7 +9,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use mostro_core::machine::Notify;
 use mostro_core::order::{Order, Protocol};
-use mostro_core::ports::{Clock, Store, Transport, TransportError, User};
+use mostro_core::ports::{Clock, Transport, TransportError, User};
 use mostro_core::wire::map::to_message_at;
 use nostr_sdk::{Client, Event, Filter, Keys, Kind, RelayOptions, RelayUrl, Timestamp};
 use tracing::{debug, info, warn};
@@ -64,6 +64,24 @@ impl TransportConfig {
     }
 }
 
+/// What the adapter asks of the node's records, and nothing more: it never sees the store or
+/// the engine. The daemon answers from its store.
+#[async_trait]
+pub trait Records: Send + Sync {
+    /// Whether an inbound event (outer id) was already processed: a relay's catch-up replays
+    /// mostly those, and they are dropped before any decryption.
+    ///
+    /// # Errors
+    /// The records cannot say (the event is then processed, and the engine's own replay guard
+    /// decides).
+    async fn processed(&self, id: &mostro_core::types::EventId) -> Result<bool, String>;
+    /// A user's reputation record, for the `rating` tag of a pending order's public event.
+    ///
+    /// # Errors
+    /// The records cannot say (the tag then shows an empty reputation).
+    async fn user(&self, identity: &mostro_core::types::PubKey) -> Result<Option<User>, String>;
+}
+
 /// The Nostr side of the node: sends the engine's messages in each
 /// recipient's protocol, publishes the public events, and (with
 /// [`crate::run_intake`]) receives requests.
@@ -72,7 +90,7 @@ pub struct NostrTransport {
     keys: Keys,
     config: TransportConfig,
     clock: Arc<dyn Clock>,
-    store: Option<Arc<dyn Store>>,
+    records: Option<Arc<dyn Records>>,
     /// Last `created_at` used per (kind, `d`), to keep addressable events
     /// strictly increasing.
     stamps: Mutex<HashMap<(u16, String), u64>>,
@@ -137,14 +155,15 @@ impl std::fmt::Debug for NostrTransport {
 
 impl NostrTransport {
     /// A transport for the node key `keys`. `clock` stamps events and checks
-    /// freshness; `store` (optional) supplies the maker's reputation for the
-    /// `rating` tag of pending orders.
+    /// freshness; `records` (optional) answers the two questions the adapter
+    /// asks of the node's records: was this event processed (catch-up), and
+    /// the maker's reputation for the `rating` tag of pending orders.
     #[must_use]
     pub fn new(
         keys: Keys,
         config: TransportConfig,
         clock: Arc<dyn Clock>,
-        store: Option<Arc<dyn Store>>,
+        records: Option<Arc<dyn Records>>,
     ) -> Self {
         let client = Client::builder()
             .signer(keys.clone())
@@ -156,7 +175,7 @@ impl NostrTransport {
             keys,
             config,
             clock,
-            store,
+            records,
             stamps: Mutex::new(HashMap::new()),
             delivery: Delivery::default(),
             intake,
@@ -230,12 +249,12 @@ impl NostrTransport {
         }
     }
 
-    /// Whether the store's replay guard already holds this (outer) event id; `false` without
-    /// a store or when it cannot say.
+    /// Whether the node's replay guard already holds this (outer) event id; `false` without
+    /// records or when they cannot say.
     pub(crate) async fn processed(&self, id: &nostr_sdk::EventId) -> bool {
-        match &self.store {
-            Some(s) => s
-                .seen_event(&mostro_core::types::EventId(id.to_bytes()))
+        match &self.records {
+            Some(r) => r
+                .processed(&mostro_core::types::EventId(id.to_bytes()))
                 .await
                 .unwrap_or(false),
             None => false,
@@ -477,8 +496,8 @@ impl NostrTransport {
         if order.maker.is_full_privacy() {
             return None;
         }
-        let user = match &self.store {
-            Some(store) => match store.user(&order.maker.identity).await {
+        let user = match &self.records {
+            Some(records) => match records.user(&order.maker.identity).await {
                 Ok(u) => u.unwrap_or_default(),
                 Err(e) => {
                     warn!(order_id = %order.id, error = %e, "maker reputation unavailable");

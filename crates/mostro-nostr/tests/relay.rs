@@ -19,7 +19,7 @@ use common::keys;
 use mostro_core::engine::{Engine, EngineConfig, Ports};
 use mostro_core::order::Protocol;
 use mostro_core::policy::Policy;
-use mostro_core::ports::{Clock, Network};
+use mostro_core::ports::{Clock, Network, Store};
 use mostro_core::types::EventId;
 use mostro_core::wire::{Action, Kind, Message, MessageKind, Payload, SmallOrder, Status};
 use mostro_nostr::client::{ClientKeys, WrapOptions, open_reply, wrap_v1, wrap_v2};
@@ -131,6 +131,23 @@ impl Counting {
     }
 }
 
+/// The adapter's questions answered from the test store.
+struct StoreRecords(MemStore);
+
+#[async_trait::async_trait]
+impl mostro_nostr::Records for StoreRecords {
+    async fn processed(&self, id: &EventId) -> Result<bool, String> {
+        self.0.seen_event(id).await.map_err(|e| e.to_string())
+    }
+
+    async fn user(
+        &self,
+        identity: &mostro_core::types::PubKey,
+    ) -> Result<Option<mostro_core::ports::User>, String> {
+        self.0.user(identity).await.map_err(|e| e.to_string())
+    }
+}
+
 struct TestNode {
     engine: Arc<Engine>,
     transport: Arc<NostrTransport>,
@@ -159,7 +176,7 @@ impl TestNode {
             node_keys.clone(),
             config,
             clock,
-            Some(Arc::new(store.clone())),
+            Some(Arc::new(StoreRecords(store.clone()))),
         ));
         let ports = Ports {
             node: fake.clone(),

@@ -117,7 +117,7 @@ pub async fn run_with(
         keys,
         tc,
         clock.clone(),
-        Some(store.clone()),
+        Some(Arc::new(StoreRecords(store.clone()))),
     ));
     transport.connect().await.context("nostr.relays")?;
     transport.wait_for_connection(Duration::from_secs(5)).await;
@@ -253,6 +253,24 @@ pub async fn run_with(
     transport.shutdown().await;
     info!("mostrod stopped");
     Ok(())
+}
+
+/// The Nostr adapter's questions (processed event? maker reputation?) answered from the store,
+/// so the adapter itself never holds the store.
+struct StoreRecords(Arc<dyn Store>);
+
+#[async_trait::async_trait]
+impl mostro_nostr::Records for StoreRecords {
+    async fn processed(&self, id: &mostro_core::types::EventId) -> Result<bool, String> {
+        self.0.seen_event(id).await.map_err(|e| e.to_string())
+    }
+
+    async fn user(
+        &self,
+        identity: &mostro_core::types::PubKey,
+    ) -> Result<Option<mostro_core::ports::User>, String> {
+        self.0.user(identity).await.map_err(|e| e.to_string())
+    }
 }
 
 /// What [`price_source`] returns: the source, the live feed (if any, for metrics) and its task.
