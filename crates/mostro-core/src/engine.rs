@@ -330,7 +330,7 @@ impl Engine {
             .store
             .commit(Commit {
                 solvers: vec![solver],
-                ..Commit::default()
+                ..Commit::at(self.ports.clock.now())
             })
             .await
             .map(|_| ())
@@ -375,7 +375,7 @@ impl Engine {
                 let commit = Commit {
                     event: req.event_id,
                     effects: vec![cant_do(&req, reason)],
-                    ..Commit::default()
+                    ..Commit::at(self.ports.clock.now())
                 };
                 match self.commit(commit).await {
                     Ok(q) => (Outcome::Refused(reason), q),
@@ -465,7 +465,7 @@ impl Engine {
                 set_request_id(&mut t, req.request_id);
                 let id = t.order.id;
                 let q = self
-                    .commit_transition(req.event_id, None, t, Vec::new())
+                    .commit_transition(now, req.event_id, None, t, Vec::new())
                     .await?;
                 info!(order_id = %id, "new order");
                 return Ok((Outcome::Applied(Some(id)), q));
@@ -512,7 +512,7 @@ impl Engine {
                     event: req.event_id,
                     solvers: vec![*s],
                     effects: vec![reply],
-                    ..Commit::default()
+                    ..Commit::at(now)
                 };
                 let q = self.commit(commit).await.map_err(Decided::from_store)?;
                 return Ok((Outcome::Applied(None), q));
@@ -602,7 +602,7 @@ impl Engine {
             let mut t = machine::step(&order, &input, &env).map_err(Decided::Refuse)?;
             t.users.extend(users.iter().cloned());
             match self
-                .commit_transition(req.event_id, Some(&order), t, Vec::new())
+                .commit_transition(now, req.event_id, Some(&order), t, Vec::new())
                 .await
             {
                 Ok(q) => return Ok((Outcome::Applied(Some(order.id)), q)),
@@ -644,7 +644,7 @@ impl Engine {
         let commit = Commit {
             event: req.event_id,
             effects: vec![reply(req, notice)],
-            ..Commit::default()
+            ..Commit::at(self.ports.clock.now())
         };
         let q = self.commit(commit).await.map_err(Decided::from_store)?;
         Ok((Outcome::Applied(None), q))
@@ -697,6 +697,7 @@ impl Engine {
 
     async fn commit_transition(
         &self,
+        at: Timestamp,
         event: Option<EventId>,
         before: Option<&Order>,
         t: Transition,
@@ -717,9 +718,8 @@ impl Engine {
             orders,
             effects: t.effects,
             done,
-            dead: Vec::new(),
             users: t.users,
-            solvers: Vec::new(),
+            ..Commit::at(at)
         };
         self.commit(commit).await.map_err(Decided::from_store)
     }
@@ -737,7 +737,8 @@ impl Engine {
             let Some(order) = self.ports.store.order(id).await? else {
                 return self.complete(done).await;
             };
-            let env = self.env(&policy, self.ports.clock.now(), None);
+            let now = self.ports.clock.now();
+            let env = self.env(&policy, now, None);
             let t = match machine::step(&order, input, &env) {
                 Ok(t) if !t.is_noop(&order) => t,
                 Ok(_) => return self.complete(done).await,
@@ -750,7 +751,7 @@ impl Engine {
             let to = t.order.status;
             self.observe(&order, &t.order);
             match self
-                .commit_transition(None, Some(&order), t, done.clone())
+                .commit_transition(now, None, Some(&order), t, done.clone())
                 .await
             {
                 Ok(q) => {
@@ -775,7 +776,7 @@ impl Engine {
         Ok(self
             .commit(Commit {
                 done,
-                ..Commit::default()
+                ..Commit::at(self.ports.clock.now())
             })
             .await?)
     }
@@ -882,7 +883,7 @@ impl Engine {
         self.commit(Commit {
             done,
             dead,
-            ..Commit::default()
+            ..Commit::at(self.ports.clock.now())
         })
         .await?;
         self.alarms.dead_letters.fetch_add(n, Ordering::Relaxed);

@@ -53,7 +53,7 @@ struct Rig {
 
 fn rig(node: MockNode) -> Rig {
     let clock = Arc::new(ManualClock::new(T0));
-    let store = MemStore::with_clock(clock.clone());
+    let store = MemStore::new();
     let transport = Arc::new(RecordingTransport::default());
     let ports = Ports {
         node: Arc::new(node),

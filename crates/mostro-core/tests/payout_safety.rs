@@ -496,7 +496,7 @@ fn a_pay_for_a_hash_that_is_no_longer_current_is_skipped() {
             .store
             .commit(Commit {
                 effects: vec![stale.clone()],
-                ..Commit::default()
+                ..Commit::at(mostro_core::types::Timestamp(0))
             })
             .await
             .unwrap();
@@ -532,7 +532,7 @@ fn poison_messages_are_dead_lettered_and_do_not_starve_a_settle() {
         bed.store
             .commit(Commit {
                 effects: poison,
-                ..Commit::default()
+                ..Commit::at(mostro_core::types::Timestamp(0))
             })
             .await
             .unwrap();
@@ -585,7 +585,7 @@ fn retry_rounds_page_through_a_long_outbox() {
         bed.store
             .commit(Commit {
                 effects: msgs,
-                ..Commit::default()
+                ..Commit::at(mostro_core::types::Timestamp(0))
             })
             .await
             .unwrap();
@@ -794,7 +794,7 @@ fn recovery_settles_again_a_hold_the_node_still_shows_accepted() {
         bed.store
             .commit(Commit {
                 done: pending,
-                ..Commit::default()
+                ..Commit::at(mostro_core::types::Timestamp(0))
             })
             .await
             .unwrap();
@@ -1028,7 +1028,7 @@ fn retry_rounds_over_a_mid_sized_outbox_cover_everything_and_end() {
             .store
             .commit(Commit {
                 effects: msgs,
-                ..Commit::default()
+                ..Commit::at(mostro_core::types::Timestamp(0))
             })
             .await
             .unwrap();

@@ -136,7 +136,7 @@ async fn round_trips(n: u64, rows: &mut Vec<Row>) {
     let node_keys = key(3);
     let clock: Arc<dyn Clock> = Arc::new(mostro_testkit::SystemClock);
     let manual = Arc::new(ManualClock::new(clock.now()));
-    let store = MemStore::with_clock(manual.clone());
+    let store = MemStore::new();
     let mut cfg = TransportConfig::new(&node_keys, vec![url.clone()]);
     cfg.intake = IntakeConfig {
         rate_per_minute: 0,

@@ -165,7 +165,7 @@ impl TestNode {
         let manual = Arc::new(ManualClock::new(clock.now()));
         let ledger = Ledger::new(Network::Regtest, manual.clone());
         let fake = Arc::new(FakeNode::new(ledger.clone()));
-        let store = MemStore::with_clock(manual.clone());
+        let store = MemStore::new();
         let mut config = TransportConfig::new(&node_keys, relays);
         config.relay_retry_interval = Duration::from_secs(1);
         config.intake = IntakeConfig {

@@ -163,6 +163,7 @@ async fn stepper(store: Arc<SqliteStore>, worker: u64, commits: u64) {
             },
         };
         let c = Commit {
+            at: Timestamp(0),
             event: Some(event(0xe0, n)),
             effects: effects(&next),
             orders: vec![write],

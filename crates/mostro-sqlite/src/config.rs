@@ -1,11 +1,6 @@
 //! Store settings.
 
-use std::fmt;
-use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
-
-use mostro_core::ports::Clock;
-use mostro_core::types::Timestamp;
+use std::time::Duration;
 
 /// When SQLite waits for the disk (`PRAGMA synchronous`, in WAL mode).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -34,7 +29,10 @@ impl Synchronous {
 }
 
 /// Settings of a [`crate::SqliteStore`].
-#[derive(Clone)]
+///
+/// The store reads no clock: every time it records (event seen, effect created or done, user
+/// created, solver added) is the [`mostro_core::ports::Commit::at`] of the commit that wrote it.
+#[derive(Clone, Debug)]
 pub struct SqliteConfig {
     /// Durability of commits (default [`Synchronous::Full`]).
     pub synchronous: Synchronous,
@@ -53,9 +51,6 @@ pub struct SqliteConfig {
     /// for existing files). Default 8192: an order row is about 2.5 KB, so 4 KB pages would
     /// waste almost half of each page.
     pub page_size: u32,
-    /// Clock for the times the store records (event seen, effect created/done, user created).
-    /// Default: the system clock.
-    pub clock: Arc<dyn Clock>,
 }
 
 impl Default for SqliteConfig {
@@ -67,35 +62,6 @@ impl Default for SqliteConfig {
             max_batch: 256,
             max_size_bytes: None,
             page_size: 8192,
-            clock: Arc::new(SystemClock),
         }
-    }
-}
-
-impl fmt::Debug for SqliteConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SqliteConfig")
-            .field("synchronous", &self.synchronous)
-            .field("busy_timeout", &self.busy_timeout)
-            .field("readers", &self.readers)
-            .field("max_batch", &self.max_batch)
-            .field("max_size_bytes", &self.max_size_bytes)
-            .field("page_size", &self.page_size)
-            .finish_non_exhaustive()
-    }
-}
-
-/// The system clock (seconds since the Unix epoch).
-#[derive(Clone, Copy, Debug, Default)]
-pub struct SystemClock;
-
-impl Clock for SystemClock {
-    fn now(&self) -> Timestamp {
-        Timestamp(
-            SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map(|d| d.as_secs())
-                .unwrap_or(0),
-        )
     }
 }

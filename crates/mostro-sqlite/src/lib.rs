@@ -64,7 +64,7 @@ mod store;
 pub mod tools;
 mod writer;
 
-pub use config::{SqliteConfig, Synchronous, SystemClock};
+pub use config::{SqliteConfig, Synchronous};
 pub use error::OpenError;
 pub use schema::{APPLICATION_ID, SCHEMA_VERSION};
 pub use store::{SqliteStore, StoreStats};

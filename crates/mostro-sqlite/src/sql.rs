@@ -300,8 +300,8 @@ pub(crate) fn import_order(conn: &Connection, order: &Order) -> R<()> {
 
 /// Applies one commit on `conn`, which must be inside a transaction or savepoint that the
 /// caller rolls back on error.
-pub(crate) fn apply_commit(conn: &Connection, c: &Commit, now: Timestamp) -> R<Vec<EffectId>> {
-    let now = ts(now);
+pub(crate) fn apply_commit(conn: &Connection, c: &Commit) -> R<Vec<EffectId>> {
+    let now = ts(c.at);
     if let Some(ev) = &c.event {
         match conn
             .prepare_cached(INSERT_EVENT)?

@@ -124,13 +124,10 @@ impl SqliteStore {
         for _ in 0..config.readers.max(1) {
             readers.push(open_reader(&path, &config).map_err(err)?);
         }
-        let writer =
-            Writer::spawn(conn, Arc::clone(&config.clock), config.max_batch).map_err(|e| {
-                OpenError::Other {
-                    path: path.clone(),
-                    detail: format!("cannot start the writer thread: {e}"),
-                }
-            })?;
+        let writer = Writer::spawn(conn, config.max_batch).map_err(|e| OpenError::Other {
+            path: path.clone(),
+            detail: format!("cannot start the writer thread: {e}"),
+        })?;
         let readers = Readers::new(path.clone(), config, readers);
         Ok(SqliteStore {
             path,

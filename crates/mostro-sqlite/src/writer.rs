@@ -6,11 +6,10 @@
 //! rolled back alone and the others proceed, and a batch costs one WAL sync instead of one per
 //! commit. Callers are answered only after the transaction holding their commit is durable.
 
-use std::sync::{Arc, mpsc};
+use std::sync::mpsc;
 use std::thread::JoinHandle;
 
-use mostro_core::ports::{Clock, Commit, EffectId, StoreError, StoreErrorKind};
-use mostro_core::types::Timestamp;
+use mostro_core::ports::{Commit, EffectId, StoreError, StoreErrorKind};
 use rusqlite::{Connection, TransactionBehavior};
 use tokio::sync::oneshot;
 use tracing::warn;
@@ -36,15 +35,11 @@ pub(crate) struct Writer {
 
 impl Writer {
     /// Starts the writer thread on `conn`.
-    pub(crate) fn spawn(
-        conn: Connection,
-        clock: Arc<dyn Clock>,
-        max_batch: usize,
-    ) -> std::io::Result<Writer> {
+    pub(crate) fn spawn(conn: Connection, max_batch: usize) -> std::io::Result<Writer> {
         let (tx, rx) = mpsc::channel();
         let thread = std::thread::Builder::new()
             .name("mostro-sqlite-writer".into())
-            .spawn(move || writer_loop(conn, &rx, clock.as_ref(), max_batch.max(1)))?;
+            .spawn(move || writer_loop(conn, &rx, max_batch.max(1)))?;
         Ok(Writer {
             tx: Some(tx),
             thread: Some(thread),
@@ -95,12 +90,7 @@ fn stopped() -> StoreError {
     io_err("sqlite writer thread stopped")
 }
 
-fn writer_loop(
-    mut conn: Connection,
-    rx: &mpsc::Receiver<Job>,
-    clock: &dyn Clock,
-    max_batch: usize,
-) {
+fn writer_loop(mut conn: Connection, rx: &mpsc::Receiver<Job>, max_batch: usize) {
     let mut next: Option<Job> = None;
     loop {
         let job = match next.take() {
@@ -124,7 +114,7 @@ fn writer_loop(
                         Err(_) => break,
                     }
                 }
-                run_batch(&mut conn, batch, clock.now());
+                run_batch(&mut conn, batch);
             },
         }
     }
@@ -133,9 +123,9 @@ fn writer_loop(
     }
 }
 
-fn run_batch(conn: &mut Connection, batch: Vec<(Commit, Reply)>, now: Timestamp) {
+fn run_batch(conn: &mut Connection, batch: Vec<(Commit, Reply)>) {
     let (commits, replies): (Vec<Commit>, Vec<Reply>) = batch.into_iter().unzip();
-    let results = match try_batch(conn, &commits, now) {
+    let results = match try_batch(conn, &commits) {
         Ok(results) => results,
         Err(e) if commits.len() == 1 => vec![Err(e)],
         Err(e) => {
@@ -144,7 +134,7 @@ fn run_batch(conn: &mut Connection, batch: Vec<(Commit, Reply)>, now: Timestamp)
             warn!(error = %e, batch = commits.len(), "group commit failed; retrying one by one");
             commits
                 .iter()
-                .map(|c| match try_batch(conn, std::slice::from_ref(c), now) {
+                .map(|c| match try_batch(conn, std::slice::from_ref(c)) {
                     Ok(mut r) => r.pop().unwrap_or_else(|| Err(io_err("empty batch result"))),
                     Err(e) => Err(e),
                 })
@@ -163,14 +153,13 @@ fn run_batch(conn: &mut Connection, batch: Vec<(Commit, Reply)>, now: Timestamp)
 fn try_batch(
     conn: &mut Connection,
     commits: &[Commit],
-    now: Timestamp,
 ) -> Result<Vec<Result<Vec<EffectId>, StoreError>>, StoreError> {
     let mut tx = conn
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .map_err(|e| store_err(&e))?;
     if let [commit] = commits {
         // Alone: the transaction is the unit, no savepoint needed.
-        return match apply_commit(&tx, commit, now) {
+        return match apply_commit(&tx, commit) {
             Ok(ids) => {
                 tx.commit().map_err(|e| store_err(&e))?;
                 Ok(vec![Ok(ids)])
@@ -187,7 +176,7 @@ fn try_batch(
     let mut results = Vec::with_capacity(commits.len());
     for commit in commits {
         let mut sp = tx.savepoint().map_err(|e| store_err(&e))?;
-        match apply_commit(&sp, commit, now) {
+        match apply_commit(&sp, commit) {
             Ok(ids) => {
                 sp.commit().map_err(|e| store_err(&e))?;
                 results.push(Ok(ids));

@@ -36,7 +36,7 @@ async fn make_db(path: &Path) {
     store
         .commit(Commit {
             orders: vec![insert(&order(1, identity(1)))],
-            ..Commit::default()
+            ..Commit::at(mostro_core::types::Timestamp(0))
         })
         .await
         .unwrap();
@@ -315,7 +315,7 @@ async fn disk_full_while_committing_is_a_clean_error() {
         match store
             .commit(Commit {
                 orders: vec![insert(&o)],
-                ..Commit::default()
+                ..Commit::at(mostro_core::types::Timestamp(0))
             })
             .await
         {
@@ -340,7 +340,7 @@ async fn disk_full_while_committing_is_a_clean_error() {
     let again = store
         .commit(Commit {
             orders: vec![insert(&refused)],
-            ..Commit::default()
+            ..Commit::at(mostro_core::types::Timestamp(0))
         })
         .await;
     assert_eq!(again.map_err(|e| e.kind), Err(StoreErrorKind::Io));
@@ -350,7 +350,7 @@ async fn disk_full_while_committing_is_a_clean_error() {
     store
         .commit(Commit {
             orders: vec![insert(&refused)],
-            ..Commit::default()
+            ..Commit::at(mostro_core::types::Timestamp(0))
         })
         .await
         .unwrap();
@@ -365,7 +365,7 @@ async fn files_are_private() {
     store
         .commit(Commit {
             orders: vec![insert(&order(1, identity(1)))],
-            ..Commit::default()
+            ..Commit::at(mostro_core::types::Timestamp(0))
         })
         .await
         .unwrap();

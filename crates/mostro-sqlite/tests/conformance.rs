@@ -7,8 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use mostro_core::ports::{Commit, Store, StoreErrorKind};
 use mostro_core::types::Timestamp;
-use mostro_sqlite::{SqliteConfig, SqliteStore};
-use mostro_testkit::ManualClock;
+use mostro_sqlite::SqliteStore;
 use mostro_testkit::store_suite::{self, effect, event_id, identity, insert, order, taken};
 use tempfile::TempDir;
 
@@ -71,32 +70,20 @@ async fn run_all_on_fresh_stores() {
 
 // SQLite-specific behaviour beyond the port.
 
-fn with_clock(clock: Arc<ManualClock>) -> (TempDir, Arc<SqliteStore>) {
-    let dir = tempfile::tempdir().unwrap();
-    let config = SqliteConfig {
-        clock,
-        ..SqliteConfig::default()
-    };
-    let store = SqliteStore::open_with(dir.path().join("mostro.db"), config).unwrap();
-    (dir, Arc::new(store))
-}
-
 #[tokio::test]
 async fn prune_events_drops_only_old_records() {
-    let clock = Arc::new(ManualClock::new(Timestamp(1_000)));
-    let (_dir, s) = with_clock(clock.clone());
-    let ev = |n| Commit {
+    let (_dir, s) = fresh();
+    let ev = |n, at| Commit {
         event: Some(event_id(n)),
-        ..Commit::default()
+        ..Commit::at(Timestamp(at))
     };
-    s.commit(ev(1)).await.unwrap();
-    clock.set(Timestamp(2_000));
-    s.commit(ev(2)).await.unwrap();
+    s.commit(ev(1, 1_000)).await.unwrap();
+    s.commit(ev(2, 2_000)).await.unwrap();
     assert_eq!(s.prune_events(Timestamp(1_500)).await.unwrap(), 1);
     assert!(!s.seen_event(&event_id(1)).await.unwrap());
     assert!(s.seen_event(&event_id(2)).await.unwrap());
     assert_eq!(
-        s.commit(ev(2)).await.unwrap_err().kind,
+        s.commit(ev(2, 2_500)).await.unwrap_err().kind,
         StoreErrorKind::Duplicate
     );
     assert_eq!(s.prune_events(Timestamp(1_500)).await.unwrap(), 0);
@@ -105,26 +92,23 @@ async fn prune_events_drops_only_old_records() {
 
 #[tokio::test]
 async fn prune_outbox_drops_only_old_completed_effects() {
-    let clock = Arc::new(ManualClock::new(Timestamp(1_000)));
-    let (_dir, s) = with_clock(clock.clone());
+    let (_dir, s) = fresh();
     let ids = s
         .commit(Commit {
             effects: vec![effect(1), effect(2), effect(3)],
-            ..Commit::default()
+            ..Commit::at(Timestamp(1_000))
         })
         .await
         .unwrap();
-    clock.set(Timestamp(1_100));
     s.commit(Commit {
         done: vec![ids[0]],
-        ..Commit::default()
+        ..Commit::at(Timestamp(1_100))
     })
     .await
     .unwrap();
-    clock.set(Timestamp(3_000));
     s.commit(Commit {
         done: vec![ids[2]],
-        ..Commit::default()
+        ..Commit::at(Timestamp(3_000))
     })
     .await
     .unwrap();
@@ -149,23 +133,21 @@ async fn prune_outbox_drops_only_old_completed_effects() {
 
 #[tokio::test]
 async fn prune_outbox_keeps_dead_letters() {
-    let clock = Arc::new(ManualClock::new(Timestamp(1_000)));
-    let (_dir, s) = with_clock(clock.clone());
+    let (_dir, s) = fresh();
     let ids = s
         .commit(Commit {
             effects: vec![effect(1), effect(2), effect(3)],
-            ..Commit::default()
+            ..Commit::at(Timestamp(1_000))
         })
         .await
         .unwrap();
     s.commit(Commit {
         done: vec![ids[0]],
         dead: vec![(ids[1], "message too large".into())],
-        ..Commit::default()
+        ..Commit::at(Timestamp(1_000))
     })
     .await
     .unwrap();
-    clock.set(Timestamp(9_000));
     assert_eq!(
         s.prune_outbox(Timestamp(u64::MAX)).await.unwrap(),
         1,
@@ -197,7 +179,7 @@ async fn effect_pending_sees_each_commit_under_concurrent_load() {
                 let ids = s
                     .commit(Commit {
                         effects: vec![effect(t * 100 + k)],
-                        ..Commit::default()
+                        ..Commit::at(Timestamp(0))
                     })
                     .await
                     .unwrap();
@@ -205,12 +187,12 @@ async fn effect_pending_sees_each_commit_under_concurrent_load() {
                 let finish = if k % 2 == 0 {
                     Commit {
                         done: ids.clone(),
-                        ..Commit::default()
+                        ..Commit::at(Timestamp(0))
                     }
                 } else {
                     Commit {
                         dead: vec![(ids[0], format!("dead {t}/{k}"))],
-                        ..Commit::default()
+                        ..Commit::at(Timestamp(0))
                     }
                 };
                 s.commit(finish).await.unwrap();
@@ -224,22 +206,6 @@ async fn effect_pending_sees_each_commit_under_concurrent_load() {
     assert!(s.pending_effects(10).await.unwrap().is_empty());
     assert_eq!(s.pending_effect_count().await.unwrap(), 0);
     assert_eq!(s.dead_effects(0).await.unwrap().1, 80);
-}
-
-#[tokio::test]
-async fn a_new_user_is_created_at_the_commit_time() {
-    let clock = Arc::new(ManualClock::new(Timestamp(5_000)));
-    let (_dir, s) = with_clock(clock.clone());
-    let x = identity(1);
-    let ti = |index| Commit {
-        users: vec![mostro_core::machine::UserUpdate::TradeIndex { identity: x, index }],
-        ..Commit::default()
-    };
-    s.commit(ti(1)).await.unwrap();
-    clock.set(Timestamp(9_000));
-    s.commit(ti(2)).await.unwrap();
-    let u = s.user(&x).await.unwrap().unwrap();
-    assert_eq!((u.created_at, u.last_trade_index), (Timestamp(5_000), 2));
 }
 
 #[tokio::test]
@@ -292,7 +258,7 @@ async fn many_concurrent_commits_all_land_with_distinct_ids() {
                     event: Some(event_id(n)),
                     orders: vec![insert(&order(n, identity(n)))],
                     effects: vec![effect(n)],
-                    ..Commit::default()
+                    ..Commit::at(Timestamp(0))
                 };
                 (n, s.commit(c).await.unwrap())
             })
@@ -323,7 +289,7 @@ async fn a_damaged_row_is_reported_as_corrupt() {
     s.commit(Commit {
         orders: vec![insert(&a), insert(&b)],
         effects: vec![effect(2)],
-        ..Commit::default()
+        ..Commit::at(Timestamp(0))
     })
     .await
     .unwrap();

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use mostro_core::machine::{Effect, UserUpdate};
 use mostro_core::order::{Order, Status};
 use mostro_core::ports::{Commit, EffectId, OrderWrite, Store};
-use mostro_core::types::{EventId, OrderId, PaymentHash, Sats};
+use mostro_core::types::{EventId, OrderId, PaymentHash, Sats, Timestamp};
 use mostro_sqlite::SqliteStore;
 use mostro_testkit::store_suite::{identity, order};
 
@@ -89,6 +89,7 @@ fn commit_for(c: u64, done: Vec<EffectId>) -> Commit {
         })
         .collect();
     Commit {
+        at: Timestamp(1_700_000_000 + c),
         event: Some(event(c)),
         orders: vec![OrderWrite {
             order,

@@ -7,7 +7,6 @@ use std::path::Path;
 use mostro_core::ports::{Commit, DeadEffect, EffectId, Store};
 use mostro_core::types::Timestamp;
 use mostro_sqlite::{SCHEMA_VERSION, SqliteConfig, SqliteStore};
-use mostro_testkit::ManualClock;
 use mostro_testkit::store_suite::{effect, event_id, identity, order};
 use rusqlite::{Connection, params};
 
@@ -64,11 +63,7 @@ async fn a_version_1_database_migrates_and_keeps_its_data() {
     write_v1(&path);
     assert_eq!(user_version(&path), 1);
 
-    let clock = std::sync::Arc::new(ManualClock::new(Timestamp(5_000)));
-    let config = SqliteConfig {
-        clock,
-        ..SqliteConfig::default()
-    };
+    let config = SqliteConfig::default();
     let s = SqliteStore::open_with(&path, config.clone()).unwrap();
     s.integrity_check().await.unwrap();
     let o = order(1, identity(1));
@@ -93,7 +88,7 @@ async fn a_version_1_database_migrates_and_keeps_its_data() {
     // The migrated outbox takes dead letters, and pruning keeps them.
     s.commit(Commit {
         dead: vec![(EffectId(1), "invalid recipient key".into())],
-        ..Commit::default()
+        ..Commit::at(Timestamp(5_000))
     })
     .await
     .unwrap();
@@ -112,7 +107,7 @@ async fn a_version_1_database_migrates_and_keeps_its_data() {
     let ids = s
         .commit(Commit {
             effects: vec![effect(3)],
-            ..Commit::default()
+            ..Commit::at(Timestamp(5_000))
         })
         .await
         .unwrap();

@@ -16,7 +16,7 @@ async fn backup_while_open_then_check_and_stats() {
                 event: Some(event_id(n)),
                 orders: vec![insert(&order(n, identity(1)))],
                 effects: vec![effect(n)],
-                ..Commit::default()
+                ..Commit::at(mostro_core::types::Timestamp(0))
             })
             .await
             .unwrap();

@@ -87,7 +87,6 @@ pub async fn run(
 mod tests {
     use super::*;
     use mostro_core::ports::{Clock, Commit, Store};
-    use mostro_sqlite::SqliteConfig;
     use mostro_testkit::ManualClock;
     use mostro_testkit::store_suite::{effect, event_id};
 
@@ -95,14 +94,7 @@ mod tests {
     async fn prunes_old_replay_records_and_delivered_outbox_rows_only() {
         let dir = tempfile::tempdir().unwrap();
         let clock = Arc::new(ManualClock::new(Timestamp(1_000_000)));
-        let store = SqliteStore::open_with(
-            dir.path().join("mostro.db"),
-            SqliteConfig {
-                clock: clock.clone(),
-                ..SqliteConfig::default()
-            },
-        )
-        .unwrap();
+        let store = SqliteStore::open(dir.path().join("mostro.db")).unwrap();
         let cfg = Config::parse("[database]\noutbox_retention_days = 2\n", &[]).unwrap();
         let p = Prune::from_config(&cfg);
         assert_eq!(p.events_horizon_secs, 86_400 + 300 + CLOCK_MARGIN_SECS);
@@ -114,14 +106,14 @@ mod tests {
             .commit(Commit {
                 event: Some(event_id(1)),
                 effects: vec![effect(1), effect(2)],
-                ..Commit::default()
+                ..Commit::at(clock.now())
             })
             .await
             .unwrap();
         store
             .commit(Commit {
                 done: vec![ids[0]],
-                ..Commit::default()
+                ..Commit::at(clock.now())
             })
             .await
             .unwrap();
@@ -134,7 +126,7 @@ mod tests {
         store
             .commit(Commit {
                 event: Some(event_id(2)),
-                ..Commit::default()
+                ..Commit::at(clock.now())
             })
             .await
             .unwrap();

@@ -23,8 +23,15 @@ pub struct OrderWrite {
 }
 
 /// One atomic store transaction.
-#[derive(Clone, Debug, Default, PartialEq)]
+///
+/// There is no `Default`: every commit is built with [`Commit::at`], so none can reach a store
+/// without the time it was decided at.
+#[derive(Clone, Debug, PartialEq)]
 pub struct Commit {
+    /// When the engine decided this commit: the time stored with every row it writes (replay
+    /// guard entry, new user, outbox entry, completion, dead letter, solver). A store MUST NOT
+    /// read a clock of its own; the engine's clock is the only one.
+    pub at: Timestamp,
     /// Inbound event to record in the replay guard (the commit fails with
     /// [`StoreErrorKind::Duplicate`] if it was already recorded).
     pub event: Option<EventId>,
@@ -41,6 +48,24 @@ pub struct Commit {
     pub users: Vec<UserUpdate>,
     /// Solver registrations.
     pub solvers: Vec<Solver>,
+}
+
+impl Commit {
+    /// An empty commit decided at `at`; fill the fields with struct update syntax
+    /// (`Commit { done, ..Commit::at(now) }`).
+    #[must_use]
+    pub const fn at(at: Timestamp) -> Self {
+        Commit {
+            at,
+            event: None,
+            orders: Vec::new(),
+            effects: Vec::new(),
+            done: Vec::new(),
+            dead: Vec::new(),
+            users: Vec::new(),
+            solvers: Vec::new(),
+        }
+    }
 }
 
 /// An effect that could never succeed, kept for the operator.

@@ -235,7 +235,6 @@ struct MemState {
 pub struct MemStore {
     st: Arc<Mutex<MemState>>,
     fail_next_commit: Arc<Mutex<bool>>,
-    now: Option<Arc<dyn Clock>>,
 }
 
 impl std::fmt::Debug for MemStore {
@@ -248,14 +247,6 @@ impl MemStore {
     /// An empty store.
     pub fn new() -> Self {
         Self::default()
-    }
-
-    /// An empty store that stamps new users with `clock`.
-    pub fn with_clock(clock: Arc<dyn Clock>) -> Self {
-        MemStore {
-            now: Some(clock),
-            ..Self::default()
-        }
     }
 
     /// The next commit fails with an I/O error (as a crashed write would).
@@ -307,7 +298,7 @@ impl Store for MemStore {
                 ));
             }
         }
-        let now = self.now.as_ref().map_or(Timestamp(0), |c| c.now());
+        let now = c.at;
         let mut st = lock(&self.st);
         if let Some(ev) = &c.event
             && st.events.contains(ev)

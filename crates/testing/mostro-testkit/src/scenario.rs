@@ -177,7 +177,7 @@ impl TestBed {
         let clock = Arc::new(ManualClock::new(T0));
         let ledger = Ledger::new(Network::Regtest, clock.clone());
         let node = Arc::new(FakeNode::new(ledger.clone()));
-        let store = MemStore::with_clock(clock.clone());
+        let store = MemStore::new();
         let transport = Arc::new(RecordingTransport::default());
         let prices = Arc::new(FixedPrices::default());
         let node_key = key("mostro-node", 0);

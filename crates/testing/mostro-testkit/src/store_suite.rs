@@ -36,7 +36,10 @@ use mostro_core::types::{
 };
 
 /// How many checks [`run_all`] runs (each on its own fresh store).
-pub const CHECKS: usize = 20;
+pub const CHECKS: usize = 21;
+
+/// The time of the suite's commits.
+pub const T0: Timestamp = Timestamp(1_700_000_000);
 
 /// Every check, in order, each on a fresh store from `make`.
 pub async fn run_all<S: Store + ?Sized>(make: &dyn Fn() -> Arc<S>) {
@@ -60,6 +63,21 @@ pub async fn run_all<S: Store + ?Sized>(make: &dyn Fn() -> Arc<S>) {
     solvers(&*make()).await;
     concurrent_replaces_one_wins(&*make()).await;
     settings(&*make()).await;
+    rows_carry_the_commit_time(&*make()).await;
+}
+
+/// The store stamps with the commit's time, never a clock of its own: a user is created at the
+/// `at` of the commit that first named it, and keeps it.
+pub async fn rows_carry_the_commit_time<S: Store + ?Sized>(s: &S) {
+    let x = identity(77);
+    let ti = |index, at| Commit {
+        users: vec![UserUpdate::TradeIndex { identity: x, index }],
+        ..Commit::at(at)
+    };
+    s.commit(ti(1, Timestamp(5_000))).await.unwrap();
+    s.commit(ti(2, Timestamp(9_000))).await.unwrap();
+    let u = s.user(&x).await.unwrap().expect("created");
+    assert_eq!((u.created_at, u.last_trade_index), (Timestamp(5_000), 2));
 }
 
 /// Settings: unset is `None`, last write wins, keys are independent.
@@ -284,7 +302,7 @@ async fn write<S: Store + ?Sized>(s: &S, w: OrderWrite) {
         s,
         Commit {
             orders: vec![w],
-            ..Commit::default()
+            ..Commit::at(T0)
         },
     )
     .await;
@@ -328,7 +346,7 @@ pub async fn order_insert_and_replace<S: Store + ?Sized>(s: &S) {
     expect_kind(
         s.commit(Commit {
             orders: vec![insert(&dup)],
-            ..Commit::default()
+            ..Commit::at(T0)
         })
         .await,
         StoreErrorKind::Conflict,
@@ -349,7 +367,7 @@ pub async fn order_insert_and_replace<S: Store + ?Sized>(s: &S) {
     expect_kind(
         s.commit(Commit {
             orders: vec![replace(&stale, 0)],
-            ..Commit::default()
+            ..Commit::at(T0)
         })
         .await,
         StoreErrorKind::Conflict,
@@ -361,7 +379,7 @@ pub async fn order_insert_and_replace<S: Store + ?Sized>(s: &S) {
     expect_kind(
         s.commit(Commit {
             orders: vec![replace(&ghost, 0)],
-            ..Commit::default()
+            ..Commit::at(T0)
         })
         .await,
         StoreErrorKind::Conflict,
@@ -404,7 +422,7 @@ pub async fn commit_is_all_or_nothing<S: Store + ?Sized>(s: &S) {
         s,
         Commit {
             orders: vec![insert(&a), insert(&b)],
-            ..Commit::default()
+            ..Commit::at(T0)
         },
     )
     .await;
@@ -412,7 +430,7 @@ pub async fn commit_is_all_or_nothing<S: Store + ?Sized>(s: &S) {
         s,
         Commit {
             effects: vec![effect(1)],
-            ..Commit::default()
+            ..Commit::at(T0)
         },
     )
     .await;
@@ -420,6 +438,7 @@ pub async fn commit_is_all_or_nothing<S: Store + ?Sized>(s: &S) {
     let a1 = taken(bumped(&a), identity(2));
     let b_stale = bumped(&bumped(&b));
     let bad = Commit {
+        at: T0,
         event: Some(event_id(1)),
         orders: vec![replace(&a1, 0), replace(&b_stale, 5)],
         effects: vec![effect(2), effect(3)],
@@ -504,7 +523,7 @@ pub async fn duplicate_insert_in_commit_applies_nothing<S: Store + ?Sized>(s: &S
         s.commit(Commit {
             orders: vec![insert(&c), insert(&a_again)],
             effects: vec![effect(4)],
-            ..Commit::default()
+            ..Commit::at(T0)
         })
         .await,
         StoreErrorKind::Conflict,
@@ -534,7 +553,7 @@ pub async fn replay_guard<S: Store + ?Sized>(s: &S) {
             event: Some(event_id(1)),
             orders: vec![insert(&o)],
             effects: vec![effect(1)],
-            ..Commit::default()
+            ..Commit::at(T0)
         },
     )
     .await;
@@ -548,6 +567,7 @@ pub async fn replay_guard<S: Store + ?Sized>(s: &S) {
 
     let other = order(2, identity(1));
     let replay = Commit {
+        at: T0,
         event: Some(event_id(1)),
         orders: vec![insert(&other), replace(&bumped(&o), 0)],
         effects: vec![effect(2)],
@@ -590,7 +610,7 @@ pub async fn replay_guard<S: Store + ?Sized>(s: &S) {
         s,
         Commit {
             effects: vec![effect(3)],
-            ..Commit::default()
+            ..Commit::at(T0)
         },
     )
     .await;
@@ -598,7 +618,7 @@ pub async fn replay_guard<S: Store + ?Sized>(s: &S) {
         s,
         Commit {
             effects: vec![effect(3)],
-            ..Commit::default()
+            ..Commit::at(T0)
         },
     )
     .await;
@@ -615,7 +635,7 @@ pub async fn outbox_ids_and_pending_order<S: Store + ?Sized>(s: &S) {
         s,
         Commit {
             effects: vec![effect(1), effect(2)],
-            ..Commit::default()
+            ..Commit::at(T0)
         },
     )
     .await;
@@ -623,7 +643,7 @@ pub async fn outbox_ids_and_pending_order<S: Store + ?Sized>(s: &S) {
         s,
         Commit {
             effects: vec![effect(3)],
-            ..Commit::default()
+            ..Commit::at(T0)
         },
     )
     .await;
@@ -653,7 +673,7 @@ pub async fn outbox_ids_and_pending_order<S: Store + ?Sized>(s: &S) {
         s,
         Commit {
             done: vec![first[1]],
-            ..Commit::default()
+            ..Commit::at(T0)
         },
     )
     .await;
@@ -667,7 +687,7 @@ pub async fn outbox_ids_and_pending_order<S: Store + ?Sized>(s: &S) {
         s,
         Commit {
             done: vec![first[0], second[0]],
-            ..Commit::default()
+            ..Commit::at(T0)
         },
     )
     .await;
@@ -676,7 +696,7 @@ pub async fn outbox_ids_and_pending_order<S: Store + ?Sized>(s: &S) {
         s,
         Commit {
             effects: vec![effect(4)],
-            ..Commit::default()
+            ..Commit::at(T0)
         },
     )
     .await;
@@ -696,7 +716,7 @@ pub async fn outbox_done_in_same_commit_as_new_effects<S: Store + ?Sized>(s: &S)
         Commit {
             orders: vec![insert(&o)],
             effects: vec![effect(2)],
-            ..Commit::default()
+            ..Commit::at(T0)
         },
     )
     .await;
@@ -706,7 +726,7 @@ pub async fn outbox_done_in_same_commit_as_new_effects<S: Store + ?Sized>(s: &S)
             orders: vec![replace(&bumped(&o), 0)],
             effects: vec![effect(4), effect(5)],
             done: ids.clone(),
-            ..Commit::default()
+            ..Commit::at(T0)
         },
     )
     .await;
@@ -753,7 +773,7 @@ pub async fn outbox_cursor_paging<S: Store + ?Sized>(s: &S) {
         s,
         Commit {
             effects: (1..=4).map(effect).collect(),
-            ..Commit::default()
+            ..Commit::at(T0)
         },
     )
     .await;
@@ -762,7 +782,7 @@ pub async fn outbox_cursor_paging<S: Store + ?Sized>(s: &S) {
             s,
             Commit {
                 effects: (5..=8).map(effect).collect(),
-                ..Commit::default()
+                ..Commit::at(T0)
             },
         )
         .await,
@@ -774,7 +794,7 @@ pub async fn outbox_cursor_paging<S: Store + ?Sized>(s: &S) {
         Commit {
             done: vec![ids[1]],
             dead: vec![(ids[4], "undeliverable".to_owned())],
-            ..Commit::default()
+            ..Commit::at(T0)
         },
     )
     .await;
@@ -844,7 +864,7 @@ pub async fn outbox_cursor_paging<S: Store + ?Sized>(s: &S) {
         s,
         Commit {
             effects: vec![effect(9)],
-            ..Commit::default()
+            ..Commit::at(T0)
         },
     )
     .await;
@@ -862,7 +882,7 @@ pub async fn effect_pending_reads_committed_state<S: Store + ?Sized>(s: &S) {
         s,
         Commit {
             effects: vec![effect(1), effect(2), effect(3)],
-            ..Commit::default()
+            ..Commit::at(T0)
         },
     )
     .await;
@@ -874,7 +894,7 @@ pub async fn effect_pending_reads_committed_state<S: Store + ?Sized>(s: &S) {
         s,
         Commit {
             done: vec![ids[0]],
-            ..Commit::default()
+            ..Commit::at(T0)
         },
     )
     .await;
@@ -887,7 +907,7 @@ pub async fn effect_pending_reads_committed_state<S: Store + ?Sized>(s: &S) {
         s,
         Commit {
             dead: vec![(ids[1], "invalid recipient".to_owned())],
-            ..Commit::default()
+            ..Commit::at(T0)
         },
     )
     .await;
@@ -902,7 +922,7 @@ pub async fn effect_pending_reads_committed_state<S: Store + ?Sized>(s: &S) {
             s,
             Commit {
                 effects: vec![effect(n)],
-                ..Commit::default()
+                ..Commit::at(T0)
             },
         )
         .await;
@@ -911,7 +931,7 @@ pub async fn effect_pending_reads_committed_state<S: Store + ?Sized>(s: &S) {
             s,
             Commit {
                 done: id.clone(),
-                ..Commit::default()
+                ..Commit::at(T0)
             },
         )
         .await;
@@ -928,7 +948,7 @@ pub async fn dead_letters<S: Store + ?Sized>(s: &S) {
         s,
         Commit {
             effects: (1..=5).map(effect).collect(),
-            ..Commit::default()
+            ..Commit::at(T0)
         },
     )
     .await;
@@ -936,7 +956,7 @@ pub async fn dead_letters<S: Store + ?Sized>(s: &S) {
         s,
         Commit {
             dead: vec![(ids[1], "recipient key is not a valid point".to_owned())],
-            ..Commit::default()
+            ..Commit::at(T0)
         },
     )
     .await;
@@ -955,7 +975,7 @@ pub async fn dead_letters<S: Store + ?Sized>(s: &S) {
                 (ids[3], "message too large".to_owned()),
                 (ids[0], "encryption failed".to_owned()),
             ],
-            ..Commit::default()
+            ..Commit::at(T0)
         },
     )
     .await;
@@ -987,7 +1007,7 @@ pub async fn dead_letters<S: Store + ?Sized>(s: &S) {
         s,
         Commit {
             done: vec![ids[2]],
-            ..Commit::default()
+            ..Commit::at(T0)
         },
     )
     .await;
@@ -999,7 +1019,7 @@ pub async fn dead_letters<S: Store + ?Sized>(s: &S) {
                 (ids[2], "late".to_owned()),
                 (EffectId(ids[4].0 + 100), "unknown".to_owned()),
             ],
-            ..Commit::default()
+            ..Commit::at(T0)
         },
     )
     .await;
@@ -1019,7 +1039,7 @@ pub async fn dead_letters_are_atomic_with_the_commit<S: Store + ?Sized>(s: &S) {
             event: Some(event_id(1)),
             orders: vec![insert(&o)],
             effects: vec![effect(1), effect(2)],
-            ..Commit::default()
+            ..Commit::at(T0)
         },
     )
     .await;
@@ -1028,7 +1048,7 @@ pub async fn dead_letters_are_atomic_with_the_commit<S: Store + ?Sized>(s: &S) {
         effects: vec![effect(3)],
         done: vec![ids[1]],
         dead: vec![(ids[0], "undeliverable".to_owned())],
-        ..Commit::default()
+        ..Commit::at(T0)
     };
     expect_kind(
         s.commit(bad.clone()).await,
@@ -1332,7 +1352,7 @@ pub async fn user_trade_index<S: Store + ?Sized>(s: &S) {
         s,
         Commit {
             users: vec![ti(5)],
-            ..Commit::default()
+            ..Commit::at(T0)
         },
     )
     .await;
@@ -1349,7 +1369,7 @@ pub async fn user_trade_index<S: Store + ?Sized>(s: &S) {
         s,
         Commit {
             users: vec![ti(3)],
-            ..Commit::default()
+            ..Commit::at(T0)
         },
     )
     .await;
@@ -1366,7 +1386,7 @@ pub async fn user_trade_index<S: Store + ?Sized>(s: &S) {
         s,
         Commit {
             users: vec![ti(9), ti(7)],
-            ..Commit::default()
+            ..Commit::at(T0)
         },
     )
     .await;
@@ -1392,7 +1412,7 @@ pub async fn user_ratings<S: Store + ?Sized>(s: &S) {
         s,
         Commit {
             users: vec![rate(4), rate(2)],
-            ..Commit::default()
+            ..Commit::at(T0)
         },
     )
     .await;
@@ -1400,7 +1420,7 @@ pub async fn user_ratings<S: Store + ?Sized>(s: &S) {
         s,
         Commit {
             users: vec![rate(5)],
-            ..Commit::default()
+            ..Commit::at(T0)
         },
     )
     .await;
@@ -1441,7 +1461,7 @@ pub async fn user_ratings<S: Store + ?Sized>(s: &S) {
                 identity: y,
                 index: 2,
             }],
-            ..Commit::default()
+            ..Commit::at(T0)
         },
     )
     .await;
@@ -1460,7 +1480,7 @@ pub async fn solvers<S: Store + ?Sized>(s: &S) {
                 identity: a,
                 write: false,
             }],
-            ..Commit::default()
+            ..Commit::at(T0)
         },
     )
     .await;
@@ -1478,7 +1498,7 @@ pub async fn solvers<S: Store + ?Sized>(s: &S) {
                 identity: a,
                 write: true,
             }],
-            ..Commit::default()
+            ..Commit::at(T0)
         },
     )
     .await;
@@ -1504,7 +1524,7 @@ pub async fn solvers<S: Store + ?Sized>(s: &S) {
                 identity: b,
                 write: false,
             }],
-            ..Commit::default()
+            ..Commit::at(T0)
         },
     )
     .await;
@@ -1547,13 +1567,13 @@ pub async fn concurrent_replaces_one_wins<S: Store + ?Sized>(s: &S) {
         s.commit(Commit {
             orders: vec![replace(&next, 0)],
             effects: vec![effect(100)],
-            ..Commit::default()
+            ..Commit::at(T0)
         })
     });
     let inserts = others.iter().map(|x| {
         s.commit(Commit {
             orders: vec![insert(x)],
-            ..Commit::default()
+            ..Commit::at(T0)
         })
     });
     let (raced, inserted) = futures::future::join(
