@@ -58,6 +58,7 @@
 mod config;
 mod error;
 mod readers;
+pub mod rows;
 mod schema;
 mod sql;
 mod store;

@@ -18,10 +18,11 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/001_init.sql"),
     include_str!("../migrations/002_dead_letters.sql"),
     include_str!("../migrations/003_settings.sql"),
+    include_str!("../migrations/004_row_formats.sql"),
 ];
 
 /// The schema version this binary writes (`PRAGMA user_version`).
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;
 
 const _: () = assert!(MIGRATIONS.len() == SCHEMA_VERSION as usize);
 

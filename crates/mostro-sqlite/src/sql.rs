@@ -9,6 +9,7 @@ use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension, Row, ToSql, params};
 
 use crate::error::{corrupt, is_unique_violation, store_err};
+use crate::rows::{EFFECT_FORMAT, ORDER_FORMAT, decode_effect, encode_effect};
 
 /// `due(now, limit)`.
 pub(crate) const DUE: &str = "SELECT id FROM orders WHERE deadline IS NOT NULL AND deadline <= ?1 \
@@ -17,39 +18,40 @@ pub(crate) const DUE: &str = "SELECT id FROM orders WHERE deadline IS NOT NULL A
 pub(crate) const NEXT_DEADLINE: &str =
     "SELECT deadline FROM orders WHERE deadline IS NOT NULL ORDER BY deadline LIMIT 1";
 /// `order(id)`.
-pub(crate) const ORDER_BY_ID: &str = "SELECT id, version, body FROM orders WHERE id = ?1";
+pub(crate) const ORDER_BY_ID: &str =
+    "SELECT id, version, body, body_format FROM orders WHERE id = ?1";
 /// `order_by_hold_hash(hash)`: the most recently inserted order if several ever shared a hash.
-pub(crate) const ORDER_BY_HOLD_HASH: &str = "SELECT id, version, body FROM orders \
+pub(crate) const ORDER_BY_HOLD_HASH: &str = "SELECT id, version, body, body_format FROM orders \
      WHERE hold_hash = ?1 ORDER BY rowid DESC LIMIT 1";
 /// `order_by_dispute(id)`.
-pub(crate) const ORDER_BY_DISPUTE: &str = "SELECT id, version, body FROM orders \
+pub(crate) const ORDER_BY_DISPUTE: &str = "SELECT id, version, body, body_format FROM orders \
      WHERE dispute_id = ?1 ORDER BY rowid DESC LIMIT 1";
 /// `htlc_expiring(height)`.
 pub(crate) const HTLC_EXPIRING: &str = "SELECT id FROM orders \
      WHERE htlc_expiry IS NOT NULL AND htlc_expiry <= ?1 ORDER BY htlc_expiry, rowid";
 /// `open_orders_of(identity)`: two index searches; the second skips orders found by the first.
-pub(crate) const OPEN_ORDERS_OF: &str = "SELECT id, version, body FROM orders \
+pub(crate) const OPEN_ORDERS_OF: &str = "SELECT id, version, body, body_format FROM orders \
      WHERE terminal = 0 AND maker_identity = ?1 \
-     UNION ALL SELECT id, version, body FROM orders \
+     UNION ALL SELECT id, version, body, body_format FROM orders \
      WHERE terminal = 0 AND taker_identity = ?1 AND maker_identity <> ?1";
 /// `open_orders()`.
 pub(crate) const OPEN_ORDERS: &str =
-    "SELECT id, version, body FROM orders WHERE terminal = 0 ORDER BY created_at";
+    "SELECT id, version, body, body_format FROM orders WHERE terminal = 0 ORDER BY created_at";
 /// `orders_by_trade_key(key)`.
-pub(crate) const ORDERS_BY_TRADE_KEY: &str = "SELECT id, version, body FROM orders \
+pub(crate) const ORDERS_BY_TRADE_KEY: &str = "SELECT id, version, body, body_format FROM orders \
      WHERE maker_trade_key = ?1 OR taker_trade_key = ?1";
 /// `pending_effects(limit)`.
 pub(crate) const PENDING_EFFECTS: &str =
-    "SELECT id, effect FROM outbox WHERE done_at IS NULL ORDER BY id LIMIT ?1";
+    "SELECT id, effect, effect_format FROM outbox WHERE done_at IS NULL ORDER BY id LIMIT ?1";
 /// `pending_effects_after(after, limit)`: the retry cursor.
-pub(crate) const PENDING_EFFECTS_AFTER: &str =
-    "SELECT id, effect FROM outbox WHERE done_at IS NULL AND id > ?1 ORDER BY id LIMIT ?2";
+pub(crate) const PENDING_EFFECTS_AFTER: &str = "SELECT id, effect, effect_format FROM outbox WHERE done_at IS NULL AND id > ?1 ORDER BY id \
+     LIMIT ?2";
 /// `pending_effect_count()`: the outbox depth.
 pub(crate) const PENDING_COUNT: &str = "SELECT COUNT(*) FROM outbox WHERE done_at IS NULL";
 /// `effect_pending(id)`.
 pub(crate) const EFFECT_PENDING: &str = "SELECT 1 FROM outbox WHERE id = ?1 AND done_at IS NULL";
 /// `dead_effects(limit)`: newest first.
-pub(crate) const DEAD_EFFECTS: &str = "SELECT id, effect, dead_reason FROM outbox \
+pub(crate) const DEAD_EFFECTS: &str = "SELECT id, effect, dead_reason, effect_format FROM outbox \
      WHERE dead_reason IS NOT NULL ORDER BY id DESC LIMIT ?1";
 /// `dead_effects(..)` total.
 pub(crate) const DEAD_COUNT: &str = "SELECT COUNT(*) FROM outbox WHERE dead_reason IS NOT NULL";
@@ -78,9 +80,10 @@ pub(crate) const PRUNE_EVENTS: &str = "DELETE FROM events WHERE seen_at < ?1";
 pub(crate) const PRUNE_OUTBOX: &str =
     "DELETE FROM outbox WHERE done_at IS NOT NULL AND done_at < ?1 AND dead_reason IS NULL";
 
-const INSERT_ORDER: &str = "INSERT INTO orders (id, version, body, status, terminal, deadline, \
-     hold_hash, dispute_id, htlc_expiry, maker_identity, taker_identity, maker_trade_key, \
-     taker_trade_key, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)";
+const INSERT_ORDER: &str = "INSERT INTO orders (id, version, body, body_format, status, terminal, \
+     deadline, hold_hash, dispute_id, htlc_expiry, maker_identity, taker_identity, maker_trade_key, \
+     taker_trade_key, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, \
+     ?15)";
 /// The stored version and extracted columns (in `COLUMNS` order) of an order.
 const CURRENT_COLUMNS: &str = "SELECT version, status, terminal, deadline, hold_hash, dispute_id, \
      htlc_expiry, maker_identity, taker_identity, maker_trade_key, taker_trade_key, created_at \
@@ -90,7 +93,8 @@ const CURRENT_COLUMNS: &str = "SELECT version, status, terminal, deadline, hold_
 const UPDATE_ORDER: &str = "UPDATE orders SET version = ?1, body = ?2, status = ?3, terminal = ?4, \
      deadline = ?5 WHERE id = ?6 AND version = ?7";
 const INSERT_EVENT: &str = "INSERT INTO events (id, seen_at) VALUES (?1, ?2)";
-const INSERT_EFFECT: &str = "INSERT INTO outbox (order_id, effect, created_at) VALUES (?1, ?2, ?3)";
+const INSERT_EFFECT: &str =
+    "INSERT INTO outbox (order_id, effect, effect_format, created_at) VALUES (?1, ?2, ?3, ?4)";
 const MARK_DONE: &str = "UPDATE outbox SET done_at = ?2 WHERE id = ?1 AND done_at IS NULL";
 const MARK_DEAD: &str =
     "UPDATE outbox SET done_at = ?2, dead_reason = ?3 WHERE id = ?1 AND done_at IS NULL";
@@ -192,7 +196,7 @@ fn integer(i: Option<i64>) -> Value {
 impl OrderRow {
     /// Extracts the columns and serializes the body.
     pub(crate) fn new(order: &Order) -> R<Self> {
-        let body = serde_json::to_string(order).map_err(|e| {
+        let body = crate::rows::encode_order(order).map_err(|e| {
             StoreError::new(
                 StoreErrorKind::Io,
                 format!("order {}: cannot encode: {e}", order.id),
@@ -226,7 +230,7 @@ impl OrderRow {
 
     fn insert(&self, conn: &Connection) -> rusqlite::Result<usize> {
         let id = &self.id.0.as_bytes()[..];
-        let mut params: Vec<&dyn ToSql> = vec![&id, &self.version, &self.body];
+        let mut params: Vec<&dyn ToSql> = vec![&id, &self.version, &self.body, &ORDER_FORMAT];
         params.extend(self.columns.iter().map(|v| v as &dyn ToSql));
         conn.prepare_cached(INSERT_ORDER)?.execute(&*params)
     }
@@ -237,8 +241,8 @@ impl OrderRow {
     fn update(&self, conn: &Connection, expected: u64) -> R<bool> {
         let id = &self.id.0.as_bytes()[..];
         let expected = int(expected);
-        let mut sql = String::from("UPDATE orders SET version = ?1, body = ?2");
-        let mut params: Vec<&dyn ToSql> = vec![&self.version, &self.body];
+        let mut sql = String::from("UPDATE orders SET version = ?1, body = ?2, body_format = ?3");
+        let mut params: Vec<&dyn ToSql> = vec![&self.version, &self.body, &ORDER_FORMAT];
         {
             let mut current = conn.prepare_cached(CURRENT_COLUMNS)?;
             let mut rows = current.query([id])?;
@@ -324,11 +328,16 @@ pub(crate) fn apply_commit(conn: &Connection, c: &Commit) -> R<Vec<EffectId>> {
     if !c.effects.is_empty() {
         let mut insert = conn.prepare_cached(INSERT_EFFECT)?;
         for effect in &c.effects {
-            let json = serde_json::to_string(effect).map_err(|e| {
+            let json = encode_effect(effect).map_err(|e| {
                 StoreError::new(StoreErrorKind::Io, format!("cannot encode effect: {e}"))
             })?;
             let order = effect.order_id();
-            insert.execute(params![order.as_ref().map(|o| o.0.as_bytes()), json, now])?;
+            insert.execute(params![
+                order.as_ref().map(|o| o.0.as_bytes()),
+                json,
+                EFFECT_FORMAT,
+                now
+            ])?;
             ids.push(EffectId(uint(conn.last_insert_rowid(), "outbox id")?));
         }
     }
@@ -382,14 +391,16 @@ fn apply_user(conn: &Connection, u: &UserUpdate, now: i64) -> R<()> {
     Ok(())
 }
 
-/// Decodes a `(id, version, body)` row and checks the body agrees with the indexed columns.
+/// Decodes a `(id, version, body, body_format)` row and checks the body agrees with the indexed
+/// columns.
 fn order_row(row: &Row<'_>) -> R<Order> {
     let id: Vec<u8> = row.get(0)?;
     let version: i64 = row.get(1)?;
     let body: String = row.get(2)?;
+    let format: i64 = row.get(3)?;
     let id = order_id(&id)?;
-    let order: Order = serde_json::from_str(&body)
-        .map_err(|e| corrupt(format!("order {id}: undecodable body: {e}")))?;
+    let order = crate::rows::decode_order(format, &body)
+        .map_err(|e| corrupt(format!("order {id}: {e}")))?;
     if order.id != id || int(order.version) != version {
         return Err(Fail(corrupt(format!(
             "order {id}: body (id {}, version {}) disagrees with its row (version {version})",
@@ -486,8 +497,9 @@ pub(crate) fn pending_effects(conn: &Connection, limit: usize) -> R<Vec<(EffectI
     while let Some(row) = rows.next()? {
         let id = EffectId(uint(row.get(0)?, "outbox id")?);
         let json: String = row.get(1)?;
-        let effect: Effect = serde_json::from_str(&json)
-            .map_err(|e| corrupt(format!("outbox effect {}: undecodable: {e}", id.0)))?;
+        let format: i64 = row.get(2)?;
+        let effect = decode_effect(format, &json)
+            .map_err(|e| corrupt(format!("outbox effect {}: {e}", id.0)))?;
         out.push((id, effect));
     }
     Ok(out)
@@ -505,8 +517,9 @@ pub(crate) fn pending_effects_after(
     while let Some(row) = rows.next()? {
         let id = EffectId(uint(row.get(0)?, "outbox id")?);
         let json: String = row.get(1)?;
-        let effect: Effect = serde_json::from_str(&json)
-            .map_err(|e| corrupt(format!("outbox effect {}: undecodable: {e}", id.0)))?;
+        let format: i64 = row.get(2)?;
+        let effect = decode_effect(format, &json)
+            .map_err(|e| corrupt(format!("outbox effect {}: {e}", id.0)))?;
         out.push((id, effect));
     }
     Ok(out)
@@ -537,8 +550,9 @@ pub(crate) fn dead_effects(conn: &Connection, limit: usize) -> R<(Vec<DeadEffect
         let id = EffectId(uint(row.get(0)?, "outbox id")?);
         let json: String = row.get(1)?;
         let reason: String = row.get(2)?;
-        let effect: Effect = serde_json::from_str(&json)
-            .map_err(|e| corrupt(format!("outbox effect {}: undecodable: {e}", id.0)))?;
+        let format: i64 = row.get(3)?;
+        let effect = decode_effect(format, &json)
+            .map_err(|e| corrupt(format!("outbox effect {}: {e}", id.0)))?;
         out.push(DeadEffect { id, effect, reason });
     }
     drop(rows);

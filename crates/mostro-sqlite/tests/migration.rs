@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use mostro_core::ports::{Commit, DeadEffect, EffectId, Store};
+use mostro_core::ports::{Commit, DeadEffect, EffectId, Store, StoreErrorKind};
 use mostro_core::types::Timestamp;
 use mostro_sqlite::{SCHEMA_VERSION, SqliteConfig, SqliteStore};
 use mostro_testkit::store_suite::{effect, event_id, identity, order};
@@ -57,7 +57,7 @@ fn user_version(path: &Path) -> i64 {
 
 #[tokio::test]
 async fn a_version_1_database_migrates_and_keeps_its_data() {
-    assert_eq!(SCHEMA_VERSION, 3, "add the new version's checks here");
+    assert_eq!(SCHEMA_VERSION, 4, "add the new version's checks here");
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("v1.db");
     write_v1(&path);
@@ -129,6 +129,34 @@ async fn a_version_1_database_migrates_and_keeps_its_data() {
         vec![(EffectId(3), effect(3))]
     );
     s.integrity_check().await.unwrap();
+    drop(s);
+
+    // Version 4: every row names its format; the old rows are format 1.
+    let c = Connection::open(&path).unwrap();
+    let formats = |sql: &str| -> Vec<i64> {
+        let mut st = c.prepare(sql).unwrap();
+        st.query_map([], |r| r.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    };
+    assert_eq!(formats("SELECT body_format FROM orders"), vec![1]);
+    assert_eq!(
+        formats("SELECT effect_format FROM outbox ORDER BY id"),
+        vec![1, 1]
+    );
+    // A row in a format this build does not know is refused by name, not guessed at.
+    c.execute("UPDATE orders SET body_format = 2", []).unwrap();
+    c.execute("UPDATE outbox SET effect_format = 7 WHERE id = 3", [])
+        .unwrap();
+    drop(c);
+    let s = SqliteStore::open(&path).unwrap();
+    let e = s.order(order(1, identity(1)).id).await.unwrap_err();
+    assert_eq!(e.kind, StoreErrorKind::Corrupt);
+    assert!(e.message.contains("format 2"), "{e}");
+    let e = s.pending_effects(10).await.unwrap_err();
+    assert_eq!(e.kind, StoreErrorKind::Corrupt);
+    assert!(e.message.contains("format 7"), "{e}");
 }
 
 #[test]

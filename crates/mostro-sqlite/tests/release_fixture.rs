@@ -3,15 +3,16 @@
 //! `tests/data/schema3-demo-trade.db` was written by `mostro-demo --trade` (schema version 3):
 //! one sell order traded to `success` (hold settled, buyer paid, both rated), the two users,
 //! the replay guard of the seven requests and the 24 outbox effects of the trade, all done.
-//! The file is never regenerated: if a change to a domain type alters how a stored row
-//! decodes or re-encodes, this test fails, and the change needs a row migration instead of a
-//! silent schema change.
+//! The file is never regenerated: opening it migrates it to the current schema, and every row
+//! must decode to what it said and re-encode byte for byte in row format 1 (`mostro_sqlite::rows`).
+//! If a change to a domain type alters how a stored row decodes or re-encodes, this test fails,
+//! and the change needs a new row format instead of a silent schema change.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use mostro_core::order::{HoldState, Status};
 use mostro_core::ports::Store;
 use mostro_core::types::{EventId, OrderId, PubKey};
-use mostro_sqlite::{SCHEMA_VERSION, SqliteStore};
+use mostro_sqlite::{SCHEMA_VERSION, SqliteStore, rows};
 use rusqlite::Connection;
 
 const FIXTURE: &str = concat!(
@@ -58,14 +59,22 @@ async fn the_released_database_opens_and_every_row_decodes_to_what_it_said() {
             .unwrap()
             .map(Result::unwrap)
             .collect();
-        let effects: i64 = c
-            .query_row("SELECT COUNT(*) FROM outbox", [], |r| r.get(0))
-            .unwrap();
+        let mut st = c.prepare("SELECT effect FROM outbox ORDER BY id").unwrap();
+        let effects: Vec<String> = st
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
         (id, body, maker, taker, events, effects)
     };
-    const { assert!(SCHEMA_VERSION >= 3) };
+    const { assert!(SCHEMA_VERSION >= 4) };
     let s = SqliteStore::open(&path).unwrap();
     s.integrity_check().await.unwrap();
+    let migrated: i64 = Connection::open(&path)
+        .unwrap()
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(migrated, SCHEMA_VERSION, "opening migrated the file");
 
     let id = OrderId(uuid::Uuid::from_slice(&id).unwrap());
     let o = s.order(id).await.unwrap().expect("the order is there");
@@ -87,12 +96,24 @@ async fn the_released_database_opens_and_every_row_decodes_to_what_it_said() {
         vec![]
     );
 
-    // Re-encoding the decoded order gives back the stored bytes: the row format is unchanged.
+    // Re-encoding the decoded order gives back the stored bytes: format 1 is what the release
+    // wrote, and rows written from now on are read the same way.
     assert_eq!(
-        serde_json::to_string(&o).unwrap(),
+        rows::encode_order(&o).unwrap(),
         body,
-        "the stored order body no longer round-trips: add a row migration"
+        "the stored order body no longer round-trips: add a row format"
     );
+    assert_eq!(rows::decode_order(1, &body).unwrap(), o);
+    // The same for every outbox effect row.
+    assert_eq!(effects.len(), 24);
+    for json in &effects {
+        let e = rows::decode_effect(1, json).unwrap();
+        assert_eq!(
+            &rows::encode_effect(&e).unwrap(),
+            json,
+            "an effect row no longer round-trips: add an effect row format"
+        );
+    }
 
     for identity in [maker, taker] {
         let u = s
@@ -111,7 +132,6 @@ async fn the_released_database_opens_and_every_row_decodes_to_what_it_said() {
             "replay guard kept"
         );
     }
-    assert_eq!(effects, 24);
     assert!(
         s.pending_effects(100).await.unwrap().is_empty(),
         "every effect was done"

@@ -403,7 +403,11 @@ async fn imported_reference_settings_run_against_the_lnd_simulator() {
     assert!(b.contains("integrity ok"), "{b}");
     let c = run_ok(&["db", "--config", cfg_arg, "check"], &env);
     assert!(
-        c.contains("integrity: ok") && c.contains("schema version: 3"),
+        c.contains("integrity: ok")
+            && c.contains(&format!(
+                "schema version: {}",
+                mostro_sqlite::SCHEMA_VERSION
+            )),
         "{c}"
     );
     let s = run_ok(&["db", "--config", cfg_arg, "stats"], &env);
