@@ -133,9 +133,11 @@ macro_rules! wire_enum {
 }
 
 mod enums;
+mod inbound;
 pub mod map;
 mod message;
 mod order;
+mod outbound;
 mod payload;
 
 pub use enums::{Action, BuyerMode, CantDoReason, DisputeInitiator, DisputeStatus, Kind, Status};
