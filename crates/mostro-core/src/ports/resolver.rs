@@ -22,5 +22,10 @@ pub trait PayoutResolver: Send + Sync {
     /// # Implementations
     /// MUST refuse private or loopback hosts outside tests and bound every request in time and
     /// size. The engine decodes and checks the returned invoice itself.
+    ///
+    /// MUST set [`ResolveError::transient`] only when a later call may succeed (timeout,
+    /// unreachable host): the effect then stays in the outbox and is retried. Any other `Err`
+    /// counts as a failed payout attempt. MUST make one attempt per call and MUST NOT retry on
+    /// its own.
     async fn resolve(&self, destination: &str, amount: Sats) -> Result<String, ResolveError>;
 }

@@ -137,9 +137,19 @@ pub trait Store: Send + Sync {
     /// [`StoreErrorKind::Conflict`] on a version mismatch, changing nothing in either case.
     /// Completing (`done`) or dead-lettering (`dead`) an effect that is no longer pending MUST
     /// be a no-op, not an error.
+    ///
+    /// MUST return exactly one id per entry of `commit.effects`, in that order, each greater
+    /// than every id returned before (also across a reopen), so that the outbox runs effects in
+    /// the order they were decided. MUST NOT return `Ok` before the commit is durable, and on
+    /// `Err` of any kind MUST leave the store as it was (no order, outbox entry, completion, user
+    /// change, solver or replay-guard record of this commit may remain).
     async fn commit(&self, commit: Commit) -> Result<Vec<EffectId>, StoreError>;
 
     /// An order by id, as last committed.
+    ///
+    /// MUST return the order exactly as the last successful commit wrote it (its version
+    /// included), terminal orders too, and `None` only when no commit ever inserted it. MUST NOT
+    /// return anything of a failed commit.
     async fn order(&self, id: OrderId) -> Result<Option<Order>, StoreError>;
 
     /// The order whose current hold invoice has this hash (MUST find terminal orders too: a
@@ -147,6 +157,8 @@ pub trait Store: Send + Sync {
     async fn order_by_hold_hash(&self, hash: &PaymentHash) -> Result<Option<Order>, StoreError>;
 
     /// The order carrying this dispute.
+    ///
+    /// MUST read committed state and return `None` (not an error) when no order carries it.
     async fn order_by_dispute(&self, dispute_id: OrderId) -> Result<Option<Order>, StoreError>;
 
     /// Orders whose deadline is at or before `now` (at most `limit`), earliest first. MUST be
@@ -154,6 +166,9 @@ pub trait Store: Send + Sync {
     async fn due(&self, now: Timestamp, limit: usize) -> Result<Vec<OrderId>, StoreError>;
 
     /// The earliest deadline of any order, `None` when no order has one.
+    ///
+    /// MUST read committed state: a commit that sets, moves or clears a deadline is reflected
+    /// in the next answer (the driver sleeps until this time).
     async fn next_deadline(&self) -> Result<Option<Timestamp>, StoreError>;
 
     /// Orders with an accepted hold whose HTLC expiry is known and at or before `height`
@@ -168,11 +183,17 @@ pub trait Store: Send + Sync {
     async fn open_orders(&self) -> Result<Vec<Order>, StoreError>;
 
     /// Outbox effects not yet done (neither completed nor dead), oldest first (at most `limit`).
+    ///
+    /// MUST list them in id order and MUST NOT list an effect a committed `done` or `dead`
+    /// removed.
     async fn pending_effects(&self, limit: usize) -> Result<Vec<(EffectId, Effect)>, StoreError>;
 
     /// Outbox effects not yet done whose id is greater than `after` (all when `None`), in id
     /// order, at most `limit`: the cursor retries and recovery page with, so that old entries
     /// never hide newer ones.
+    ///
+    /// MUST NOT list completed or dead effects, and MUST NOT skip a pending one: paging from
+    /// `None` with the last id of each page as the next `after` visits every pending effect.
     async fn pending_effects_after(
         &self,
         after: Option<EffectId>,
@@ -181,6 +202,8 @@ pub trait Store: Send + Sync {
 
     /// How many outbox effects are not yet done (the outbox depth, for metrics). The default
     /// counts a full listing; stores override it with a count query.
+    ///
+    /// An override MUST count exactly the effects [`Store::pending_effects`] would list.
     async fn pending_effect_count(&self) -> Result<u64, StoreError> {
         let all = self.pending_effects(usize::MAX).await?;
         Ok(u64::try_from(all.len()).unwrap_or(u64::MAX))
@@ -193,6 +216,9 @@ pub trait Store: Send + Sync {
     async fn effect_pending(&self, id: EffectId) -> Result<bool, StoreError>;
 
     /// Dead-lettered effects, newest first (at most `limit`), and how many there are in all.
+    ///
+    /// MUST list only effects a committed `dead` gave up, each with the reason it was given,
+    /// and MUST NOT list them again as pending. The count MUST be the total, not the page size.
     async fn dead_effects(&self, limit: usize) -> Result<(Vec<DeadEffect>, u64), StoreError>;
 
     /// Whether an inbound event was already processed (recorded by a committed `event`).
@@ -206,22 +232,37 @@ pub trait Store: Send + Sync {
     async fn last_event_seen_at(&self) -> Result<Option<Timestamp>, StoreError>;
 
     /// A node setting (for example maintenance mode), `None` when never set.
+    ///
+    /// MUST return the value of the last successful [`Store::set_setting`] for `key`, also
+    /// after reopening the store.
     async fn setting(&self, key: &str) -> Result<Option<String>, StoreError>;
 
     /// Records a node setting durably (last write wins); a later [`Store::setting`], also after
     /// reopening the store, returns it.
+    ///
+    /// MUST NOT return `Ok` before the value is durable.
     async fn set_setting(&self, key: &str, value: &str) -> Result<(), StoreError>;
 
     /// A user record, as changed by committed [`UserUpdate`]s (`None` before the first).
+    ///
+    /// MUST reflect every committed update in commit order and nothing of a failed commit.
     async fn user(&self, identity: &PubKey) -> Result<Option<User>, StoreError>;
 
     /// A registered solver (as last written by a commit; `None` once removed).
+    ///
+    /// MUST read committed state: the last registration for `identity` wins.
     async fn solver(&self, identity: &PubKey) -> Result<Option<Solver>, StoreError>;
 
     /// Every registered solver, by identity (the admin listing).
+    ///
+    /// MUST list each registered identity once, with its last registration, and MUST NOT list
+    /// removed ones.
     async fn solvers(&self) -> Result<Vec<Solver>, StoreError>;
 
     /// Removes a solver registration; whether there was one. (Registrations are written by
     /// commits; removal is an admin action outside any trade.)
+    ///
+    /// MUST be durable once it returns `Ok`. Removing an identity that is not registered MUST
+    /// return `Ok(false)`, not an error.
     async fn remove_solver(&self, identity: &PubKey) -> Result<bool, StoreError>;
 }

@@ -46,12 +46,19 @@ impl TransportError {
 ///   relay accepted and another did not); clients tolerate repeats.
 /// - **Failures**: [`TransportError::transient`] when a later call may succeed (relays down,
 ///   timeouts); [`TransportError::permanent`] only when no call can ever deliver the message.
+/// - **What an `Err` means**: the message was not (known to be) delivered. The effect stays
+///   pending in the outbox, which retries a transient error in a later round with a growing
+///   pause and dead-letters a permanent one. An implementation MUST make one attempt per call
+///   and MUST NOT sleep and retry a failed call itself: the outbox is the only retry policy
+///   (ADR 0001).
 /// - MUST NOT block on one relay: a dead relay costs a bounded time.
 #[async_trait]
 pub trait Transport: Send + Sync {
     /// Sends a message to a party, in the party's protocol.
     ///
     /// # Implementations
+    /// MUST return `Ok` only when at least one relay accepted the message, and MUST send it in
+    /// `msg.protocol` to `msg.to`.
     /// May deliver more than once after a crash; clients tolerate repeats. MUST mark an error
     /// [`TransportError::permanent`] only when no retry can ever deliver the message (invalid
     /// recipient key, encryption failure, a message over the size limit).
@@ -63,10 +70,15 @@ pub trait Transport: Send + Sync {
     async fn publish_order(&self, order: &Order) -> Result<(), TransportError>;
 
     /// Publishes (replaces) the public event of an order's dispute.
+    ///
+    /// Same contract as [`Transport::publish_order`]: `Ok` only when a relay accepted it, and an
+    /// older state published after a newer one MUST NOT win on relays.
     async fn publish_dispute(&self, order: &Order) -> Result<(), TransportError>;
 
     /// Publishes (replaces) the rating event of a user, `d`-tagged with the rated trade key.
     /// The default publishes nothing (transports without public events).
+    ///
+    /// MUST replace the earlier rating event of the same trade key, never add a second one.
     async fn publish_rating(&self, trade_key: &PubKey, user: &User) -> Result<(), TransportError> {
         let _ = (trade_key, user);
         Ok(())
