@@ -30,6 +30,8 @@ pub use new_order::new_order;
 pub use reject::Reject;
 pub use transition::Transition;
 
+pub use crate::user::UserUpdate;
+
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -319,8 +321,6 @@ pub enum Input {
     /// New chain tip (escrow CLTV guard).
     Block(BlockHeight),
 }
-
-pub use crate::user::UserUpdate;
 
 /// Steps an existing order.
 pub fn step(order: &Order, input: &Input, env: &Env<'_>) -> Result<Transition, Reject> {
