@@ -987,6 +987,22 @@ const REJECTS: [Reject; 29] = [
 ];
 
 #[test]
+fn every_refusal_has_its_own_wire_reason() {
+    let mut seen = std::collections::HashSet::new();
+    for r in Reject::ALL {
+        let reason = mostro_core::wire::map::cant_do_reason(r);
+        assert_ne!(reason, CantDoReason::Unknown, "{r:?}");
+        assert_eq!(reason.as_str(), r.as_wire(), "{r:?}");
+        assert!(seen.insert(reason), "{r:?} shares its reason");
+    }
+    assert_eq!(
+        Reject::ALL.len(),
+        REJECTS.len() + 1,
+        "the vector list names every refusal but one"
+    );
+}
+
+#[test]
 fn cant_do_replies_match_the_vectors() {
     let lines = read_lines("messages.jsonl");
     for r in REJECTS {

@@ -195,8 +195,8 @@ const RETRY_ROUND: usize = 1024;
 const MAX_MESSAGE_BACKOFF_SECS: u64 = 300;
 
 /// Most orders a `restore-session` reply lists (most recent first); a NIP-44 message holds
-/// at most 64 KiB, and a restored order takes about 150 bytes.
-pub const MAX_RESTORE: usize = 200;
+/// at most 64 KiB, and a restored order takes about 150 bytes. The rule lives in the machine.
+pub use crate::machine::MAX_RESTORE;
 
 /// The escrow engine.
 pub struct Engine {

@@ -5,17 +5,15 @@ use std::sync::atomic::Ordering;
 use tracing::{debug, error, info, warn};
 
 use crate::machine::{
-    self, Authority, Caller, Command, Effect, Input, Notice, Notify, PayoutDest, Reject,
-    Transition, UserUpdate,
+    self, Admitted, Command, DestinationKind, Effect, Facts, Input, Notice, Notify, PayoutDest,
+    Reject, Transition,
 };
 use crate::order::{NextTrade, Order, PayoutInvoice};
 use crate::policy::Policy;
 use crate::ports::{Commit, EffectId, OrderWrite, StoreError, StoreErrorKind};
 use crate::types::{EventId, OrderId, Timestamp};
 
-use super::{
-    Action, Engine, EngineError, MAX_CONFLICT_RETRIES, MAX_RESTORE, Outcome, Queue, Request,
-};
+use super::{Action, Engine, EngineError, MAX_CONFLICT_RETRIES, Outcome, Queue, Request};
 
 impl Engine {
     /// Handles one inbound request: validates, steps, commits, then executes the effects.
@@ -57,44 +55,29 @@ impl Engine {
     ) -> Result<(Outcome, Queue), Decided> {
         let store = &self.ports.store;
         let now = self.ports.clock.now();
-        if policy.maintenance && req.action.opens_trade() {
-            return Err(Decided::Refuse(Reject::MaintenanceMode));
-        }
-        let authority = if req.identity == self.config.node_key {
-            Authority::Admin
-        } else if let Some(s) = store.solver(&req.identity).await? {
-            Authority::Solver { write: s.write }
+        // Gather what the admission rules need, then let the machine decide.
+        let opens_trade = req.action.opens_trade();
+        let solver = if req.identity == self.config.node_key {
+            None
         } else {
-            Authority::User
+            store.solver(&req.identity).await?
         };
-        // Trade index rules (§2) for the actions that open a trade.
-        let full_privacy = req.identity == req.sender;
-        let trade_index = match req.trade_index {
-            Some(i) => u32::try_from(i).map_err(|_| Decided::Refuse(Reject::InvalidTradeIndex))?,
-            None => 0,
+        let user = if machine::needs_user(opens_trade, &req.identity, &req.sender) {
+            store.user(&req.identity).await?
+        } else {
+            None
         };
-        let mut users = Vec::new();
-        if req.action.opens_trade() && !full_privacy {
-            if trade_index == 0 {
-                return Err(Decided::Refuse(Reject::InvalidTradeIndex));
-            }
-            if let Some(u) = store.user(&req.identity).await?
-                && trade_index <= u.last_trade_index
-            {
-                return Err(Decided::Refuse(Reject::InvalidTradeIndex));
-            }
-            users.push(UserUpdate::TradeIndex {
-                identity: req.identity,
-                index: trade_index,
-            });
-        }
-        let caller = Caller {
-            trade_key: req.sender,
+        let facts = Facts {
+            sender: req.sender,
             identity: req.identity,
-            trade_index: if full_privacy { 0 } else { trade_index },
             protocol: req.protocol,
-            authority,
+            trade_index: req.trade_index,
+            opens_trade,
+            node_key: self.config.node_key,
+            solver: solver.as_ref(),
+            user: user.as_ref(),
         };
+        let Admitted { caller, users } = machine::admit(&facts, policy).map_err(Decided::Refuse)?;
         let command = match &req.action {
             Action::NewOrder(n) => {
                 let mut order = n.order.clone();
@@ -148,13 +131,8 @@ impl Engine {
             Action::AdminSettle => Command::AdminSettle,
             Action::AdminCancel => Command::AdminCancel,
             Action::AdminAddSolver(s) => {
-                if authority != Authority::Admin {
-                    return Err(Decided::Refuse(Reject::NotAuthorized));
-                }
-                if !s.identity.is_on_curve() {
-                    return Err(Decided::Refuse(Reject::InvalidPubkey));
-                }
-                let reply = reply(req, Notice::AdminAddSolver);
+                let notice = machine::add_solver(&caller, s).map_err(Decided::Refuse)?;
+                let reply = reply(req, notice);
                 let commit = Commit {
                     event: req.event_id,
                     solvers: vec![*s],
@@ -165,53 +143,32 @@ impl Engine {
                 return Ok((Outcome::Applied(None), q));
             },
             Action::Orders(ids) => {
-                if ids.is_empty() {
-                    return Err(Decided::Refuse(Reject::InvalidParameters));
-                }
-                if ids.len() > usize::try_from(policy.max_orders_per_response).unwrap_or(0) {
-                    return Err(Decided::Refuse(Reject::TooManyRequests));
-                }
-                let mut found = Vec::new();
+                machine::check_orders_query(ids, policy).map_err(Decided::Refuse)?;
+                let mut loaded = Vec::with_capacity(ids.len());
                 for id in ids {
-                    if let Some(o) = store.order(*id).await?
-                        && o.identities().any(|i| *i == req.identity)
-                    {
-                        found.push(o);
+                    if let Some(o) = store.order(*id).await? {
+                        loaded.push(o);
                     }
                 }
-                if found.is_empty() {
-                    return Err(Decided::Refuse(Reject::NotFound));
-                }
-                return self.reply_only(req, Notice::Orders(found)).await;
+                let notice =
+                    machine::orders_reply(&req.identity, loaded).map_err(Decided::Refuse)?;
+                return self.reply_only(req, notice).await;
             },
             Action::RestoreSession => {
-                let mut orders = store.open_orders_of(&req.identity).await?;
-                // Bounded reply: the most recent orders first, at most MAX_RESTORE of them.
-                orders.sort_by_key(|o| std::cmp::Reverse(o.created_at));
-                orders.truncate(MAX_RESTORE);
-                let notice = Notice::RestoreSession {
-                    identity: req.identity,
-                    orders,
-                };
+                let orders = store.open_orders_of(&req.identity).await?;
+                let notice = machine::restore_reply(req.identity, orders);
                 return self.reply_only(req, notice).await;
             },
             Action::LastTradeIndex => {
-                let Some(u) = store.user(&req.identity).await? else {
-                    return Err(Decided::Refuse(Reject::NotFound));
-                };
-                if u.last_trade_index == 0 {
-                    return Err(Decided::Refuse(Reject::InvalidTradeIndex));
-                }
-                return self
-                    .reply_only(req, Notice::LastTradeIndex(u.last_trade_index))
-                    .await;
+                let u = store.user(&req.identity).await?;
+                let notice =
+                    machine::last_trade_index_reply(u.as_ref()).map_err(Decided::Refuse)?;
+                return self.reply_only(req, notice).await;
             },
             Action::UserInfo => {
-                if full_privacy {
-                    return Err(Decided::Refuse(Reject::ReputationIdentityRequired));
-                }
-                let u = store.user(&req.identity).await?.unwrap_or_default();
-                return self.reply_only(req, Notice::UserInfo(u)).await;
+                let u = store.user(&req.identity).await?;
+                let notice = machine::user_info_reply(&caller, u).map_err(Decided::Refuse)?;
+                return self.reply_only(req, notice).await;
             },
             Action::Unsupported => return Err(Decided::Refuse(Reject::InvalidAction)),
         };
@@ -238,7 +195,12 @@ impl Engine {
                 ..
             } = &input
             {
-                self.check_no_pending_duty(&caller, &order).await?;
+                let open = if machine::needs_open_orders(&caller) {
+                    store.open_orders_of(&caller.identity).await?
+                } else {
+                    Vec::new()
+                };
+                machine::check_no_pending_duty(&caller, &order, &open).map_err(Decided::Refuse)?;
             }
             let price = if order.price_from_api && order.status == crate::order::Status::Pending {
                 self.ports.prices.price(&order.fiat_code).await
@@ -264,33 +226,6 @@ impl Engine {
         Err(Decided::Failed(EngineError::Contention(id)))
     }
 
-    /// `pending_order_exists`: a taker who already has a trade waiting on them may not take more.
-    pub(super) async fn check_no_pending_duty(
-        &self,
-        caller: &Caller,
-        order: &Order,
-    ) -> Result<(), Decided> {
-        if caller.identity == caller.trade_key {
-            return Ok(());
-        }
-        use crate::order::{Role, Status};
-        let role = order.kind.maker_role().other();
-        let waiting_status = match role {
-            Role::Buyer => Status::WaitingBuyerInvoice,
-            Role::Seller => Status::WaitingPayment,
-        };
-        let open = self.ports.store.open_orders_of(&caller.identity).await?;
-        let busy = open.iter().any(|o| {
-            o.status == waiting_status
-                && o.party(role).is_some_and(|p| p.identity == caller.identity)
-        });
-        if busy {
-            Err(Decided::Refuse(Reject::PendingOrderExists))
-        } else {
-            Ok(())
-        }
-    }
-
     pub(super) async fn reply_only(
         &self,
         req: &Request,
@@ -306,23 +241,17 @@ impl Engine {
     }
 
     /// A payout destination from a client string: a Lightning address / LNURL (when a resolver
-    /// is configured) or a BOLT11 invoice decoded and checked against our network.
+    /// is configured) or a BOLT11 invoice decoded by the node; the machine's rules decide.
     pub(super) async fn payout_dest(&self, s: &str, now: Timestamp) -> Result<PayoutDest, Decided> {
         let s = s.trim();
-        if s.is_empty() || s.len() > 4096 {
-            return Err(Decided::Refuse(Reject::InvalidInvoice));
+        match machine::classify_destination(s, self.resolver.is_some()).map_err(Decided::Refuse)? {
+            DestinationKind::Address => Ok(PayoutDest::Address(s.to_owned())),
+            DestinationKind::Invoice => self
+                .decode_payout_invoice(s, now)
+                .await
+                .map(PayoutDest::Invoice)
+                .map_err(Decided::Refuse),
         }
-        if is_ln_address(s) {
-            return if self.resolver.is_some() {
-                Ok(PayoutDest::Address(s.to_owned()))
-            } else {
-                Err(Decided::Refuse(Reject::InvalidInvoice))
-            };
-        }
-        self.decode_payout_invoice(s, now)
-            .await
-            .map(PayoutDest::Invoice)
-            .map_err(Decided::Refuse)
     }
 
     pub(super) async fn decode_payout_invoice(
@@ -338,16 +267,7 @@ impl Engine {
             },
             Err(_) => return Err(Reject::InvalidInvoice),
         };
-        if d.network != self.config.network || d.expires_at <= now {
-            return Err(Reject::InvalidInvoice);
-        }
-        Ok(PayoutInvoice {
-            bolt11: s.to_owned(),
-            hash: d.hash,
-            amount: d.amount,
-            expires_at: d.expires_at,
-            min_final_cltv: d.min_final_cltv,
-        })
+        machine::check_decoded_invoice(s, &d, self.config.network, now)
     }
 
     pub(super) async fn commit_transition(
@@ -459,10 +379,7 @@ impl Engine {
 
 /// A next-trade key the node will write to must be a curve point.
 pub(super) fn checked_next_trade(n: Option<NextTrade>) -> Result<Option<NextTrade>, Decided> {
-    match n {
-        Some(k) if !k.trade_key.is_on_curve() => Err(Decided::Refuse(Reject::InvalidPubkey)),
-        n => Ok(n),
-    }
+    machine::check_next_trade(n).map_err(Decided::Refuse)
 }
 
 pub(super) enum Decided {
@@ -488,23 +405,6 @@ impl From<StoreError> for Decided {
 }
 
 /// `user@domain` or a bech32 `lnurl1...` string.
-pub(super) fn is_ln_address(s: &str) -> bool {
-    if s.len() > 5 && s.get(..5).is_some_and(|p| p.eq_ignore_ascii_case("lnurl")) {
-        return true;
-    }
-    let Some((user, domain)) = s.split_once('@') else {
-        return false;
-    };
-    !user.is_empty()
-        && domain.contains('.')
-        && user
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_.+".contains(c))
-        && domain
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-.".contains(c))
-}
-
 pub(super) fn reply(req: &Request, notice: Notice) -> Effect {
     Effect::Notify(Notify {
         to: req.sender,

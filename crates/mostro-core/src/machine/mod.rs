@@ -10,6 +10,7 @@
 //! - the buyer is paid only after the node confirmed the settle ([`Input::HoldSettled`]);
 //! - terminal statuses never change again.
 
+mod admit;
 mod cancel;
 mod checks;
 mod dispute;
@@ -24,6 +25,12 @@ mod take;
 mod timers;
 mod transition;
 
+pub use admit::{
+    Admitted, DestinationKind, Facts, MAX_DESTINATION_LEN, MAX_RESTORE, add_solver, admit,
+    check_decoded_invoice, check_next_trade, check_no_pending_duty, check_orders_query,
+    classify_destination, is_ln_address, last_trade_index_reply, needs_open_orders, needs_user,
+    orders_reply, restore_reply, user_info_reply,
+};
 pub use checks::MAX_PAYMENT_METHOD_LEN;
 pub use effect::{Effect, Notice, Notify};
 pub use new_order::new_order;

@@ -99,6 +99,40 @@ pub enum Reject {
 }
 
 impl Reject {
+    /// Every refusal.
+    pub const ALL: [Reject; 30] = [
+        Reject::InvalidSignature,
+        Reject::InvalidTradeIndex,
+        Reject::InvalidAmount,
+        Reject::InvalidInvoice,
+        Reject::InvalidPaymentRequest,
+        Reject::InvalidPeer,
+        Reject::InvalidRating,
+        Reject::InvalidOrderKind,
+        Reject::InvalidOrderStatus,
+        Reject::InvalidPubkey,
+        Reject::InvalidParameters,
+        Reject::InvalidPayload,
+        Reject::OrderAlreadyCanceled,
+        Reject::CantCreateUser,
+        Reject::IsNotYourOrder,
+        Reject::NotAllowedByStatus,
+        Reject::OutOfRangeFiatAmount,
+        Reject::OutOfRangeSatsAmount,
+        Reject::PriceTooStale,
+        Reject::IsNotYourDispute,
+        Reject::DisputeTakenByAdmin,
+        Reject::NotAuthorized,
+        Reject::NotFound,
+        Reject::InvalidDisputeStatus,
+        Reject::InvalidAction,
+        Reject::PendingOrderExists,
+        Reject::InvalidFiatCurrency,
+        Reject::TooManyRequests,
+        Reject::MaintenanceMode,
+        Reject::ReputationIdentityRequired,
+    ];
+
     /// The wire spelling of the reason.
     #[must_use]
     pub fn as_wire(&self) -> String {

@@ -42,5 +42,6 @@
 
 pub use super::inbound::{DropReason, Dropped, Inbound, parse_pubkey, parse_solver, to_request};
 pub use super::outbound::{
-    small_order, to_message, to_message_at, user_info, version_of, wire_kind, wire_status,
+    cant_do_reason, small_order, to_message, to_message_at, user_info, version_of, wire_kind,
+    wire_status,
 };

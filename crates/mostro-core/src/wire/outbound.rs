@@ -8,7 +8,7 @@ use super::payload::{
     Payload, PaymentFailedInfo, Peer, RestoreSessionInfo, RestoredDisputesInfo, RestoredOrdersInfo,
     SolverDisputeInfo, UserInfo,
 };
-use crate::machine::{Notice, Notify};
+use crate::machine::{Notice, Notify, Reject};
 use crate::order::{Kind, Order, Party, Protocol, Role, Status};
 use crate::ports::User;
 use crate::types::{PubKey, Sats, Timestamp};
@@ -222,10 +222,7 @@ pub fn to_message_at(n: &Notify, now: Timestamp) -> Message {
                 (Message::Dispute, WireAction::AdminAddSolver, None)
             },
             Notice::CantDo(reject) => {
-                // `Reject` spells its reasons like `CantDoReason`; an
-                // unknown spelling would degrade to `unknown`.
-                let reason: CantDoReason =
-                    reject.as_wire().parse().unwrap_or(CantDoReason::Unknown);
+                let reason = cant_do_reason(*reject);
                 (
                     Message::CantDo,
                     WireAction::CantDo,
@@ -465,4 +462,42 @@ fn restore_data(orders: &[Order], identity: &PubKey) -> RestoreSessionInfo {
         });
     }
     info
+}
+
+/// The wire reason of a refusal: one arm per [`Reject`], no string in between, so a new refusal
+/// cannot reach a client as `unknown`.
+#[must_use]
+pub const fn cant_do_reason(r: Reject) -> CantDoReason {
+    match r {
+        Reject::InvalidSignature => CantDoReason::InvalidSignature,
+        Reject::InvalidTradeIndex => CantDoReason::InvalidTradeIndex,
+        Reject::InvalidAmount => CantDoReason::InvalidAmount,
+        Reject::InvalidInvoice => CantDoReason::InvalidInvoice,
+        Reject::InvalidPaymentRequest => CantDoReason::InvalidPaymentRequest,
+        Reject::InvalidPeer => CantDoReason::InvalidPeer,
+        Reject::InvalidRating => CantDoReason::InvalidRating,
+        Reject::InvalidOrderKind => CantDoReason::InvalidOrderKind,
+        Reject::InvalidOrderStatus => CantDoReason::InvalidOrderStatus,
+        Reject::InvalidPubkey => CantDoReason::InvalidPubkey,
+        Reject::InvalidParameters => CantDoReason::InvalidParameters,
+        Reject::InvalidPayload => CantDoReason::InvalidPayload,
+        Reject::OrderAlreadyCanceled => CantDoReason::OrderAlreadyCanceled,
+        Reject::CantCreateUser => CantDoReason::CantCreateUser,
+        Reject::IsNotYourOrder => CantDoReason::IsNotYourOrder,
+        Reject::NotAllowedByStatus => CantDoReason::NotAllowedByStatus,
+        Reject::OutOfRangeFiatAmount => CantDoReason::OutOfRangeFiatAmount,
+        Reject::OutOfRangeSatsAmount => CantDoReason::OutOfRangeSatsAmount,
+        Reject::PriceTooStale => CantDoReason::PriceTooStale,
+        Reject::IsNotYourDispute => CantDoReason::IsNotYourDispute,
+        Reject::DisputeTakenByAdmin => CantDoReason::DisputeTakenByAdmin,
+        Reject::NotAuthorized => CantDoReason::NotAuthorized,
+        Reject::NotFound => CantDoReason::NotFound,
+        Reject::InvalidDisputeStatus => CantDoReason::InvalidDisputeStatus,
+        Reject::InvalidAction => CantDoReason::InvalidAction,
+        Reject::PendingOrderExists => CantDoReason::PendingOrderExists,
+        Reject::InvalidFiatCurrency => CantDoReason::InvalidFiatCurrency,
+        Reject::TooManyRequests => CantDoReason::TooManyRequests,
+        Reject::MaintenanceMode => CantDoReason::MaintenanceMode,
+        Reject::ReputationIdentityRequired => CantDoReason::ReputationIdentityRequired,
+    }
 }
