@@ -3,7 +3,10 @@
 
 use mostro_core::machine::{Effect, UserUpdate};
 use mostro_core::order::{HoldState, Order};
-use mostro_core::ports::{Commit, DeadEffect, EffectId, Solver, StoreError, StoreErrorKind, User};
+use mostro_core::ports::{
+    Commit, DeadEffect, EffectId, OrderKey, Solver, StoreError, StoreErrorKind, User, View,
+    ViewQuery,
+};
 use mostro_core::types::{BlockHeight, EventId, OrderId, PaymentHash, PubKey, Timestamp};
 use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension, Row, ToSql, params};
@@ -652,3 +655,29 @@ impl From<Fail> for StoreError {
 
 /// Result of this module.
 pub(crate) type R<T> = Result<T, Fail>;
+
+/// Every part of a request's view in one read transaction: one snapshot, one trip to a reader.
+pub(crate) fn view(conn: &Connection, q: &ViewQuery) -> R<View> {
+    let tx = conn.unchecked_transaction()?;
+    let conn: &Connection = &tx;
+    let mut v = View::default();
+    if let Some(ev) = &q.event {
+        v.seen = seen_event(conn, ev)?;
+    }
+    if let Some(k) = &q.solver_of {
+        v.solver = solver(conn, k)?;
+    }
+    if let Some(k) = &q.user_of {
+        v.user = user(conn, k)?;
+    }
+    v.order = match q.order {
+        Some(OrderKey::Id(id)) => order(conn, id)?,
+        Some(OrderKey::Dispute(id)) => order_by_dispute(conn, id)?,
+        None => None,
+    };
+    if let Some(k) = &q.open_orders_of {
+        v.open_orders = open_orders_of(conn, k)?;
+    }
+    tx.finish()?;
+    Ok(v)
+}

@@ -6,7 +6,9 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use mostro_core::machine::Effect;
 use mostro_core::order::Order;
-use mostro_core::ports::{Commit, DeadEffect, EffectId, Solver, Store, StoreError, User};
+use mostro_core::ports::{
+    Commit, DeadEffect, EffectId, Solver, Store, StoreError, User, View, ViewQuery,
+};
 use mostro_core::types::{BlockHeight, EventId, OrderId, PaymentHash, PubKey, Timestamp};
 use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 
@@ -362,6 +364,11 @@ impl Store for SqliteStore {
     async fn solver(&self, identity: &PubKey) -> Result<Option<Solver>, StoreError> {
         let identity = *identity;
         self.read(move |c| sql::solver(c, &identity)).await
+    }
+
+    async fn view(&self, q: &ViewQuery) -> Result<View, StoreError> {
+        let q = q.clone();
+        self.read(move |c| sql::view(c, &q)).await
     }
 
     async fn solvers(&self) -> Result<Vec<Solver>, StoreError> {

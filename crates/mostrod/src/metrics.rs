@@ -324,6 +324,12 @@ impl Store for MeteredStore {
     async fn solver(&self, identity: &PubKey) -> Result<Option<Solver>, StoreError> {
         self.inner.solver(identity).await
     }
+    async fn view(
+        &self,
+        q: &mostro_core::ports::ViewQuery,
+    ) -> Result<mostro_core::ports::View, StoreError> {
+        self.inner.view(q).await
+    }
     async fn solvers(&self) -> Result<Vec<Solver>, StoreError> {
         self.inner.solvers().await
     }

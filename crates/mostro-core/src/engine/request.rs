@@ -10,7 +10,9 @@ use crate::machine::{
 };
 use crate::order::{NextTrade, Order, PayoutInvoice};
 use crate::policy::Policy;
-use crate::ports::{Commit, EffectId, OrderWrite, StoreError, StoreErrorKind};
+use crate::ports::{
+    Commit, EffectId, OrderKey, OrderWrite, StoreError, StoreErrorKind, View, ViewQuery,
+};
 use crate::types::{EventId, OrderId, Timestamp};
 
 use super::{Action, Engine, EngineError, MAX_CONFLICT_RETRIES, Outcome, Queue, Request};
@@ -19,14 +21,13 @@ impl Engine {
     /// Handles one inbound request: validates, steps, commits, then executes the effects.
     #[tracing::instrument(skip_all, fields(order_id = ?req.order_id, sender = %req.sender))]
     pub async fn handle(&self, req: Request) -> Result<Outcome, EngineError> {
-        let store = &self.ports.store;
-        if let Some(ev) = &req.event_id
-            && store.seen_event(ev).await?
-        {
+        let query = self.view_query(&req);
+        let view = self.ports.store.view(&query).await?;
+        if view.seen {
             return Ok(Outcome::Duplicate);
         }
         let policy = self.policy();
-        let (outcome, queue) = match self.decide(&req, &policy).await {
+        let (outcome, queue) = match self.decide(&req, &policy, &query, view).await {
             Ok(r) => r,
             Err(Decided::Refuse(reason)) => {
                 debug!(%reason, "refused");
@@ -48,25 +49,58 @@ impl Engine {
         Ok(outcome)
     }
 
+    /// What the request needs read before it steps: the replay guard, the sender's solver and
+    /// user records, the order it names and the sender's open orders, as far as the machine's
+    /// rules for this action read them. One store round trip answers it.
+    fn view_query(&self, req: &Request) -> ViewQuery {
+        let opens_trade = req.action.opens_trade();
+        let wants_user = machine::needs_user(opens_trade, &req.identity, &req.sender)
+            || matches!(req.action, Action::LastTradeIndex | Action::UserInfo);
+        let is_take = matches!(req.action, Action::TakeSell { .. } | Action::TakeBuy { .. });
+        let wants_open =
+            matches!(req.action, Action::RestoreSession) || (is_take && req.identity != req.sender);
+        let order = match (&req.action, req.order_id) {
+            (
+                Action::NewOrder(_)
+                | Action::AdminAddSolver(_)
+                | Action::Orders(_)
+                | Action::RestoreSession
+                | Action::LastTradeIndex
+                | Action::UserInfo
+                | Action::Unsupported,
+                _,
+            )
+            | (_, None) => None,
+            (Action::AdminTakeDispute, Some(id)) => Some(OrderKey::Dispute(id)),
+            (_, Some(id)) => Some(OrderKey::Id(id)),
+        };
+        ViewQuery {
+            event: req.event_id,
+            solver_of: (req.identity != self.config.node_key).then_some(req.identity),
+            user_of: wants_user.then_some(req.identity),
+            order,
+            open_orders_of: wants_open.then_some(req.identity),
+        }
+    }
+
     pub(super) async fn decide(
         &self,
         req: &Request,
         policy: &Policy,
+        query: &ViewQuery,
+        view: View,
     ) -> Result<(Outcome, Queue), Decided> {
         let store = &self.ports.store;
         let now = self.ports.clock.now();
-        // Gather what the admission rules need, then let the machine decide.
+        // The facts the admission rules need were read with the view; the machine decides.
         let opens_trade = req.action.opens_trade();
-        let solver = if req.identity == self.config.node_key {
-            None
-        } else {
-            store.solver(&req.identity).await?
-        };
-        let user = if machine::needs_user(opens_trade, &req.identity, &req.sender) {
-            store.user(&req.identity).await?
-        } else {
-            None
-        };
+        let View {
+            solver,
+            user,
+            order: mut loaded,
+            open_orders: mut open,
+            ..
+        } = view;
         let facts = Facts {
             sender: req.sender,
             identity: req.identity,
@@ -75,7 +109,9 @@ impl Engine {
             opens_trade,
             node_key: self.config.node_key,
             solver: solver.as_ref(),
-            user: user.as_ref(),
+            user: user
+                .as_ref()
+                .filter(|_| machine::needs_user(opens_trade, &req.identity, &req.sender)),
         };
         let Admitted { caller, users } = machine::admit(&facts, policy).map_err(Decided::Refuse)?;
         let command = match &req.action {
@@ -155,19 +191,16 @@ impl Engine {
                 return self.reply_only(req, notice).await;
             },
             Action::RestoreSession => {
-                let orders = store.open_orders_of(&req.identity).await?;
-                let notice = machine::restore_reply(req.identity, orders);
+                let notice = machine::restore_reply(req.identity, std::mem::take(&mut open));
                 return self.reply_only(req, notice).await;
             },
             Action::LastTradeIndex => {
-                let u = store.user(&req.identity).await?;
                 let notice =
-                    machine::last_trade_index_reply(u.as_ref()).map_err(Decided::Refuse)?;
+                    machine::last_trade_index_reply(user.as_ref()).map_err(Decided::Refuse)?;
                 return self.reply_only(req, notice).await;
             },
             Action::UserInfo => {
-                let u = store.user(&req.identity).await?;
-                let notice = machine::user_info_reply(&caller, u).map_err(Decided::Refuse)?;
+                let notice = machine::user_info_reply(&caller, user).map_err(Decided::Refuse)?;
                 return self.reply_only(req, notice).await;
             },
             Action::Unsupported => return Err(Decided::Refuse(Reject::InvalidAction)),
@@ -181,13 +214,19 @@ impl Engine {
             command,
             request_id: req.request_id,
         };
-        for _ in 0..MAX_CONFLICT_RETRIES {
-            let order = if matches!(req.action, Action::AdminTakeDispute) {
-                store.order_by_dispute(id).await?
-            } else {
-                store.order(id).await?
-            };
-            let Some(order) = order else {
+        for attempt in 0..MAX_CONFLICT_RETRIES {
+            if attempt > 0 {
+                // A version conflict: read the order (and the caller's open orders) again.
+                let again = ViewQuery {
+                    order: query.order,
+                    open_orders_of: query.open_orders_of,
+                    ..ViewQuery::default()
+                };
+                let v = store.view(&again).await?;
+                loaded = v.order;
+                open = v.open_orders;
+            }
+            let Some(order) = loaded.take() else {
                 return Err(Decided::Refuse(Reject::NotFound));
             };
             if let Input::Command {
@@ -195,11 +234,6 @@ impl Engine {
                 ..
             } = &input
             {
-                let open = if machine::needs_open_orders(&caller) {
-                    store.open_orders_of(&caller.identity).await?
-                } else {
-                    Vec::new()
-                };
                 machine::check_no_pending_duty(&caller, &order, &open).map_err(Decided::Refuse)?;
             }
             let price = if order.price_from_api && order.status == crate::order::Status::Pending {

@@ -17,7 +17,10 @@ pub use lightning::{
 };
 pub use price::PriceSource;
 pub use resolver::{PayoutResolver, ResolveError};
-pub use store::{Commit, DeadEffect, EffectId, OrderWrite, Store, StoreError, StoreErrorKind};
+pub use store::{
+    Commit, DeadEffect, EffectId, OrderKey, OrderWrite, Store, StoreError, StoreErrorKind, View,
+    ViewQuery,
+};
 pub use transport::{Transport, TransportError};
 
 pub use crate::types::{DecodedInvoice, Network};

@@ -22,6 +22,46 @@ pub struct OrderWrite {
     pub expected_version: Option<u64>,
 }
 
+/// How a [`ViewQuery`] names its order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OrderKey {
+    /// By order id ([`Store::order`]).
+    Id(OrderId),
+    /// By dispute id ([`Store::order_by_dispute`]).
+    Dispute(OrderId),
+}
+
+/// Everything a request handler reads before it steps, asked for at once so that a store can
+/// answer from one snapshot in one round trip. Each field left `None` is not read.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ViewQuery {
+    /// Whether this event is in the replay guard ([`View::seen`]).
+    pub event: Option<EventId>,
+    /// The solver registration of this identity ([`View::solver`]).
+    pub solver_of: Option<PubKey>,
+    /// The user record of this identity ([`View::user`]).
+    pub user_of: Option<PubKey>,
+    /// The order ([`View::order`]).
+    pub order: Option<OrderKey>,
+    /// The open orders of this identity ([`View::open_orders`]).
+    pub open_orders_of: Option<PubKey>,
+}
+
+/// The answer to a [`ViewQuery`]: what was not asked for is empty.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct View {
+    /// The event was recorded ([`Store::seen_event`]).
+    pub seen: bool,
+    /// [`Store::solver`].
+    pub solver: Option<Solver>,
+    /// [`Store::user`].
+    pub user: Option<User>,
+    /// [`Store::order`] or [`Store::order_by_dispute`].
+    pub order: Option<Order>,
+    /// [`Store::open_orders_of`].
+    pub open_orders: Vec<Order>,
+}
+
 /// One atomic store transaction.
 ///
 /// There is no `Default`: every commit is built with [`Commit::at`], so none can reach a store
@@ -252,6 +292,35 @@ pub trait Store: Send + Sync {
     ///
     /// MUST read committed state: the last registration for `identity` wins.
     async fn solver(&self, identity: &PubKey) -> Result<Option<Solver>, StoreError>;
+
+    /// Everything `q` asks for, each part as the single-purpose method answers it.
+    ///
+    /// MUST answer every part from committed state, and SHOULD answer them all from one
+    /// snapshot in one round trip (the default asks the single-purpose methods one by one, which
+    /// is correct but not a snapshot: the engine does not rely on the parts agreeing with one
+    /// another, only on each part reading committed state, since the commit's version check and
+    /// replay guard catch whatever changed meanwhile).
+    async fn view(&self, q: &ViewQuery) -> Result<View, StoreError> {
+        let mut v = View::default();
+        if let Some(ev) = &q.event {
+            v.seen = self.seen_event(ev).await?;
+        }
+        if let Some(k) = &q.solver_of {
+            v.solver = self.solver(k).await?;
+        }
+        if let Some(k) = &q.user_of {
+            v.user = self.user(k).await?;
+        }
+        v.order = match q.order {
+            Some(OrderKey::Id(id)) => self.order(id).await?,
+            Some(OrderKey::Dispute(id)) => self.order_by_dispute(id).await?,
+            None => None,
+        };
+        if let Some(k) = &q.open_orders_of {
+            v.open_orders = self.open_orders_of(k).await?;
+        }
+        Ok(v)
+    }
 
     /// Every registered solver, by identity (the admin listing).
     ///

@@ -29,14 +29,15 @@ use mostro_core::order::{
     Dispute, DisputeStatus, Hold, HoldState, Kind, Order, Party, Protocol, Role, Status,
 };
 use mostro_core::ports::{
-    Commit, DeadEffect, EffectId, OrderWrite, Solver, Store, StoreError, StoreErrorKind, User,
+    Commit, DeadEffect, EffectId, OrderKey, OrderWrite, Solver, Store, StoreError, StoreErrorKind,
+    User, View, ViewQuery,
 };
 use mostro_core::types::{
     BlockHeight, EventId, OrderId, PaymentHash, Preimage, PubKey, Sats, Timestamp,
 };
 
 /// How many checks [`run_all`] runs (each on its own fresh store).
-pub const CHECKS: usize = 21;
+pub const CHECKS: usize = 22;
 
 /// The time of the suite's commits.
 pub const T0: Timestamp = Timestamp(1_700_000_000);
@@ -64,6 +65,80 @@ pub async fn run_all<S: Store + ?Sized>(make: &dyn Fn() -> Arc<S>) {
     concurrent_replaces_one_wins(&*make()).await;
     settings(&*make()).await;
     rows_carry_the_commit_time(&*make()).await;
+    view_answers_each_part(&*make()).await;
+}
+
+/// `view` answers each part it is asked for as the single-purpose method does, and nothing
+/// else.
+pub async fn view_answers_each_part<S: Store + ?Sized>(s: &S) {
+    let maker = identity(1);
+    let taker = identity(2);
+    let a = order(1, maker);
+    let b = with_dispute(taken(order(2, maker), taker), order_id(900));
+    commit(
+        s,
+        Commit {
+            event: Some(event_id(1)),
+            orders: vec![insert(&a), insert(&b)],
+            users: vec![UserUpdate::TradeIndex {
+                identity: maker,
+                index: 4,
+            }],
+            solvers: vec![Solver {
+                identity: taker,
+                write: true,
+            }],
+            ..Commit::at(T0)
+        },
+    )
+    .await;
+    assert_eq!(
+        s.view(&ViewQuery::default()).await.unwrap(),
+        View::default(),
+        "nothing asked, nothing read"
+    );
+    let all = ViewQuery {
+        event: Some(event_id(1)),
+        solver_of: Some(taker),
+        user_of: Some(maker),
+        order: Some(OrderKey::Id(a.id)),
+        open_orders_of: Some(maker),
+    };
+    let v = s.view(&all).await.unwrap();
+    assert!(v.seen);
+    assert_eq!(v.solver, s.solver(&taker).await.unwrap());
+    assert!(v.solver.is_some());
+    assert_eq!(v.user, s.user(&maker).await.unwrap());
+    assert_eq!(v.user.as_ref().map(|u| u.last_trade_index), Some(4));
+    assert_eq!(v.order.as_ref(), Some(&a));
+    let mut open: Vec<_> = v.open_orders.iter().map(|o| o.id).collect();
+    open.sort();
+    let mut want = vec![a.id, b.id];
+    want.sort();
+    assert_eq!(open, want);
+    // Absent things are absent; an order by its dispute id.
+    let v = s
+        .view(&ViewQuery {
+            event: Some(event_id(2)),
+            solver_of: Some(maker),
+            user_of: Some(taker),
+            order: Some(OrderKey::Dispute(order_id(900))),
+            open_orders_of: Some(identity(3)),
+        })
+        .await
+        .unwrap();
+    assert!(!v.seen);
+    assert_eq!((v.solver, v.user), (None, None));
+    assert_eq!(v.order.map(|o| o.id), Some(b.id));
+    assert!(v.open_orders.is_empty());
+    let v = s
+        .view(&ViewQuery {
+            order: Some(OrderKey::Id(order_id(77))),
+            ..ViewQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(v.order, None);
 }
 
 /// The store stamps with the commit's time, never a clock of its own: a user is created at the
