@@ -115,14 +115,17 @@ async fn worker<A: Acknowledge>(
     engine: Arc<Engine>,
     mut rx: mpsc::UnboundedReceiver<(Request, A)>,
 ) {
+    // The engine's request future is large (tens of KB of state): boxed, it is allocated only
+    // while a request runs, so an idle worker (a fresh trade key per order leaves one per
+    // order for WORKER_IDLE) costs a few hundred bytes instead.
     loop {
         match tokio::time::timeout(WORKER_IDLE, rx.recv()).await {
-            Ok(Some(d)) => handle(&engine, d.0, d.1).await,
+            Ok(Some(d)) => Box::pin(handle(&engine, d.0, d.1)).await,
             Ok(None) => return,
             Err(_) => {
                 rx.close();
                 while let Some(d) = rx.recv().await {
-                    handle(&engine, d.0, d.1).await;
+                    Box::pin(handle(&engine, d.0, d.1)).await;
                 }
                 return;
             },
