@@ -11,11 +11,10 @@
 //! it) rather than guessed at. A future format 2 adds its own types next to these, keeps the
 //! format-1 decoder, and writes 2 from then on (rows convert as they are rewritten).
 //!
-//! Outbox effects carry a format too (`outbox.effect_format`), but format 1 of an effect is
-//! still the serde JSON of [`mostro_core::machine::Effect`]: an effect row lives only from its
-//! commit until it is done (then it is pruned), and the fixture test re-encodes every effect row
-//! of a released database byte for byte, so a change to the domain's effect encoding fails a
-//! test instead of stranding pending effects; it then gets a format 2 here.
+//! Outbox effects carry a format too (`outbox.effect_format`): `effect.rs` spells out format 1
+//! of an effect, of the message it may carry and of everything inside it (orders as `OrderV1`,
+//! users, refusals), with the same total conversions. `tests/data/effects-format1.jsonl` holds
+//! one sample of every variant as format 1 wrote it; a unit test decodes and re-encodes each.
 //!
 //! Format 1 is byte-compatible with the JSON the release before schema 4 wrote: the fixture
 //! test (`tests/release_fixture.rs`) decodes such a file and re-encodes every row identically.
@@ -52,13 +51,13 @@ pub const EFFECT_FORMAT: i64 = 1;
 
 /// Encodes an outbox effect in the current format.
 pub fn encode_effect(effect: &Effect) -> Result<String, serde_json::Error> {
-    serde_json::to_string(effect)
+    effect::encode(effect)
 }
 
 /// Decodes an outbox effect row of the given format.
 pub fn decode_effect(format: i64, json: &str) -> Result<Effect, RowError> {
     match format {
-        1 => serde_json::from_str(json).map_err(|e| RowError::Invalid {
+        1 => effect::decode(json).map_err(|e| RowError::Invalid {
             format,
             reason: e.to_string(),
         }),
@@ -145,6 +144,8 @@ macro_rules! row_enum {
         }
     };
 }
+
+mod effect;
 
 row_enum!(KindV1, Kind, "lowercase", { Buy, Sell });
 row_enum!(RoleV1, Role, "lowercase", { Buyer, Seller });
