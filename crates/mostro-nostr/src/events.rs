@@ -23,6 +23,49 @@ pub const KIND_INFO: u16 = 38385;
 pub const KIND_DISPUTE: u16 = 38386;
 /// Kind of the NIP-65 relay list.
 pub const KIND_RELAY_LIST: u16 = 10002;
+/// Kind of the node's profile (NIP-01 user metadata, replaceable).
+pub const KIND_METADATA: u16 = 0;
+
+/// Whether events of `kind` are addressed by a `d` tag (NIP-01 addressable kinds,
+/// 30000-39999); the others the node publishes (profile, relay list) are replaceable by kind.
+#[must_use]
+pub const fn has_d_tag(kind: u16) -> bool {
+    kind >= 30_000 && kind < 40_000
+}
+
+/// The node's public profile (kind 0 content): each field is left out when unset.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Profile {
+    /// Display name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Description.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub about: Option<String>,
+    /// Picture URL.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub picture: Option<String>,
+    /// Website URL.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub website: Option<String>,
+    /// Lightning address (LUD-16).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lud16: Option<String>,
+}
+
+impl Profile {
+    /// Nothing to publish.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        *self == Profile::default()
+    }
+
+    /// The kind-0 content: a JSON object of the set fields, in the order above.
+    #[must_use]
+    pub fn content(&self) -> String {
+        serde_json::to_string(self).unwrap_or_else(|_| "{}".to_owned())
+    }
+}
 
 /// Seconds in a day.
 const DAY: u64 = 86_400;
@@ -448,11 +491,26 @@ pub fn sign(
     tags: Vec<Vec<String>>,
     created_at: u64,
 ) -> Result<Event, WrapError> {
+    sign_content(keys, kind, tags, "", created_at)
+}
+
+/// Signs an event of `kind` with `content`, the given tags in order and `created_at`.
+///
+/// # Errors
+///
+/// [`WrapError::Build`] if a tag is empty or signing fails.
+pub fn sign_content(
+    keys: &Keys,
+    kind: u16,
+    tags: Vec<Vec<String>>,
+    content: &str,
+    created_at: u64,
+) -> Result<Event, WrapError> {
     let mut parsed = Vec::with_capacity(tags.len());
     for t in tags {
         parsed.push(Tag::parse(t).map_err(|e| WrapError::Build(e.to_string()))?);
     }
-    EventBuilder::new(Kind::from(kind), "")
+    EventBuilder::new(Kind::from(kind), content)
         .tags(parsed)
         .allow_self_tagging()
         .custom_created_at(Timestamp::from_secs(created_at))

@@ -391,7 +391,7 @@ impl NostrTransport {
         for (kind, ds) in by_kind {
             for chunk in ds.chunks(200) {
                 let mut f = Filter::new().author(node).kind(Kind::from(kind));
-                if kind != events::KIND_RELAY_LIST {
+                if events::has_d_tag(kind) {
                     f = f.identifiers(chunk.iter().cloned());
                 }
                 let got = match self
@@ -406,10 +406,10 @@ impl NostrTransport {
                     },
                 };
                 for e in got {
-                    let d = if kind == events::KIND_RELAY_LIST {
-                        String::new()
-                    } else {
+                    let d = if events::has_d_tag(kind) {
                         e.tags.identifier().unwrap_or_default().to_owned()
+                    } else {
+                        String::new()
                     };
                     let at = theirs.entry((kind, d)).or_insert(e.created_at);
                     *at = (*at).max(e.created_at);
@@ -532,6 +532,25 @@ impl NostrTransport {
         let now = self.now();
         let tags = events::rating_tags(d, &RatingSummary::of(user, now), &self.config.publish, now);
         self.publish_tags(events::KIND_RATING, tags).await
+    }
+
+    /// Publishes the node's profile (kind 0, NIP-01 metadata).
+    ///
+    /// # Errors
+    ///
+    /// [`TransportError`] if publishing failed.
+    pub async fn publish_profile(&self, profile: &events::Profile) -> Result<(), TransportError> {
+        let event = events::sign_content(
+            &self.keys,
+            events::KIND_METADATA,
+            Vec::new(),
+            &profile.content(),
+            self.now(),
+        )
+        .map_err(|e| TransportError::permanent(e.to_string()))?;
+        self.send_public(&event, (events::KIND_METADATA, String::new()))
+            .await
+            .map_err(|e| TransportError::transient(format!("publish profile: {e}")))
     }
 
     /// Publishes the NIP-65 relay list (kind 10002).

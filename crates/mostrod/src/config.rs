@@ -398,6 +398,74 @@ impl MetricsSection {
     }
 }
 
+/// `[profile]`: the node's public Nostr profile (kind 0 metadata), published at start when any
+/// field is set (a change takes effect at the next start).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ProfileSection {
+    /// Display name (at most 100 characters).
+    pub name: Option<String>,
+    /// Description (at most 2000 characters).
+    pub about: Option<String>,
+    /// Picture URL (http or https).
+    pub picture: Option<String>,
+    /// Website URL (http or https).
+    pub website: Option<String>,
+    /// Lightning address (`user@domain`).
+    pub lud16: Option<String>,
+}
+
+impl ProfileSection {
+    fn validate(&self) -> Result<(), ConfigError> {
+        let text = |key: &str, v: &Option<String>, max: usize| match v {
+            Some(s) if s.trim().is_empty() || s.chars().count() > max => Err(invalid(
+                key,
+                s,
+                &format!("must be 1 to {max} characters (leave the key out for none)"),
+            )),
+            _ => Ok(()),
+        };
+        text("profile.name", &self.name, 100)?;
+        text("profile.about", &self.about, 2000)?;
+        for (key, v) in [
+            ("profile.picture", &self.picture),
+            ("profile.website", &self.website),
+        ] {
+            if let Some(s) = v {
+                let rest = s
+                    .strip_prefix("https://")
+                    .or_else(|| s.strip_prefix("http://"))
+                    .unwrap_or_default();
+                if rest.is_empty() || s.len() > 2048 || s.chars().any(char::is_whitespace) {
+                    return Err(invalid(key, s, "must be an http(s) URL"));
+                }
+            }
+        }
+        if let Some(s) = &self.lud16
+            && !(s.contains('@') && mostro_core::machine::is_ln_address(s))
+        {
+            return Err(invalid(
+                "profile.lud16",
+                s,
+                "must be a Lightning address (user@domain)",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The profile the transport publishes.
+    #[must_use]
+    pub fn profile(&self) -> mostro_nostr::events::Profile {
+        mostro_nostr::events::Profile {
+            name: self.name.clone(),
+            about: self.about.clone(),
+            picture: self.picture.clone(),
+            website: self.website.clone(),
+            lud16: self.lud16.clone(),
+        }
+    }
+}
+
 /// The whole configuration.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -420,6 +488,8 @@ pub struct Config {
     pub admin: AdminSection,
     /// `[metrics]`.
     pub metrics: MetricsSection,
+    /// `[profile]`.
+    pub profile: ProfileSection,
     /// Directory of the config file (set at load; not a key).
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -498,6 +568,7 @@ impl Config {
 
     /// Checks every range; the error names the key.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        self.profile.validate()?;
         let m = &self.mostro;
         check_f64("mostro.fee", m.fee, 0.0, 0.1)?;
         check_f64("mostro.max_routing_fee", m.max_routing_fee, 0.0, 0.05)?;
@@ -797,6 +868,11 @@ const KEYS: &[&str] = &[
     "admin.listen",
     "admin.token_file",
     "metrics.listen",
+    "profile.name",
+    "profile.about",
+    "profile.picture",
+    "profile.website",
+    "profile.lud16",
 ];
 
 fn env_name(key: &str) -> String {
@@ -974,6 +1050,14 @@ token_file = "admin.token"
 # API); it may be non-loopback for a Prometheus server on another host. Unset: they are served
 # on admin.listen only.
 # listen = "0.0.0.0:9738"
+
+[profile]
+# The node's public Nostr profile (kind 0), published at start when any key is set.
+# name = "My Mostro"
+# about = "P2P bitcoin for fiat, escrow in Lightning hold invoices"
+# picture = "https://example.com/mostro.png"
+# website = "https://example.com"
+# lud16 = "mostro@example.com"
 "#;
 
 #[cfg(test)]
@@ -990,6 +1074,38 @@ mod tests {
         assert_eq!(cfg, def);
         assert_eq!(cfg.policy().fee_ppm, 6000);
         assert_eq!(cfg.policy(), Policy::default());
+    }
+
+    #[test]
+    fn profile_fields_are_checked_by_name() {
+        let ok = Config::parse(
+            "[profile]\nname = \"M\"\nwebsite = \"https://example.com\"\nlud16 = \"a@b.co\"\n",
+            &[],
+        )
+        .unwrap();
+        assert_eq!(ok.profile.profile().name.as_deref(), Some("M"));
+        assert!(!ok.profile.profile().is_empty());
+        assert!(Config::parse("", &[]).unwrap().profile.profile().is_empty());
+        for (text, key) in [
+            ("name = \"\"", "profile.name"),
+            ("picture = \"ftp://x\"", "profile.picture"),
+            ("website = \"https://a b\"", "profile.website"),
+            ("website = \"https://\"", "profile.website"),
+            ("lud16 = \"lnurl1abcdef\"", "profile.lud16"),
+            ("lud16 = \"nobody\"", "profile.lud16"),
+        ] {
+            let e = Config::parse(&format!("[profile]\n{text}\n"), &[]).unwrap_err();
+            assert!(e.to_string().contains(key), "{text}: {e}");
+        }
+        let e = Config::parse(
+            &format!("[profile]\nabout = \"{}\"\n", "x".repeat(2001)),
+            &[],
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("profile.about"), "{e}");
+        let env = [("MOSTRO_PROFILE_NAME".to_owned(), "From Env".to_owned())];
+        let from_env = Config::parse("", &env).unwrap();
+        assert_eq!(from_env.profile.name.as_deref(), Some("From Env"));
     }
 
     #[test]

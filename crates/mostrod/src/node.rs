@@ -307,6 +307,13 @@ async fn publish_info_loop(
     stop: impl Future<Output = ()>,
 ) {
     let mut stop = std::pin::pin!(stop);
+    // The profile (kind 0) once at start; a relay that misses it gets it from the reconciler.
+    let profile = cfg.profile.profile();
+    if !profile.is_empty()
+        && let Err(e) = transport.publish_profile(&profile).await
+    {
+        warn!(error = %e, "profile not published");
+    }
     loop {
         let maintenance = engine.policy().maintenance;
         let ln = node.info().await.ok();

@@ -32,6 +32,16 @@ fn spawn_node(
     (stop, task)
 }
 
+/// Stops the node and checks `run()` returned `Ok` within the grace period.
+async fn stop_node(stop: oneshot::Sender<()>, node: tokio::task::JoinHandle<anyhow::Result<()>>) {
+    stop.send(()).unwrap();
+    tokio::time::timeout(Duration::from_secs(30), node)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+}
+
 async fn wait_ready(admin: SocketAddr) {
     let deadline = Instant::now() + WAIT;
     while !health(admin) {
@@ -141,11 +151,54 @@ async fn a_trade_through_the_library_driver_then_a_graceful_stop() {
         i128::from(payout),
         "not paid twice"
     );
-    stop.send(()).unwrap();
-    tokio::time::timeout(Duration::from_secs(30), node)
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
+    stop_node(stop, node).await;
     world.relay.shutdown();
+}
+
+/// The `[profile]` section reaches the relay as the node's kind-0 metadata at start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_profile_is_published_at_start() {
+    let world = World::start("", "", "").await;
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&world.config)
+        .unwrap();
+    writeln!(
+        f,
+        "\n[profile]\nname = \"Test Mostro\"\nabout = \"escrow in hold invoices\"\nlud16 = \"node@example.com\""
+    )
+    .unwrap();
+    drop(f);
+    let (stop, node) = spawn_node(&world);
+    wait_ready(world.admin).await;
+
+    let client = nostr_sdk::Client::default();
+    client.add_relay(world.relay_url.as_str()).await.unwrap();
+    client.connect().await;
+    client.wait_for_connection(Duration::from_secs(5)).await;
+    let deadline = Instant::now() + WAIT;
+    let event = loop {
+        let events = client
+            .fetch_events(
+                nostr_sdk::Filter::new()
+                    .author(world.node_keys.public_key())
+                    .kind(nostr_sdk::Kind::Metadata),
+                Duration::from_secs(3),
+            )
+            .await
+            .unwrap();
+        if let Some(e) = events.into_iter().next() {
+            break e;
+        }
+        assert!(Instant::now() < deadline, "no profile event from the node");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    client.shutdown().await;
+    assert_eq!(
+        event.content,
+        r#"{"name":"Test Mostro","about":"escrow in hold invoices","lud16":"node@example.com"}"#
+    );
+    event.verify().unwrap();
+
+    stop_node(stop, node).await;
 }
