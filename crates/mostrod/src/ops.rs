@@ -286,6 +286,9 @@ const CARRIED: &[(&str, &str)] = &[
     ("nostr", "nsec_privkey"),
     ("nostr", "relays"),
     ("mostro", "name"),
+    ("mostro", "about"),
+    ("mostro", "picture"),
+    ("mostro", "website"),
     ("mostro", "fee"),
     ("mostro", "max_routing_fee"),
     ("mostro", "max_order_amount"),
@@ -405,7 +408,12 @@ pub fn convert_settings(text: &str, base: &Path) -> anyhow::Result<Imported> {
     }
     if let Some(v) = ref_str(&t, "mostro", "name")? {
         cfg.node.name = v.to_owned();
+        // The reference publishes its name, about, picture and website as the kind-0 profile.
+        cfg.profile.name = Some(v.to_owned()).filter(|v| !v.trim().is_empty());
     }
+    cfg.profile.about = ref_str(&t, "mostro", "about")?.map(str::to_owned);
+    cfg.profile.picture = ref_str(&t, "mostro", "picture")?.map(str::to_owned);
+    cfg.profile.website = ref_str(&t, "mostro", "website")?.map(str::to_owned);
     for key in ["publish_relays_interval", "publish_mostro_info_interval"] {
         if let Some(v) = ref_u64(&t, "mostro", key)?
             && v != 300

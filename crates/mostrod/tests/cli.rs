@@ -227,7 +227,6 @@ async fn imported_reference_settings_run_against_the_lnd_simulator() {
         "lightning.lndk_enabled",
         "lightning.bip353_enabled",
         "lightning.hold_invoice_expiration_window = 300",
-        "mostro.about",
         "mostro.user_rates_sent_interval_seconds",
         "mostro.dev_fee_percentage",
         "mostro.publish_relays_interval = 60",
@@ -238,7 +237,12 @@ async fn imported_reference_settings_run_against_the_lnd_simulator() {
     ] {
         assert!(report.contains(k), "{k} not reported:\n{report}");
     }
-    for carried in ["mostro.fee:", "nostr.relays", "lightning.lnd_grpc_host"] {
+    for carried in [
+        "mostro.fee:",
+        "nostr.relays",
+        "lightning.lnd_grpc_host",
+        "mostro.about",
+    ] {
         assert!(!report.contains(carried), "{carried} reported:\n{report}");
     }
     let expected_npub = Keys::new(SecretKey::from_bech32(NSEC).unwrap())
@@ -269,6 +273,12 @@ async fn imported_reference_settings_run_against_the_lnd_simulator() {
         toml::Value::Array(vec![relay_url.clone().into()])
     );
     assert_eq!(get("mostro", "fee").as_float(), Some(0.004));
+    // The reference's kind-0 profile keys become [profile].
+    assert_eq!(get("profile", "name").as_str(), Some("Imported Mostro"));
+    assert_eq!(
+        get("profile", "about").as_str(),
+        Some("converted in a test")
+    );
     assert_eq!(get("mostro", "max_routing_fee").as_float(), Some(0.001));
     assert_eq!(
         get("mostro", "max_order_amount").as_integer(),
