@@ -91,6 +91,11 @@ pub struct NostrSection {
     pub max_future_secs: u64,
     /// NIP-40 expiration of direct messages, in days.
     pub dm_expiration_days: u64,
+    /// Seconds between two publications of the info event (kind 38385); it is also published
+    /// at once when maintenance mode changes.
+    pub info_interval_secs: u64,
+    /// Seconds between two publications of the relay list (kind 10002).
+    pub relay_list_interval_secs: u64,
 }
 
 impl Default for NostrSection {
@@ -102,6 +107,8 @@ impl Default for NostrSection {
             catch_up_horizon_secs: 86_400,
             max_future_secs: 300,
             dm_expiration_days: 30,
+            info_interval_secs: 300,
+            relay_list_interval_secs: 60,
         }
     }
 }
@@ -707,6 +714,18 @@ impl Config {
             365,
         )?;
         check_u64(
+            "nostr.info_interval_secs",
+            self.nostr.info_interval_secs,
+            10,
+            86_400,
+        )?;
+        check_u64(
+            "nostr.relay_list_interval_secs",
+            self.nostr.relay_list_interval_secs,
+            10,
+            86_400,
+        )?;
+        check_u64(
             "lightning.pay_timeout_secs",
             u64::from(self.lightning.pay_timeout_secs),
             5,
@@ -833,6 +852,8 @@ const KEYS: &[&str] = &[
     "nostr.catch_up_horizon_secs",
     "nostr.max_future_secs",
     "nostr.dm_expiration_days",
+    "nostr.info_interval_secs",
+    "nostr.relay_list_interval_secs",
     "lightning.backend",
     "lightning.network",
     "lightning.pay_timeout_secs",
@@ -968,6 +989,10 @@ catch_up_horizon_secs = 86400
 # Requests dated more than this many seconds ahead of the clock are dropped (1-3600).
 max_future_secs = 300
 dm_expiration_days = 30
+# Seconds between publications of the info event (kind 38385; also at once when maintenance
+# mode changes) and of the relay list (kind 10002), 10-86400.
+info_interval_secs = 300
+relay_list_interval_secs = 60
 
 [lightning]
 # "lnd" or "cln".
@@ -1074,6 +1099,23 @@ mod tests {
         assert_eq!(cfg, def);
         assert_eq!(cfg.policy().fee_ppm, 6000);
         assert_eq!(cfg.policy(), Policy::default());
+    }
+
+    #[test]
+    fn publication_intervals_are_bounded() {
+        let d = Config::parse("", &[]).unwrap();
+        assert_eq!(
+            (d.nostr.info_interval_secs, d.nostr.relay_list_interval_secs),
+            (300, 60)
+        );
+        for key in ["info_interval_secs", "relay_list_interval_secs"] {
+            for bad in [0, 9, 86_401] {
+                let e = Config::parse(&format!("[nostr]\n{key} = {bad}\n"), &[]).unwrap_err();
+                assert!(e.to_string().contains(&format!("nostr.{key}")), "{e}");
+            }
+            let ok = Config::parse(&format!("[nostr]\n{key} = 10\n"), &[]);
+            assert!(ok.is_ok(), "{key} = 10");
+        }
     }
 
     #[test]

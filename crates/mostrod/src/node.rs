@@ -314,25 +314,35 @@ async fn publish_info_loop(
     {
         warn!(error = %e, "profile not published");
     }
+    let info_every = Duration::from_secs(cfg.nostr.info_interval_secs.max(1));
+    let relays_every = Duration::from_secs(cfg.nostr.relay_list_interval_secs.max(1));
+    let mut next_info = tokio::time::Instant::now();
+    let mut next_relays = next_info;
+    let mut published_maintenance = None;
     loop {
+        let now = tokio::time::Instant::now();
         let maintenance = engine.policy().maintenance;
-        let ln = node.info().await.ok();
-        let info = node_info(&cfg, ln.as_ref(), maintenance);
-        if let Err(e) = transport.publish_info(&info).await {
-            warn!(error = %e, "info event not published");
-        }
-        if let Err(e) = transport.publish_relay_list().await {
-            warn!(error = %e, "relay list not published");
-        }
-        // Republish every 5 minutes, or at once when maintenance mode flips.
-        for _ in 0..300 {
-            tokio::select! {
-                () = &mut stop => return,
-                () = tokio::time::sleep(Duration::from_secs(1)) => {},
+        // The info event on its interval, or at once when maintenance mode flips.
+        if now >= next_info || published_maintenance != Some(maintenance) {
+            let ln = node.info().await.ok();
+            let info = node_info(&cfg, ln.as_ref(), maintenance);
+            if let Err(e) = transport.publish_info(&info).await {
+                warn!(error = %e, "info event not published");
             }
-            if engine.policy().maintenance != maintenance {
-                break;
+            published_maintenance = Some(maintenance);
+            next_info = now + info_every;
+        }
+        if now >= next_relays {
+            if let Err(e) = transport.publish_relay_list().await {
+                warn!(error = %e, "relay list not published");
             }
+            next_relays = now + relays_every;
+        }
+        // Wake at the next due time, and every second to see a maintenance flip.
+        let wake = next_info.min(next_relays).min(now + Duration::from_secs(1));
+        tokio::select! {
+            () = &mut stop => return,
+            () = tokio::time::sleep_until(wake) => {},
         }
     }
 }

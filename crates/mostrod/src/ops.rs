@@ -414,15 +414,11 @@ pub fn convert_settings(text: &str, base: &Path) -> anyhow::Result<Imported> {
     cfg.profile.about = ref_str(&t, "mostro", "about")?.map(str::to_owned);
     cfg.profile.picture = ref_str(&t, "mostro", "picture")?.map(str::to_owned);
     cfg.profile.website = ref_str(&t, "mostro", "website")?.map(str::to_owned);
-    for key in ["publish_relays_interval", "publish_mostro_info_interval"] {
-        if let Some(v) = ref_u64(&t, "mostro", key)?
-            && v != 300
-        {
-            not_carried.push(format!(
-                "mostro.{key} = {v}: mostrod republishes its info and relay list every 300 s \
-                 and at once when maintenance mode changes"
-            ));
-        }
+    if let Some(v) = ref_u64(&t, "mostro", "publish_mostro_info_interval")? {
+        cfg.nostr.info_interval_secs = v;
+    }
+    if let Some(v) = ref_u64(&t, "mostro", "publish_relays_interval")? {
+        cfg.nostr.relay_list_interval_secs = v;
     }
     if let Some(url) = ref_str(&t, "mostro", "bitcoin_price_api_url")? {
         let u = url.trim_end_matches('/');

@@ -229,7 +229,6 @@ async fn imported_reference_settings_run_against_the_lnd_simulator() {
         "lightning.hold_invoice_expiration_window = 300",
         "mostro.user_rates_sent_interval_seconds",
         "mostro.dev_fee_percentage",
-        "mostro.publish_relays_interval = 60",
         "expiration.order_days",
         "rpc.enabled",
         "database.url",
@@ -242,6 +241,7 @@ async fn imported_reference_settings_run_against_the_lnd_simulator() {
         "nostr.relays",
         "lightning.lnd_grpc_host",
         "mostro.about",
+        "publish_relays_interval",
     ] {
         assert!(!report.contains(carried), "{carried} reported:\n{report}");
     }
@@ -273,6 +273,10 @@ async fn imported_reference_settings_run_against_the_lnd_simulator() {
         toml::Value::Array(vec![relay_url.clone().into()])
     );
     assert_eq!(get("mostro", "fee").as_float(), Some(0.004));
+    assert_eq!(
+        get("nostr", "relay_list_interval_secs").as_integer(),
+        Some(60)
+    );
     // The reference's kind-0 profile keys become [profile].
     assert_eq!(get("profile", "name").as_str(), Some("Imported Mostro"));
     assert_eq!(
