@@ -553,13 +553,32 @@ impl NostrTransport {
             .map_err(|e| TransportError::transient(format!("publish profile: {e}")))
     }
 
-    /// Publishes the NIP-65 relay list (kind 10002).
+    /// Publishes the NIP-65 relay list (kind 10002): the configured relays connected now.
     ///
     /// # Errors
     ///
     /// [`TransportError`] if publishing failed.
     pub async fn publish_relay_list(&self) -> Result<(), TransportError> {
-        let tags = events::relay_list_tags(&self.config.relays);
+        // Only the relays connected now, in configuration order (as the reference publishes).
+        let pool = self.client.relays().await;
+        let connected: Vec<String> = self
+            .config
+            .relays
+            .iter()
+            .filter(|r| {
+                RelayUrl::parse(r.as_str())
+                    .ok()
+                    .and_then(|u| pool.get(&u))
+                    .is_some_and(|relay| relay.is_connected())
+            })
+            .cloned()
+            .collect();
+        if connected.is_empty() {
+            return Err(TransportError::transient(
+                "publish relay list: no relay connected",
+            ));
+        }
+        let tags = events::relay_list_tags(&connected);
         let event = events::sign(&self.keys, events::KIND_RELAY_LIST, tags, self.now())
             .map_err(|e| TransportError::permanent(e.to_string()))?;
         match self

@@ -902,3 +902,65 @@ async fn a_relay_that_was_down_gets_the_public_events_it_missed() {
     }
     node.stop().await;
 }
+
+/// The newest relay list (kind 10002) of `node` on `url`, as its `r` values.
+async fn relay_list_on(url: &str, node: nostr_sdk::PublicKey) -> Option<Vec<String>> {
+    let c = Client::default();
+    c.add_relay(url).await.ok()?;
+    c.connect().await;
+    let f = Filter::new()
+        .author(node)
+        .kind(nostr_sdk::Kind::from(10002u16));
+    let evs = c.fetch_events(f, Duration::from_secs(3)).await.ok()?;
+    c.shutdown().await;
+    let newest = evs.into_iter().max_by_key(|e| e.created_at)?;
+    Some(
+        newest
+            .tags
+            .iter()
+            .filter(|t| t.as_slice().first().map(String::as_str) == Some("r"))
+            .filter_map(|t| t.as_slice().get(1).cloned())
+            .collect(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_relay_list_names_the_connected_relays_only() {
+    let r1 = TestRelay::start().await;
+    let mut r2 = TestRelay::start().await;
+    r2.kill();
+    let node = TestNode::start(vec![r1.url(), r2.url()]).await;
+    let node_pk = node.transport.keys().public_key();
+    // Not connected yet is an error the daemon retries; here the loop below retries.
+    let _ = node.transport.publish_relay_list().await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let list = relay_list_on(&r1.url(), node_pk).await;
+        if list.as_deref() == Some(&[r1.url()][..]) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "relay list while r2 is down: {list:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let _ = node.transport.publish_relay_list().await;
+    }
+    // Back: once the node is connected to it again, the next list names both.
+    r2.restart().await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        // Strictly newer than the previous list (created_at has a one-second resolution).
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        let _ = node.transport.publish_relay_list().await;
+        let list = relay_list_on(&r1.url(), node_pk).await;
+        if list.as_deref() == Some(&[r1.url(), r2.url()][..]) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "relay list after r2 came back: {list:?}"
+        );
+    }
+    node.stop().await;
+}

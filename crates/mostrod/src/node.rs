@@ -10,7 +10,7 @@ use mostro_core::ports::{LightningNode, PriceSource, Store};
 use mostro_nostr::{Keys, NostrTransport, TransportConfig};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::config::{Backend, Config};
 use crate::daemon::{self, Counters};
@@ -333,10 +333,14 @@ async fn publish_info_loop(
             next_info = now + info_every;
         }
         if now >= next_relays {
-            if let Err(e) = transport.publish_relay_list().await {
-                warn!(error = %e, "relay list not published");
-            }
-            next_relays = now + relays_every;
+            next_relays = match transport.publish_relay_list().await {
+                Ok(()) => now + relays_every,
+                // No relay connected yet (start-up) or none reachable: try again soon.
+                Err(e) => {
+                    debug!(error = %e, "relay list not published");
+                    now + relays_every.min(Duration::from_secs(5))
+                },
+            };
         }
         // Wake at the next due time, and every second to see a maintenance flip.
         let wake = next_info.min(next_relays).min(now + Duration::from_secs(1));
