@@ -109,9 +109,8 @@ impl Engine {
             opens_trade,
             node_key: self.config.node_key,
             solver: solver.as_ref(),
-            user: user
-                .as_ref()
-                .filter(|_| machine::needs_user(opens_trade, &req.identity, &req.sender)),
+            // `admit` reads it only where `needs_user` asked the view for it.
+            user: user.as_ref(),
         };
         let Admitted { caller, users } = machine::admit(&facts, policy).map_err(Decided::Refuse)?;
         let command = match &req.action {

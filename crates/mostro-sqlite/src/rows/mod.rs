@@ -534,85 +534,28 @@ impl From<OrderV1> for Order {
     }
 }
 
-/// A name the row format gives a domain status, for the `status` column (kept equal to the
-/// document's spelling).
-#[cfg(test)]
-fn status_spelling(s: Status) -> String {
-    serde_json::to_string(&StatusV1::from(s))
-        .unwrap_or_default()
-        .trim_matches('"')
-        .to_owned()
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
 
     use std::str::FromStr;
 
-    use mostro_core::order::{PayoutState, Role};
-    use mostro_testkit::store_suite::{
-        hash, identity, order, order_id, taken, with_dispute, with_hold,
-    };
+    use mostro_testkit::store_suite::full_order;
 
     use super::*;
 
-    /// An order with every optional part present.
-    fn full() -> Order {
-        let mut o = with_dispute(
-            with_hold(
-                taken(order(5, identity(1)), identity(2)),
-                hash(5),
-                HoldState::Accepted,
-                Some(812),
-            ),
-            order_id(500),
-        );
-        o.deadline = Some(Timestamp(1_700_100_000));
-        o.min_amount = Some(10);
-        o.max_amount = Some(200);
-        o.range_parent = Some(order_id(4));
-        o.cancel_initiator = Some(Role::Seller);
-        o.buyer_rated = true;
-        o.taken_at = Some(Timestamp(1_700_000_100));
-        o.buyer_address = Some("buyer@example.com".into());
-        o.buyer_invoice = Some(PayoutInvoice {
-            bolt11: "lnbcrt1...".into(),
-            hash: hash(6),
-            amount: Some(Sats(99_700)),
-            expires_at: Timestamp(1_700_003_600),
-            min_final_cltv: 18,
-        });
-        o.payout = Some(Payout {
-            invoice: "lnbcrt1...".into(),
-            hash: hash(6),
-            amount: Sats(99_700),
-            attempts: 2,
-            state: PayoutState::Failed,
-            routing_fee: Sats(12),
-            previous: vec![hash(7)],
-            checking: true,
-            paid_hash: Some(hash(8)),
-            duplicates: vec![hash(9)],
-        });
-        o.next_trade = Some(NextTrade {
-            trade_key: identity(9),
-            trade_index: 4,
-        });
-        o.abandoned_holds = vec![hash(10), hash(11)];
-        if let Some(d) = o.dispute.as_mut() {
-            d.solver = Some(identity(3));
-            d.solver_write = true;
-            d.taken_at = Some(Timestamp(1_700_000_900));
-            d.expiry_warned = true;
-            d.solver_party = o.taker.clone();
-        }
-        o
+    /// A name the row format gives a domain status, for the `status` column (kept equal to the
+    /// document's spelling).
+    fn status_spelling(s: Status) -> String {
+        serde_json::to_string(&StatusV1::from(s))
+            .unwrap_or_default()
+            .trim_matches('"')
+            .to_owned()
     }
 
     #[test]
     fn every_field_survives_the_row_format() {
-        let o = full();
+        let o = full_order();
         let body = encode_order(&o).unwrap();
         assert_eq!(decode_order(ORDER_FORMAT, &body).unwrap(), o);
     }

@@ -26,7 +26,8 @@ use std::sync::Arc;
 
 use mostro_core::machine::{Effect, Notice, Notify, UserUpdate};
 use mostro_core::order::{
-    Dispute, DisputeStatus, Hold, HoldState, Kind, Order, Party, Protocol, Role, Status,
+    Dispute, DisputeStatus, Hold, HoldState, Kind, NextTrade, Order, Party, Payout, PayoutInvoice,
+    PayoutState, Protocol, Role, Status,
 };
 use mostro_core::ports::{
     Commit, DeadEffect, EffectId, OrderKey, OrderWrite, Solver, Store, StoreError, StoreErrorKind,
@@ -317,6 +318,62 @@ pub fn with_dispute(mut o: Order, id: OrderId) -> Order {
     o
 }
 
+/// Order 5 with every optional part present (taker, accepted hold, dispute with a solver,
+/// buyer invoice and address, a failed payout with history, next trade, abandoned holds, range
+/// parent, ...): what a store or a row format must keep field for field.
+#[must_use]
+pub fn full_order() -> Order {
+    let mut o = with_dispute(
+        with_hold(
+            taken(order(5, identity(1)), identity(2)),
+            hash(5),
+            HoldState::Accepted,
+            Some(812),
+        ),
+        order_id(500),
+    );
+    o.deadline = Some(Timestamp(1_700_100_000));
+    o.min_amount = Some(10);
+    o.max_amount = Some(200);
+    o.range_parent = Some(order_id(4));
+    o.cancel_initiator = Some(Role::Seller);
+    o.buyer_rated = true;
+    o.taken_at = Some(Timestamp(1_700_000_100));
+    o.buyer_address = Some("buyer@example.com".into());
+    o.buyer_invoice = Some(PayoutInvoice {
+        bolt11: "lnbcrt1...".into(),
+        hash: hash(6),
+        amount: Some(Sats(99_700)),
+        expires_at: Timestamp(1_700_003_600),
+        min_final_cltv: 18,
+    });
+    o.payout = Some(Payout {
+        invoice: "lnbcrt1...".into(),
+        hash: hash(6),
+        amount: Sats(99_700),
+        attempts: 2,
+        state: PayoutState::Failed,
+        routing_fee: Sats(12),
+        previous: vec![hash(7)],
+        checking: true,
+        paid_hash: Some(hash(8)),
+        duplicates: vec![hash(9)],
+    });
+    o.next_trade = Some(NextTrade {
+        trade_key: identity(9),
+        trade_index: 4,
+    });
+    o.abandoned_holds = vec![hash(10), hash(11)];
+    if let Some(d) = o.dispute.as_mut() {
+        d.solver = Some(identity(3));
+        d.solver_write = true;
+        d.taken_at = Some(Timestamp(1_700_000_900));
+        d.expiry_warned = true;
+        d.solver_party = o.taker.clone();
+    }
+    o
+}
+
 /// The next version of `o` (what a transition stores).
 #[must_use]
 pub fn bumped(o: &Order) -> Order {
@@ -469,21 +526,7 @@ pub async fn order_insert_and_replace<S: Store + ?Sized>(s: &S) {
 
 /// A fully populated order (taker, hold, dispute, deadline) reads back equal.
 pub async fn order_roundtrip_keeps_every_field<S: Store + ?Sized>(s: &S) {
-    let mut o = with_dispute(
-        with_hold(
-            taken(order(5, identity(1)), identity(2)),
-            hash(5),
-            HoldState::Accepted,
-            Some(812),
-        ),
-        order_id(500),
-    );
-    o.deadline = Some(Timestamp(1_700_100_000));
-    o.min_amount = Some(10);
-    o.max_amount = Some(200);
-    o.range_parent = Some(order_id(4));
-    o.cancel_initiator = Some(Role::Seller);
-    o.buyer_rated = true;
+    let o = full_order();
     write(s, insert(&o)).await;
     assert_eq!(stored(s, o.id).await, o);
 }
