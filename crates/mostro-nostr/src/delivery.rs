@@ -10,15 +10,31 @@
 //! its copies of those addresses and re-sends ours where the relay has none or an older one.
 //!
 //! The state is in memory and bounded ([`MAX_ADDRESSES`]): addresses every relay confirmed are
-//! dropped first, oldest first.
+//! dropped first, oldest first. What is still owed (at most the newest [`MAX_SAVED`] addresses)
+//! is saved in the node's records when it changes and read back at start, so a relay that missed
+//! an event before a restart still gets it after.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 
-use nostr_sdk::{Event, RelayUrl};
+use nostr_sdk::{Event, JsonUtil, RelayUrl};
+use serde::{Deserialize, Serialize};
 
 /// Most addresses kept.
 pub const MAX_ADDRESSES: usize = 20_000;
+/// Most owed addresses saved across a restart (the newest).
+pub const MAX_SAVED: usize = 1_000;
+
+/// One owed address as saved in the records.
+#[derive(Debug, Serialize, Deserialize)]
+struct Saved {
+    kind: u16,
+    d: String,
+    /// The signed event, as JSON.
+    event: String,
+    missing: Vec<String>,
+}
 
 /// A replaceable address: (kind, `d` tag; empty for kind 10002).
 pub(crate) type Address = (u16, String);
@@ -34,6 +50,8 @@ struct Entry {
 #[derive(Debug, Default)]
 pub(crate) struct Delivery {
     entries: Mutex<HashMap<Address, Entry>>,
+    /// What is owed changed since the last [`Delivery::save`].
+    dirty: AtomicBool,
 }
 
 /// What a relay is owed: the latest event of each address it has not confirmed (or every
@@ -66,11 +84,16 @@ impl Delivery {
         {
             return;
         }
+        let missing: HashSet<RelayUrl> = missing.into_iter().collect();
+        let was_owed = m.get(&address).is_some_and(|e| !e.missing.is_empty());
+        if was_owed || !missing.is_empty() {
+            self.dirty.store(true, Ordering::Relaxed);
+        }
         m.insert(
             address,
             Entry {
                 event: event.clone(),
-                missing: missing.into_iter().collect(),
+                missing,
             },
         );
         if m.len() > MAX_ADDRESSES {
@@ -83,9 +106,59 @@ impl Delivery {
         let mut m = self.lock();
         if let Some(e) = m.get_mut(address)
             && e.event.created_at <= event.created_at
+            && e.missing.remove(url)
         {
-            e.missing.remove(url);
+            self.dirty.store(true, Ordering::Relaxed);
         }
+    }
+
+    /// What is owed, as JSON for the records, if it changed since the last call (`None`: no
+    /// change). At most the newest [`MAX_SAVED`] addresses.
+    pub(crate) fn save(&self) -> Option<String> {
+        if !self.dirty.swap(false, Ordering::Relaxed) {
+            return None;
+        }
+        let m = self.lock();
+        let mut owed: Vec<(&Address, &Entry)> =
+            m.iter().filter(|(_, e)| !e.missing.is_empty()).collect();
+        owed.sort_by_key(|(_, e)| std::cmp::Reverse(e.event.created_at));
+        let mut owed: Vec<Saved> = owed
+            .into_iter()
+            .map(|((kind, d), e)| Saved {
+                kind: *kind,
+                d: d.clone(),
+                event: e.event.as_json(),
+                missing: e.missing.iter().map(ToString::to_string).collect(),
+            })
+            .collect();
+        owed.truncate(MAX_SAVED);
+        serde_json::to_string(&owed).ok()
+    }
+
+    /// Takes back what [`Delivery::save`] wrote (a newer version already known wins). Returns
+    /// how many addresses are owed from it; `Err` when it cannot be read.
+    pub(crate) fn restore(&self, raw: &str) -> Result<usize, String> {
+        let saved: Vec<Saved> = serde_json::from_str(raw).map_err(|e| e.to_string())?;
+        let mut n = 0;
+        for s in saved {
+            let Ok(event) = Event::from_json(&s.event) else {
+                continue;
+            };
+            if event.verify().is_err() {
+                continue;
+            }
+            let missing: Vec<RelayUrl> = s
+                .missing
+                .iter()
+                .filter_map(|u| RelayUrl::parse(u).ok())
+                .collect();
+            if missing.is_empty() {
+                continue;
+            }
+            self.record((s.kind, s.d), &event, missing);
+            n += 1;
+        }
+        Ok(n)
     }
 
     /// What `url` may lack: every address (`all`) or only those it has not confirmed.
@@ -177,6 +250,46 @@ mod tests {
         assert_eq!(d.relays_owed(), HashSet::from([b.clone()]));
         // `all` lists every address for a full comparison.
         assert_eq!(d.owed(&a, true).len(), 1);
+    }
+
+    #[test]
+    fn what_is_owed_survives_a_restart_and_nothing_else_is_saved() {
+        let k = Keys::generate();
+        let d = Delivery::default();
+        let (a, b) = (url("ws://127.0.0.1:1"), url("ws://127.0.0.1:2"));
+        d.record((38383, "confirmed".into()), &ev(&k, "confirmed", 5), []);
+        assert_eq!(d.save(), None, "nothing owed changed");
+        d.record((38383, "o1".into()), &ev(&k, "o1", 10), [b.clone()]);
+        d.record(
+            (38385, String::new()),
+            &ev(&k, "", 11),
+            [a.clone(), b.clone()],
+        );
+        let raw = d.save().unwrap();
+        assert_eq!(d.save(), None, "saved once per change");
+
+        let after = Delivery::default();
+        assert_eq!(after.restore(&raw).unwrap(), 2);
+        assert_eq!(after.owed(&b, false).len(), 2);
+        assert_eq!(after.owed(&a, false).len(), 1);
+        assert!(
+            after
+                .owed(&a, true)
+                .iter()
+                .all(|o| o.address.1 != "confirmed")
+        );
+        // A newer version published since the restart wins over the saved one.
+        let newer = Delivery::default();
+        newer.record((38383, "o1".into()), &ev(&k, "o1", 20), []);
+        newer.restore(&raw).unwrap();
+        assert!(newer.owed(&b, false).iter().all(|o| o.address.1 != "o1"));
+        // Confirming the last owed copy is a change to save; a forged event is not taken back.
+        after.confirmed(&(38385, String::new()), &ev(&k, "", 11), &a);
+        assert!(after.save().is_some());
+        let forged = raw.replace("\\\"content\\\":\\\"\\\"", "\\\"content\\\":\\\"x\\\"");
+        assert_ne!(forged, raw);
+        assert_eq!(Delivery::default().restore(&forged).unwrap(), 0);
+        assert!(Delivery::default().restore("not json").is_err());
     }
 
     #[test]

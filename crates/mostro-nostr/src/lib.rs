@@ -39,7 +39,9 @@ pub mod v2;
 pub use error::{UnwrapError, WrapError};
 pub use inbound::{Ack, Delivered, run_intake};
 pub use nodelay::NoDelayTransport;
-pub use transport::{InboundStats, MAX_PLAINTEXT, NostrTransport, Records, TransportConfig};
+pub use transport::{
+    DEFAULT_CATCH_UP_RATE, InboundStats, MAX_PLAINTEXT, NostrTransport, Records, TransportConfig,
+};
 
 pub use nostr_sdk::{Event, Keys, PublicKey};
 

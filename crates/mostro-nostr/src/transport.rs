@@ -45,7 +45,19 @@ pub struct TransportConfig {
     /// Longest wait before re-subscribing after a relay closed a
     /// subscription (the wait doubles from one second up to this).
     pub max_resubscribe_backoff: Duration,
+    /// Stored events (a catch-up) opened at once at most: verification and decryption of a
+    /// catch-up run on this many cores, beside the live events.
+    pub catch_up_parallel: usize,
+    /// Stored events opened per second at most (0: no bound), so a catch-up of many gift wraps
+    /// (anyone can send the node some) cannot take the whole machine.
+    pub catch_up_rate: u32,
 }
+
+/// The records' key of the public events relays still lack.
+const OWED_KEY: &str = "nostr.owed";
+
+/// Default bound on catch-up openings per second.
+pub const DEFAULT_CATCH_UP_RATE: u32 = 2_000;
 
 impl TransportConfig {
     /// Defaults for a node key and relays.
@@ -60,6 +72,8 @@ impl TransportConfig {
             catch_up_margin_secs: 60,
             resume_from: None,
             max_resubscribe_backoff: Duration::from_secs(60),
+            catch_up_parallel: std::thread::available_parallelism().map_or(1, usize::from),
+            catch_up_rate: DEFAULT_CATCH_UP_RATE,
         }
     }
 }
@@ -80,6 +94,23 @@ pub trait Records: Send + Sync {
     /// # Errors
     /// The records cannot say (the tag then shows an empty reputation).
     async fn user(&self, identity: &mostro_core::types::PubKey) -> Result<Option<User>, String>;
+    /// A piece of the adapter's own state kept across restarts (the relay marks, the public
+    /// events a relay still lacks), by key; `None` when never saved. The default keeps nothing.
+    ///
+    /// # Errors
+    /// The records cannot say (the adapter then starts without it).
+    async fn load(&self, key: &str) -> Result<Option<String>, String> {
+        let _ = key;
+        Ok(None)
+    }
+    /// Saves a piece of the adapter's own state (see [`Records::load`]).
+    ///
+    /// # Errors
+    /// It could not be saved (the adapter logs it and saves again on the next change).
+    async fn save(&self, key: &str, value: &str) -> Result<(), String> {
+        let _ = (key, value);
+        Ok(())
+    }
 }
 
 /// The Nostr side of the node: sends the engine's messages in each
@@ -246,6 +277,49 @@ impl NostrTransport {
                 Ok(g) => g.clone(),
                 Err(p) => p.into_inner().clone(),
             },
+        }
+    }
+
+    /// A piece of the adapter's state from the records (`None`: none, or unreadable).
+    pub(crate) async fn load_state(&self, key: &str) -> Option<String> {
+        let r = self.records.as_ref()?;
+        match r.load(key).await {
+            Ok(v) => v,
+            Err(e) => {
+                warn!(key, error = %e, "cannot read the transport's saved state");
+                None
+            },
+        }
+    }
+
+    /// Saves a piece of the adapter's state in the records (logged when it fails).
+    pub(crate) async fn save_state(&self, key: &str, value: &str) {
+        if let Some(r) = &self.records
+            && let Err(e) = r.save(key, value).await
+        {
+            warn!(key, error = %e, "cannot save the transport's state");
+        }
+    }
+
+    /// Reads back the public events a relay still lacked when the last run saved them.
+    pub(crate) async fn load_delivery(&self) {
+        let Some(raw) = self.load_state(OWED_KEY).await else {
+            return;
+        };
+        match self.delivery.restore(&raw) {
+            Ok(0) => {},
+            Ok(n) => info!(
+                addresses = n,
+                "public events still owed to relays read back"
+            ),
+            Err(e) => warn!(error = %e, "saved delivery state unreadable; ignored"),
+        }
+    }
+
+    /// Saves what relays still lack, if it changed.
+    pub(crate) async fn save_delivery(&self) {
+        if let Some(raw) = self.delivery.save() {
+            self.save_state(OWED_KEY, &raw).await;
         }
     }
 

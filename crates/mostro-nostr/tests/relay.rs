@@ -146,6 +146,17 @@ impl mostro_nostr::Records for StoreRecords {
     ) -> Result<Option<mostro_core::ports::User>, String> {
         self.0.user(identity).await.map_err(|e| e.to_string())
     }
+
+    async fn load(&self, key: &str) -> Result<Option<String>, String> {
+        self.0.setting(key).await.map_err(|e| e.to_string())
+    }
+
+    async fn save(&self, key: &str, value: &str) -> Result<(), String> {
+        self.0
+            .set_setting(key, value)
+            .await
+            .map_err(|e| e.to_string())
+    }
 }
 
 struct TestNode {
@@ -160,18 +171,32 @@ struct TestNode {
 
 impl TestNode {
     async fn start(relays: Vec<String>) -> TestNode {
+        Self::start_on(relays, MemStore::new()).await
+    }
+
+    /// A node on an existing store (a restart).
+    async fn start_on(relays: Vec<String>, store: MemStore) -> TestNode {
+        Self::start_with(relays, store, |_| {}).await
+    }
+
+    /// A node on `store` with its transport settings adjusted by `tweak`.
+    async fn start_with(
+        relays: Vec<String>,
+        store: MemStore,
+        tweak: impl FnOnce(&mut TransportConfig),
+    ) -> TestNode {
         let node_keys = keys("mostro");
         let clock: Arc<dyn Clock> = Arc::new(mostro_testkit::SystemClock);
         let manual = Arc::new(ManualClock::new(clock.now()));
         let ledger = Ledger::new(Network::Regtest, manual.clone());
         let fake = Arc::new(FakeNode::new(ledger.clone()));
-        let store = MemStore::new();
         let mut config = TransportConfig::new(&node_keys, relays);
         config.relay_retry_interval = Duration::from_secs(1);
         config.intake = IntakeConfig {
             freshness_secs: Some(60),
             ..IntakeConfig::default()
         };
+        tweak(&mut config);
         let transport = Arc::new(NostrTransport::new(
             node_keys.clone(),
             config,
@@ -961,6 +986,119 @@ async fn the_relay_list_names_the_connected_relays_only() {
             tokio::time::Instant::now() < deadline,
             "relay list after r2 came back: {list:?}"
         );
+    }
+    node.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_down_across_a_node_restart_still_gets_what_it_missed() {
+    let r1 = TestRelay::start().await;
+    let mut r2 = TestRelay::start().await;
+    let urls = vec![r1.url(), r2.url()];
+    let node = TestNode::start(urls.clone()).await;
+    let node_pk = node.transport.keys().public_key();
+    let mut c = TestClient::connect(&[r1.url()], reputation(0xc1, 0xc2), Protocol::V2).await;
+
+    // The second relay is down when the order is published, and still down when the node
+    // stops.
+    r2.kill();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    c.send(&new_order(1, 1, 40_000)).await;
+    let id = c
+        .expect(Action::NewOrder)
+        .await
+        .kind()
+        .id
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        order_status_on(&r1.url(), node_pk, &id).await.as_deref(),
+        Some("pending")
+    );
+    // The publish to the dead relay ends (refused or timed out) and what it lacks is saved
+    // within a few seconds.
+    let store = node.store.clone();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let owed = store.setting("nostr.owed").await.unwrap();
+        if owed.as_deref().is_some_and(|o| o.contains(&id)) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the owed order event was not saved: {owed:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    node.stop().await;
+    let marks = store.setting("nostr.relay_marks").await.unwrap().unwrap();
+    assert!(marks.contains(&r1.url()), "{marks}");
+
+    // A new process on the same records, the relay back: it gets the event it missed although
+    // the order did not change since.
+    r2.restart().await;
+    let node = TestNode::start_on(urls, store).await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let s = order_status_on(&r2.url(), node_pk, &id).await;
+        if s.as_deref() == Some("pending") {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "r2 after both restarts: {s:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    node.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_stored_gift_wraps_does_not_hold_up_live_requests() {
+    let relay = TestRelay::start().await;
+    let urls = vec![relay.url()];
+    let node_pk = keys("mostro").public_key();
+    // Anyone can p-tag the node: 300 gift wraps nobody can open, waiting on the relay.
+    let spammer = Client::default();
+    spammer.add_relay(relay.url()).await.unwrap();
+    spammer.connect().await;
+    spammer.wait_for_connection(Duration::from_secs(5)).await;
+    const JUNK: u64 = 300;
+    for i in 0..JUNK {
+        let e = nostr_sdk::EventBuilder::new(nostr_sdk::Kind::GiftWrap, format!("junk {i}"))
+            .tag(nostr_sdk::Tag::public_key(node_pk))
+            .sign_with_keys(&Keys::generate())
+            .unwrap();
+        spammer.send_event(&e).await.unwrap();
+    }
+    spammer.shutdown().await;
+
+    // The node starts with catch-up openings bounded to 100 a second: about 3 s of catch-up.
+    let node = TestNode::start_with(urls.clone(), MemStore::new(), |c| {
+        c.catch_up_rate = 100;
+        c.catch_up_parallel = 2;
+    })
+    .await;
+    let mut c = TestClient::connect(&urls, reputation(0xd1, 0xd2), Protocol::V2).await;
+    c.send(&new_order(1, 1, 50_000)).await;
+    c.expect_request_ids(&[1]).await;
+    // Answered while the gift-wrap catch-up was still going.
+    let at_reply = node.transport.inbound_stats();
+    let junk_done = at_reply.drops.values().sum::<u64>();
+    assert!(
+        junk_done < JUNK,
+        "the live request waited for the whole catch-up: {at_reply:?}"
+    );
+    // And the catch-up still finishes: every junk event was opened and dropped.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let stats = node.transport.inbound_stats();
+        if stats.dropped >= JUNK {
+            assert_eq!(stats.requests, 1, "{stats:?}");
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{stats:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
     node.stop().await;
 }

@@ -87,6 +87,9 @@ pub struct NostrSection {
     /// valid: at start and on every reconnect the daemon fetches what it missed, this far back
     /// at most.
     pub catch_up_horizon_secs: u64,
+    /// Requests a catch-up opens (verifies and decrypts) per second at most, on all cores,
+    /// beside live traffic; 0 = no bound.
+    pub catch_up_rate: u32,
     /// Requests dated more than this many seconds ahead of the clock are dropped.
     pub max_future_secs: u64,
     /// NIP-40 expiration of direct messages, in days.
@@ -105,6 +108,7 @@ impl Default for NostrSection {
             pow: 0,
             freshness_secs: 300,
             catch_up_horizon_secs: 86_400,
+            catch_up_rate: 2_000,
             max_future_secs: 300,
             dm_expiration_days: 30,
             info_interval_secs: 300,
@@ -700,6 +704,14 @@ impl Config {
             60,
             7 * 86_400,
         )?;
+        if self.nostr.catch_up_rate != 0 {
+            check_u64(
+                "nostr.catch_up_rate",
+                u64::from(self.nostr.catch_up_rate),
+                10,
+                1_000_000,
+            )?;
+        }
         if self.nostr.catch_up_horizon_secs < self.nostr.freshness_secs {
             return Err(invalid(
                 "nostr.catch_up_horizon_secs",
@@ -850,6 +862,7 @@ const KEYS: &[&str] = &[
     "nostr.pow",
     "nostr.freshness_secs",
     "nostr.catch_up_horizon_secs",
+    "nostr.catch_up_rate",
     "nostr.max_future_secs",
     "nostr.dm_expiration_days",
     "nostr.info_interval_secs",
@@ -986,6 +999,9 @@ freshness_secs = 300
 # Requests sent while the daemon was down (or a relay away) are fetched and served at start and
 # on every reconnect, this many seconds back at most (default a day).
 catch_up_horizon_secs = 86400
+# Requests of a catch-up opened (verified and decrypted) per second at most, on all cores beside
+# live traffic (0 = no bound, else 10-1000000).
+catch_up_rate = 2000
 # Requests dated more than this many seconds ahead of the clock are dropped (1-3600).
 max_future_secs = 300
 dm_expiration_days = 30

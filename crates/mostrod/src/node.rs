@@ -103,6 +103,7 @@ pub async fn run_with(
     tc.dm_expiration_secs = cfg.nostr.dm_expiration_days.saturating_mul(86_400);
     tc.intake.freshness_secs = Some(cfg.nostr.freshness_secs);
     tc.intake.catch_up_horizon_secs = cfg.nostr.catch_up_horizon_secs;
+    tc.catch_up_rate = cfg.nostr.catch_up_rate;
     // The first catch-up starts where the last run stopped processing requests.
     tc.resume_from = store
         .last_event_seen_at()
@@ -270,6 +271,20 @@ impl mostro_nostr::Records for StoreRecords {
         identity: &mostro_core::types::PubKey,
     ) -> Result<Option<mostro_core::ports::User>, String> {
         self.0.user(identity).await.map_err(|e| e.to_string())
+    }
+
+    async fn load(&self, key: &str) -> Result<Option<String>, String> {
+        self.0
+            .setting(&format!("transport.{key}"))
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    async fn save(&self, key: &str, value: &str) -> Result<(), String> {
+        self.0
+            .set_setting(&format!("transport.{key}"), value)
+            .await
+            .map_err(|e| e.to_string())
     }
 }
 
