@@ -4,7 +4,9 @@
 //! Order (cheap checks first, as the reference §3.5):
 //! 1. kind must be 14 or 1059;
 //! 2. maximum serialized size;
-//! 3. NIP-13 proof of work on the outer event id (when configured);
+//! 3. NIP-13 proof of work on the outer event id (when configured); a v2 event whose visible
+//!    sender is not a known trade key (one with an open trade, see [`Intake::set_known`]) needs
+//!    `pow_first_contact` bits instead when that is higher (a set lookup, no store read);
 //! 4. in-memory replay guard of recent event ids (in front of the store's
 //!    persistent one);
 //! 5. v2: a sender (outer trade key) whose token bucket is already empty is
@@ -31,7 +33,7 @@
 //! not have to verify signatures), or replay a victim's old genuine events, so
 //! a token taken before those checks would let a stranger silence the victim.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 
 use nostr_sdk::{Event, EventId, JsonUtil, Keys, PublicKey};
 
@@ -43,6 +45,10 @@ use crate::{KIND_GIFT_WRAP, KIND_V2, Unwrapped, v1, v2};
 pub struct IntakeConfig {
     /// NIP-13 leading zero bits required on the outer event id (0 = off).
     pub pow: u8,
+    /// Bits required instead on a v2 event whose visible sender is not a known trade key, when
+    /// higher than `pow` (the first messages of a trade); v1's outer key is throwaway, so v1
+    /// events only ever need `pow`.
+    pub pow_first_contact: u8,
     /// Largest accepted event, serialized, in bytes.
     pub max_event_bytes: usize,
     /// Token bucket size per sender.
@@ -73,6 +79,7 @@ impl Default for IntakeConfig {
     fn default() -> Self {
         IntakeConfig {
             pow: 0,
+            pow_first_contact: 0,
             max_event_bytes: 64 * 1024,
             rate_burst: 30,
             rate_per_minute: 120,
@@ -97,6 +104,9 @@ pub enum IntakeDrop {
     /// Not enough proof of work.
     #[error("insufficient proof of work")]
     Pow,
+    /// Not enough proof of work for a first contact (a v2 sender with no open trade).
+    #[error("insufficient proof of work for a first contact")]
+    FirstContactPow,
     /// Seen recently.
     #[error("replayed event")]
     Replay,
@@ -125,6 +135,7 @@ impl IntakeDrop {
             IntakeDrop::Kind(_) => "kind",
             IntakeDrop::TooLarge(_) => "too_large",
             IntakeDrop::Pow => "pow",
+            IntakeDrop::FirstContactPow => "pow_first_contact",
             IntakeDrop::Replay => "replay",
             IntakeDrop::RateLimited => "rate_limited",
             IntakeDrop::Unwrap(e) => e.as_str(),
@@ -144,6 +155,9 @@ struct Bucket {
 
 /// Keep at most this many buckets; full ones are evicted first.
 const MAX_BUCKETS: usize = 100_000;
+/// A key made known by the node's own reply stays known this long without the records
+/// confirming it (covers a rebuild that read the records just before its trade was committed).
+const RECENT_KNOWN_SECS: u64 = 180;
 
 /// The intake state: rate buckets and the replay guard.
 #[derive(Debug)]
@@ -152,6 +166,10 @@ pub struct Intake {
     buckets: HashMap<PublicKey, Bucket>,
     seen: HashMap<EventId, u64>,
     order: VecDeque<(u64, EventId)>,
+    /// Trade keys with an open trade (from the records), for the first-contact proof of work.
+    known: HashSet<PublicKey>,
+    /// Keys the node answered lately (an accepted new order or take), with when.
+    recent: HashMap<PublicKey, u64>,
 }
 
 impl Intake {
@@ -163,7 +181,36 @@ impl Intake {
             buckets: HashMap::new(),
             seen: HashMap::new(),
             order: VecDeque::new(),
+            known: HashSet::new(),
+            recent: HashMap::new(),
         }
+    }
+
+    /// Whether a first contact needs more work than any other message.
+    #[must_use]
+    pub fn first_contact_enabled(&self) -> bool {
+        self.config.pow_first_contact > self.config.pow
+    }
+
+    /// Replaces the known trade keys with those of the node's open trades (from its records);
+    /// keys answered in the last few minutes stay known too.
+    pub fn set_known(&mut self, keys: impl IntoIterator<Item = PublicKey>, now: u64) {
+        self.recent
+            .retain(|_, at| now.saturating_sub(*at) <= RECENT_KNOWN_SECS);
+        self.known = keys.into_iter().collect();
+    }
+
+    /// A key the node has just started a trade with (it answered its new order or take).
+    pub fn add_known(&mut self, key: PublicKey, now: u64) {
+        if self.first_contact_enabled() && self.recent.len() < MAX_BUCKETS {
+            self.recent.insert(key, now);
+        }
+    }
+
+    /// Whether `key` has an open trade with the node (as far as the intake knows).
+    #[must_use]
+    pub fn is_known(&self, key: &PublicKey) -> bool {
+        self.known.contains(key) || self.recent.contains_key(key)
     }
 
     /// The settings.
@@ -227,6 +274,13 @@ impl Intake {
         }
         if self.config.pow > 0 && !event.id.check_pow(self.config.pow) {
             return Err(IntakeDrop::Pow);
+        }
+        if kind == KIND_V2
+            && self.first_contact_enabled()
+            && !self.is_known(&event.pubkey)
+            && !event.id.check_pow(self.config.pow_first_contact)
+        {
+            return Err(IntakeDrop::FirstContactPow);
         }
         self.expire(now);
         if self.seen.contains_key(&event.id) {

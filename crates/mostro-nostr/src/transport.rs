@@ -53,6 +53,20 @@ pub struct TransportConfig {
     pub catch_up_rate: u32,
 }
 
+/// Whether a reply means its recipient now has an open trade with the node (an accepted new
+/// order or take), so its next messages need no first-contact proof of work.
+fn starts_a_trade(notice: &mostro_core::machine::Notice) -> bool {
+    use mostro_core::machine::Notice;
+    matches!(
+        notice,
+        Notice::NewOrder(_)
+            | Notice::PayInvoice { .. }
+            | Notice::AddInvoice(_)
+            | Notice::WaitingSellerToPay
+            | Notice::WaitingBuyerInvoice
+    )
+}
+
 /// The records' key of the public events relays still lack.
 const OWED_KEY: &str = "nostr.owed";
 
@@ -94,6 +108,15 @@ pub trait Records: Send + Sync {
     /// # Errors
     /// The records cannot say (the tag then shows an empty reputation).
     async fn user(&self, identity: &mostro_core::types::PubKey) -> Result<Option<User>, String>;
+    /// The trade keys with an open trade with the node (the parties of its non-terminal orders,
+    /// disputed ones included) and the solvers: senders that need no first-contact proof of work.
+    /// The default knows none.
+    ///
+    /// # Errors
+    /// The records cannot say (the known keys stay as they were).
+    async fn active_keys(&self) -> Result<Vec<mostro_core::types::PubKey>, String> {
+        Ok(Vec::new())
+    }
     /// A piece of the adapter's own state kept across restarts (the relay marks, the public
     /// events a relay still lacks), by key; `None` when never saved. The default keeps nothing.
     ///
@@ -277,6 +300,36 @@ impl NostrTransport {
                 Ok(g) => g.clone(),
                 Err(p) => p.into_inner().clone(),
             },
+        }
+    }
+
+    /// Rebuilds the intake's known trade keys from the records (first-contact proof of work);
+    /// nothing to do when that is off.
+    pub(crate) async fn refresh_known(&self) {
+        let enabled = match self.intake.lock() {
+            Ok(g) => g.first_contact_enabled(),
+            Err(p) => p.into_inner().first_contact_enabled(),
+        };
+        let Some(r) = self.records.as_ref().filter(|_| enabled) else {
+            return;
+        };
+        match r.active_keys().await {
+            Ok(keys) => {
+                // The admin may speak with the node key itself.
+                let keys: Vec<nostr_sdk::PublicKey> = keys
+                    .iter()
+                    .filter_map(to_nostr_key)
+                    .chain([self.keys.public_key()])
+                    .collect();
+                let n = keys.len();
+                let now = self.now();
+                match self.intake.lock() {
+                    Ok(mut g) => g.set_known(keys, now),
+                    Err(p) => p.into_inner().set_known(keys, now),
+                }
+                debug!(keys = n, "known trade keys rebuilt");
+            },
+            Err(e) => warn!(error = %e, "cannot read the active trade keys; keeping the old set"),
         }
     }
 
@@ -678,7 +731,19 @@ pub const MAX_PLAINTEXT: usize = 65_535;
 impl Transport for NostrTransport {
     async fn send(&self, msg: &Notify) -> Result<(), TransportError> {
         let event = self.build_reply(msg)?;
-        self.publish(&event).await
+        self.publish(&event).await?;
+        if starts_a_trade(&msg.notice) {
+            // Its next messages are no first contact (the records confirm it on the next
+            // rebuild of the known keys).
+            if let Some(key) = to_nostr_key(&msg.to) {
+                let mut intake = match self.intake.lock() {
+                    Ok(g) => g,
+                    Err(p) => p.into_inner(),
+                };
+                intake.add_known(key, self.now());
+            }
+        }
+        Ok(())
     }
 
     async fn publish_order(&self, order: &Order) -> Result<(), TransportError> {

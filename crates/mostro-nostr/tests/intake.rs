@@ -443,3 +443,80 @@ fn the_pre_check_never_takes_a_token() {
         assert!(intake.accept(&e, &node(), T).is_ok());
     }
 }
+
+#[test]
+fn a_first_contact_needs_its_own_proof_of_work_a_known_trade_key_does_not() {
+    let config = IntakeConfig {
+        pow: 2,
+        pow_first_contact: 12,
+        ..cfg()
+    };
+    let n = node();
+    let c = client();
+    let wrap_at = |pow: u8, id: u64, at: u64| {
+        let o = WrapOptions { pow, ..opts(at) };
+        wrap_v2(&msg(id), &c, &n.public_key(), o).unwrap()
+    };
+    let wrap = |pow: u8, id: u64| wrap_at(pow, id, T);
+    let mut intake = Intake::new(config.clone());
+    assert!(intake.first_contact_enabled());
+    // Unknown sender: the base work is not enough, the first-contact work is.
+    let light = wrap(2, 1);
+    assert_eq!(
+        intake.accept(&light, &n, T).unwrap_err(),
+        IntakeDrop::FirstContactPow
+    );
+    assert_eq!(IntakeDrop::FirstContactPow.as_str(), "pow_first_contact");
+    assert!(intake.accept(&wrap(12, 2), &n, T).is_ok());
+    // Known (an open trade in the records): the base work is enough, none is not.
+    intake.set_known([c.trade.public_key()], T);
+    assert!(intake.accept(&wrap(2, 3), &n, T).is_ok());
+    let none = wrap(0, 4);
+    if !none.id.check_pow(2) {
+        assert_eq!(intake.accept(&none, &n, T).unwrap_err(), IntakeDrop::Pow);
+    }
+    // A rebuild without it (the trade ended): a first contact again.
+    intake.set_known([], T + 60);
+    assert_eq!(
+        intake
+            .accept(&wrap_at(2, 5, T + 60), &n, T + 60)
+            .unwrap_err(),
+        IntakeDrop::FirstContactPow
+    );
+    // The node answered its new order: known at once, and still after a rebuild that read the
+    // records just before the trade was committed, until the records catch up.
+    intake.add_known(c.trade.public_key(), T + 61);
+    assert!(intake.accept(&wrap_at(2, 6, T + 61), &n, T + 61).is_ok());
+    intake.set_known([], T + 120);
+    assert!(intake.accept(&wrap_at(2, 7, T + 120), &n, T + 120).is_ok());
+    intake.set_known([], T + 400);
+    assert_eq!(
+        intake
+            .accept(&wrap_at(2, 8, T + 400), &n, T + 400)
+            .unwrap_err(),
+        IntakeDrop::FirstContactPow
+    );
+}
+
+#[test]
+fn v1_and_a_first_contact_level_below_pow_need_only_pow() {
+    let n = node();
+    let c = client();
+    // v1: the outer key is throwaway, so there is no first contact to recognize.
+    let mut intake = Intake::new(IntakeConfig {
+        pow_first_contact: 30,
+        ..cfg()
+    });
+    let e = wrap_v1(&msg(1), &c, &n.public_key(), opts(T)).unwrap();
+    assert!(intake.accept(&e, &n, T).is_ok());
+    // Not above pow: off.
+    let off = Intake::new(IntakeConfig {
+        pow: 0,
+        pow_first_contact: 0,
+        ..cfg()
+    });
+    assert!(!off.first_contact_enabled());
+    let mut off = off;
+    let e = wrap_v2(&msg(2), &c, &n.public_key(), opts(T)).unwrap();
+    assert!(off.accept(&e, &n, T).is_ok());
+}

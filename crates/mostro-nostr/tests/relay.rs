@@ -354,6 +354,17 @@ impl TestClient {
         self.wrap_at(msg, nostr_sdk::Timestamp::now())
     }
 
+    /// Sends a v2 message with `pow` bits of proof of work mined on it.
+    async fn send_with_pow(&self, msg: &Message, pow: u8) -> nostr_sdk::EventId {
+        let opts = WrapOptions {
+            pow,
+            ..WrapOptions::default()
+        };
+        let e = wrap_v2(msg, &self.keys, &self.node, opts).unwrap();
+        Self::publish(&self.client, &e).await;
+        e.id
+    }
+
     fn wrap_at(&self, msg: &Message, at: nostr_sdk::Timestamp) -> nostr_sdk::Event {
         let opts = WrapOptions {
             created_at: Some(at),
@@ -1100,5 +1111,47 @@ async fn a_flood_of_stored_gift_wraps_does_not_hold_up_live_requests() {
         assert!(tokio::time::Instant::now() < deadline, "{stats:?}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    node.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_first_contact_without_enough_work_is_dropped_a_trade_in_progress_needs_none() {
+    let relay = TestRelay::start().await;
+    let urls = vec![relay.url()];
+    let node = TestNode::start_with(urls.clone(), MemStore::new(), |c| {
+        c.intake.pow_first_contact = 10;
+    })
+    .await;
+    let mut c = TestClient::connect(&urls, reputation(0xe1, 0xe2), Protocol::V2).await;
+    // A new order without work from a key the node does not know: dropped, never answered.
+    let mut unworked = c.send(&new_order(1, 1, 60_000)).await;
+    while unworked.check_pow(10) {
+        // One id in 1024 has the work by chance; send another.
+        unworked = c.send(&new_order(1, 1, 60_000)).await;
+    }
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !node
+        .transport
+        .inbound_stats()
+        .drops
+        .contains_key("pow_first_contact")
+    {
+        assert!(tokio::time::Instant::now() < deadline, "not dropped");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        c.replies.try_recv().is_err(),
+        "a first contact without work was answered"
+    );
+    // With the work: accepted.
+    c.send_with_pow(&new_order(2, 2, 60_001), 10).await;
+    let got = c.expect_request_ids(&[2]).await;
+    let id = got[&2].kind().id.unwrap();
+    // Its trade goes on without work (the node knows the key now).
+    c.send(&order_msg(Action::Cancel, id, 3, None)).await;
+    c.expect(Action::Canceled).await;
+    let stats = node.transport.inbound_stats();
+    assert_eq!(stats.requests, 2, "{stats:?}");
+    assert!(!node.seen().contains_key(&EventId(unworked.to_bytes())));
     node.stop().await;
 }

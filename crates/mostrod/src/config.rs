@@ -80,6 +80,9 @@ pub struct NostrSection {
     pub relays: Vec<String>,
     /// NIP-13 proof-of-work bits required on incoming events (0 = off).
     pub pow: u8,
+    /// Bits required instead on a v2 message from a key with no open trade with the node (the
+    /// first messages of a trade), when higher than `pow`; advertised as the larger of the two.
+    pub pow_first_contact: u8,
     /// Live requests older than this many seconds are dropped: the clock skew a client may
     /// have (a request sent while the daemon was down is judged by the catch-up horizon).
     pub freshness_secs: u64,
@@ -106,6 +109,7 @@ impl Default for NostrSection {
         NostrSection {
             relays: vec!["ws://127.0.0.1:7000".to_owned()],
             pow: 0,
+            pow_first_contact: 0,
             freshness_secs: 300,
             catch_up_horizon_secs: 86_400,
             catch_up_rate: 2_000,
@@ -684,6 +688,12 @@ impl Config {
             }
         }
         check_u64("nostr.pow", u64::from(self.nostr.pow), 0, 32)?;
+        check_u64(
+            "nostr.pow_first_contact",
+            u64::from(self.nostr.pow_first_contact),
+            0,
+            32,
+        )?;
         check_u64("nostr.freshness_secs", self.nostr.freshness_secs, 1, 3600)?;
         check_u64("nostr.max_future_secs", self.nostr.max_future_secs, 1, 3600)?;
         check_u64(
@@ -860,6 +870,7 @@ const KEYS: &[&str] = &[
     "node.name",
     "nostr.relays",
     "nostr.pow",
+    "nostr.pow_first_contact",
     "nostr.freshness_secs",
     "nostr.catch_up_horizon_secs",
     "nostr.catch_up_rate",
@@ -994,6 +1005,9 @@ name = ""
 relays = ["ws://127.0.0.1:7000"]
 # NIP-13 proof-of-work bits required on incoming events (0 = off).
 pow = 0
+# Bits required instead on a v2 message from a key with no open trade with the node (the first
+# messages of a trade), when higher than pow (0-32; advertised as the larger of the two).
+pow_first_contact = 0
 # Live requests older than this many seconds are dropped: the clock skew a client may have.
 freshness_secs = 300
 # Requests sent while the daemon was down (or a relay away) are fetched and served at start and

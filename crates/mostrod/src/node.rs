@@ -112,6 +112,7 @@ pub async fn run_with(
         .map(|t| t.0);
     tc.intake.max_future_secs = Some(cfg.nostr.max_future_secs);
     tc.intake.pow = cfg.nostr.pow;
+    tc.intake.pow_first_contact = cfg.nostr.pow_first_contact;
     tc.publish.name = (!cfg.node.name.is_empty()).then(|| cfg.node.name.clone());
     tc.publish.networks = vec![cfg.lightning.network.as_str().to_owned()];
     let transport = Arc::new(NostrTransport::new(
@@ -273,6 +274,19 @@ impl mostro_nostr::Records for StoreRecords {
         self.0.user(identity).await.map_err(|e| e.to_string())
     }
 
+    async fn active_keys(&self) -> Result<Vec<mostro_core::types::PubKey>, String> {
+        let orders = self.0.open_orders().await.map_err(|e| e.to_string())?;
+        let solvers = self.0.solvers().await.map_err(|e| e.to_string())?;
+        let mut keys: Vec<mostro_core::types::PubKey> = Vec::new();
+        for o in &orders {
+            keys.push(o.maker.trade_key);
+            keys.extend(o.taker.as_ref().map(|t| t.trade_key));
+            keys.extend(o.dispute.as_ref().and_then(|d| d.solver));
+        }
+        keys.extend(solvers.iter().map(|s| s.identity));
+        Ok(keys)
+    }
+
     async fn load(&self, key: &str) -> Result<Option<String>, String> {
         self.0
             .setting(&format!("transport.{key}"))
@@ -387,7 +401,7 @@ fn node_info(
         max_orders_per_response: u64::from(m.max_orders_per_response),
         fee: m.fee,
         pow: cfg.nostr.pow,
-        pow_first_contact: cfg.nostr.pow,
+        pow_first_contact: cfg.nostr.pow_first_contact,
         hold_invoice_cltv_delta: m.hold_invoice_cltv_delta,
         escrow_deadline_margin_blocks: m.escrow_deadline_margin_blocks,
         lightning: mostro_nostr::events::LightningInfo {

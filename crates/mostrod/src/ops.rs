@@ -406,6 +406,10 @@ pub fn convert_settings(text: &str, base: &Path) -> anyhow::Result<Imported> {
         cfg.nostr.pow =
             u8::try_from(v).map_err(|_| anyhow::anyhow!("[mostro] pow = {v}: too large"))?;
     }
+    if let Some(v) = ref_u64(&t, "mostro", "pow_first_contact")? {
+        cfg.nostr.pow_first_contact = u8::try_from(v)
+            .map_err(|_| anyhow::anyhow!("[mostro] pow_first_contact = {v}: too large"))?;
+    }
     if let Some(v) = ref_str(&t, "mostro", "name")? {
         cfg.node.name = v.to_owned();
         // The reference publishes its name, about, picture and website as the kind-0 profile.

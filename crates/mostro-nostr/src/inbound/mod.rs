@@ -46,6 +46,8 @@ const REDELIVER_EVERY: Duration = Duration::from_secs(30);
 const LIVE_IN_FLIGHT: usize = 256;
 /// How often changed relay marks (and public events still owed) are written to the records.
 const SAVE_MARKS_EVERY: Duration = Duration::from_secs(5);
+/// How often the known trade keys are rebuilt from the records (as the reference: 60 s).
+const REFRESH_KNOWN_EVERY: Duration = Duration::from_secs(60);
 /// The records' key of the relay marks.
 pub(crate) const MARKS_KEY: &str = "nostr.relay_marks";
 
@@ -107,6 +109,9 @@ where
         .map_or(start.saturating_sub(window), |t| t.min(start));
     let marks = load_marks(&transport).await;
     transport.load_delivery().await;
+    // Before the first catch-up: a stored request of a known trade key must not be taken for a
+    // first contact.
+    transport.refresh_known().await;
     let shared = Arc::new(Shared::new(transport.clone(), from, marks));
     let (steps, steps_rx) = mpsc::channel::<Step>(LIVE_IN_FLIGHT);
     let give = {
@@ -120,7 +125,8 @@ where
     }
     watchers.spawn(redeliver(transport.clone()));
     watchers.spawn(save_marks_every(shared.clone()));
-    info!(relays = watchers.len().saturating_sub(2), node = %shared.node, "inbound started");
+    watchers.spawn(refresh_known_every(transport.clone()));
+    info!(relays = watchers.len().saturating_sub(3), node = %shared.node, "inbound started");
     let config = transport.config();
     let (done_tx, mut done_rx) = mpsc::unbounded_channel();
     let mut catch_up = CatchUp::new(
@@ -250,6 +256,16 @@ async fn save_marks(shared: &Shared) {
         .collect();
     if let Ok(raw) = serde_json::to_string(&marks) {
         shared.transport.save_state(MARKS_KEY, &raw).await;
+    }
+}
+
+/// Rebuilds the known trade keys (first-contact proof of work) every [`REFRESH_KNOWN_EVERY`].
+async fn refresh_known_every(transport: Arc<NostrTransport>) {
+    let mut tick = tokio::time::interval(REFRESH_KNOWN_EVERY);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        transport.refresh_known().await;
     }
 }
 
