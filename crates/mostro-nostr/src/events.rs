@@ -25,6 +25,8 @@ pub const KIND_DISPUTE: u16 = 38386;
 pub const KIND_RELAY_LIST: u16 = 10002;
 /// Kind of the node's profile (NIP-01 user metadata, replaceable).
 pub const KIND_METADATA: u16 = 0;
+/// Node health (addressable, `d` = node pubkey), opt-in.
+pub const KIND_HEALTH: u16 = 38389;
 
 /// Whether events of `kind` are addressed by a `d` tag (NIP-01 addressable kinds,
 /// 30000-39999); the others the node publishes (profile, relay list) are replaceable by kind.
@@ -471,6 +473,75 @@ pub fn info_tags(info: &NodeInfo, cfg: &PublishConfig) -> Vec<Vec<String>> {
         pair("bond_enabled", false),
         pair("maintenance_mode", info.maintenance),
     ]
+}
+
+/// One check of a health report.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HealthCheck {
+    /// What was checked (`store`, `lightning`, `relays`, `outbox`, ...).
+    pub name: String,
+    /// Whether it passed.
+    pub ok: bool,
+    /// A short detail (`2/2` relays, an error message, a depth).
+    pub detail: String,
+}
+
+/// What the node's readiness check found, for the kind-38389 health event.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Health {
+    /// The checks, in the order published.
+    pub checks: Vec<HealthCheck>,
+    /// Seconds between two reports: the event expires after three.
+    pub interval_secs: u64,
+}
+
+impl Health {
+    /// `ok` when every check passed, else `unavailable` (the words of `/health/ready`).
+    #[must_use]
+    pub fn status(&self) -> &'static str {
+        if self.checks.iter().all(|c| c.ok) {
+            "ok"
+        } else {
+            "unavailable"
+        }
+    }
+}
+
+/// Longest detail published per check (an error message can be long).
+const MAX_HEALTH_DETAIL: usize = 200;
+
+/// The tags of the health event: `d` = node, `z` = `health`, `status`, one
+/// `["check", name, "ok"|"fail", detail]` per check, the platform tag, and a NIP-40 expiration
+/// three intervals ahead (a node that stopped reporting disappears from relays that honour it).
+#[must_use]
+pub fn health_tags(h: &Health, cfg: &PublishConfig, now: u64) -> Vec<Vec<String>> {
+    let mut tags = vec![
+        pair("d", &cfg.node_pubkey),
+        pair("z", "health"),
+        pair("status", h.status()),
+    ];
+    for c in &h.checks {
+        let mut detail = c.detail.clone();
+        if detail.len() > MAX_HEALTH_DETAIL {
+            let mut end = MAX_HEALTH_DETAIL;
+            while !detail.is_char_boundary(end) {
+                end -= 1;
+            }
+            detail.truncate(end);
+        }
+        tags.push(vec![
+            "check".to_owned(),
+            c.name.clone(),
+            if c.ok { "ok" } else { "fail" }.to_owned(),
+            detail,
+        ]);
+    }
+    tags.push(cfg.y_tag());
+    tags.push(pair(
+        "expiration",
+        now.saturating_add(h.interval_secs.saturating_mul(3)),
+    ));
+    tags
 }
 
 /// The tags of the NIP-65 relay list: one `["r", url]` per relay.

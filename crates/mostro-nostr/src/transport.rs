@@ -636,6 +636,16 @@ impl NostrTransport {
         Some(Reputation::of(&user, self.now()))
     }
 
+    /// Publishes the node's health report (kind 38389).
+    ///
+    /// # Errors
+    ///
+    /// [`TransportError`] (transient) when no relay accepted it.
+    pub async fn publish_health(&self, health: &events::Health) -> Result<(), TransportError> {
+        let tags = events::health_tags(health, &self.config.publish, self.now());
+        self.publish_tags(events::KIND_HEALTH, tags).await
+    }
+
     /// Publishes the node info event (kind 38385).
     ///
     /// # Errors

@@ -708,3 +708,47 @@ fn dispute_event_adds_the_escrow_expiry_after_the_vector_tags() {
     none.dispute = None;
     assert_eq!(events::order_dispute_tags(&none, &cfg(), NOW), None);
 }
+
+/// The health event (kind 38389) has no reference vector: its layout is ours (docs/transport.md).
+#[test]
+fn health_event_tags() {
+    use mostro_nostr::events::{Health, HealthCheck};
+    let check = |name: &str, ok: bool, detail: &str| HealthCheck {
+        name: name.into(),
+        ok,
+        detail: detail.into(),
+    };
+    let mut h = Health {
+        checks: vec![
+            check("store", true, ""),
+            check("lightning", true, ""),
+            check("relays", true, "2/2"),
+            check("outbox", true, "0 pending"),
+        ],
+        interval_secs: 60,
+    };
+    let c = cfg();
+    let tags = events::health_tags(&h, &c, NOW);
+    let s = |v: &[&str]| v.iter().map(|x| (*x).to_owned()).collect::<Vec<String>>();
+    let expiration = (NOW + 180).to_string();
+    assert_eq!(
+        tags,
+        vec![
+            s(&["d", &c.node_pubkey]),
+            s(&["z", "health"]),
+            s(&["status", "ok"]),
+            s(&["check", "store", "ok", ""]),
+            s(&["check", "lightning", "ok", ""]),
+            s(&["check", "relays", "ok", "2/2"]),
+            s(&["check", "outbox", "ok", "0 pending"]),
+            s(&["y", "mostro", "Mostro Example"]),
+            s(&["expiration", &expiration]),
+        ]
+    );
+    // One failed check makes the report unavailable; a long error is cut at a char boundary.
+    h.checks[1] = check("lightning", false, &"é".repeat(300));
+    let tags = events::health_tags(&h, &c, NOW);
+    assert_eq!(tags[2], s(&["status", "unavailable"]));
+    assert_eq!(tags[4][2], "fail");
+    assert_eq!(tags[4][3].len(), 200);
+}

@@ -413,6 +413,25 @@ impl MetricsSection {
     }
 }
 
+/// `[health]`: the opt-in public health report (kind 38389) of what `/health/ready` checks.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HealthSection {
+    /// Publish the report on Nostr.
+    pub publish: bool,
+    /// Seconds between two reports (the event expires after three).
+    pub interval_secs: u64,
+}
+
+impl Default for HealthSection {
+    fn default() -> Self {
+        HealthSection {
+            publish: false,
+            interval_secs: 60,
+        }
+    }
+}
+
 /// `[profile]`: the node's public Nostr profile (kind 0 metadata), published at start when any
 /// field is set (a change takes effect at the next start).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -505,6 +524,8 @@ pub struct Config {
     pub metrics: MetricsSection,
     /// `[profile]`.
     pub profile: ProfileSection,
+    /// `[health]`.
+    pub health: HealthSection,
     /// Directory of the config file (set at load; not a key).
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -688,6 +709,12 @@ impl Config {
             }
         }
         check_u64("nostr.pow", u64::from(self.nostr.pow), 0, 32)?;
+        check_u64(
+            "health.interval_secs",
+            self.health.interval_secs,
+            10,
+            86_400,
+        )?;
         check_u64(
             "nostr.pow_first_contact",
             u64::from(self.nostr.pow_first_contact),
@@ -913,6 +940,8 @@ const KEYS: &[&str] = &[
     "admin.listen",
     "admin.token_file",
     "metrics.listen",
+    "health.publish",
+    "health.interval_secs",
     "profile.name",
     "profile.about",
     "profile.picture",
@@ -1105,6 +1134,12 @@ token_file = "admin.token"
 # API); it may be non-loopback for a Prometheus server on another host. Unset: they are served
 # on admin.listen only.
 # listen = "0.0.0.0:9738"
+
+[health]
+# Publish what /health/ready checks (store, Lightning node, relays, outbox) as a public kind-38389
+# event every interval_secs (10-86400); each report expires after three intervals.
+publish = false
+interval_secs = 60
 
 [profile]
 # The node's public Nostr profile (kind 0), published at start when any key is set.

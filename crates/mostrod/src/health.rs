@@ -65,6 +65,12 @@ impl LightningHealth {
         })
     }
 
+    /// Whether at least one poll has ended (either way).
+    #[must_use]
+    pub fn polled(&self) -> bool {
+        self.with(|s| s.last_ok.is_some() || s.last_error.is_some())
+    }
+
     /// Why the node is not up (`None` when up).
     #[must_use]
     pub fn problem(&self) -> Option<String> {

@@ -224,33 +224,92 @@ async fn relays_connected(t: &NostrTransport) -> usize {
         .count()
 }
 
+/// What `/health/ready` checks: the store answers, the Lightning node answers, a relay is
+/// connected. Also published as the health event (kind 38389) when `[health] publish` is on.
+pub(crate) struct Readiness {
+    store: Option<String>,
+    lightning: Option<String>,
+    relays: usize,
+    relays_configured: usize,
+    lightning_events: bool,
+    outbox: Option<u64>,
+}
+
+impl Readiness {
+    pub(crate) async fn check(state: &State) -> Readiness {
+        let store = state
+            .store
+            .next_deadline()
+            .await
+            .err()
+            .map(|e| e.to_string());
+        let outbox = state.store.pending_effect_count().await.ok();
+        Readiness {
+            store,
+            lightning: state.lightning.problem(),
+            relays: relays_connected(&state.transport).await,
+            relays_configured: state.relays_configured,
+            lightning_events: state.counters.node_connected.load(Ordering::Relaxed),
+            outbox,
+        }
+    }
+
+    fn failed(&self) -> Vec<&'static str> {
+        let mut failed = Vec::new();
+        if self.store.is_some() {
+            failed.push("store");
+        }
+        if self.lightning.is_some() {
+            failed.push("lightning");
+        }
+        if self.relays == 0 {
+            failed.push("relays");
+        }
+        failed
+    }
+
+    /// The report for the health event: the three checks, and the outbox depth (for
+    /// information: a deep outbox is not a failure by itself).
+    pub(crate) fn report(&self, interval_secs: u64) -> mostro_nostr::events::Health {
+        use mostro_nostr::events::HealthCheck;
+        let check = |name: &str, problem: &Option<String>| HealthCheck {
+            name: name.to_owned(),
+            ok: problem.is_none(),
+            detail: problem.clone().unwrap_or_default(),
+        };
+        mostro_nostr::events::Health {
+            checks: vec![
+                check("store", &self.store),
+                check("lightning", &self.lightning),
+                HealthCheck {
+                    name: "relays".to_owned(),
+                    ok: self.relays > 0,
+                    detail: format!("{}/{}", self.relays, self.relays_configured),
+                },
+                HealthCheck {
+                    name: "outbox".to_owned(),
+                    ok: true,
+                    detail: self
+                        .outbox
+                        .map_or_else(|| "unknown".to_owned(), |n| format!("{n} pending")),
+                },
+            ],
+            interval_secs,
+        }
+    }
+}
+
 async fn ready(AxState(state): AxState<Shared>) -> Response {
-    let store = state
-        .store
-        .next_deadline()
-        .await
-        .err()
-        .map(|e| e.to_string());
-    let lightning = state.lightning.problem();
-    let relays = relays_connected(&state.transport).await;
-    let mut failed = Vec::new();
-    if store.is_some() {
-        failed.push("store");
-    }
-    if lightning.is_some() {
-        failed.push("lightning");
-    }
-    if relays == 0 {
-        failed.push("relays");
-    }
+    let r = Readiness::check(&state).await;
+    let failed = r.failed();
     let ok = failed.is_empty();
     let body = json!({
         "status": if ok { "ok" } else { "unavailable" },
         "failed": failed,
-        "store": {"ok": store.is_none(), "error": store},
-        "lightning": {"ok": lightning.is_none(), "error": lightning},
-        "relays": {"ok": relays > 0, "connected": relays, "configured": state.relays_configured},
-        "lightning_events": state.counters.node_connected.load(Ordering::Relaxed),
+        "store": {"ok": r.store.is_none(), "error": r.store},
+        "lightning": {"ok": r.lightning.is_none(), "error": r.lightning},
+        "relays": {"ok": r.relays > 0, "connected": r.relays, "configured": r.relays_configured},
+        "lightning_events": r.lightning_events,
     });
     json_response(
         if ok {

@@ -218,6 +218,13 @@ pub async fn run_with(
         node.clone(),
         stopped(stop_rx.clone()),
     ));
+    let health_task = cfg.health.publish.then(|| {
+        tokio::spawn(publish_health_loop(
+            state.clone(),
+            cfg.health.interval_secs,
+            stopped(stop_rx.clone()),
+        ))
+    });
     // Inbound: the transport yields requests, the driver's intake hands them to the engine.
     let (inbox_tx, inbox) = tokio::sync::mpsc::unbounded_channel();
     let inbound = tokio::spawn(mostro_nostr::run_intake(
@@ -243,6 +250,9 @@ pub async fn run_with(
     }
     let _ = intake_task.await;
     let _ = info_task.await;
+    if let Some(t) = health_task {
+        let _ = t.await;
+    }
     let _ = prune_task.await;
     http_task.abort();
     if let Some(t) = metrics_task {
@@ -326,6 +336,37 @@ async fn price_source(cfg: &Config, clock: Arc<SystemClock>) -> anyhow::Result<P
     let task = feed.spawn();
     let feed = Arc::new(feed);
     Ok((feed.clone(), Some(feed), Some(task)))
+}
+
+/// Publishes what `/health/ready` checks as the health event (kind 38389) every
+/// `interval_secs`, until `stop`.
+async fn publish_health_loop(
+    state: Arc<http::State>,
+    interval_secs: u64,
+    stop: impl Future<Output = ()>,
+) {
+    let mut stop = std::pin::pin!(stop);
+    // The first report once a relay is there to take it and the Lightning node was asked (or
+    // after 5 s: then it says so).
+    state
+        .transport
+        .wait_for_connection(std::time::Duration::from_secs(5))
+        .await;
+    let until = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+    while !state.lightning.polled() && tokio::time::Instant::now() < until {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(interval_secs.max(1)));
+    loop {
+        tokio::select! {
+            () = &mut stop => return,
+            _ = tick.tick() => {},
+        }
+        let report = http::Readiness::check(&state).await.report(interval_secs);
+        if let Err(e) = state.transport.publish_health(&report).await {
+            warn!(error = %e, "health event not published");
+        }
+    }
 }
 
 async fn publish_info_loop(

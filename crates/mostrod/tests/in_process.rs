@@ -202,3 +202,65 @@ async fn the_profile_is_published_at_start() {
 
     stop_node(stop, node).await;
 }
+
+/// `[health] publish = true`: what `/health/ready` checks reaches the relay as kind 38389.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_health_report_is_published_when_asked_for() {
+    let world = World::start("", "", "").await;
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&world.config)
+        .unwrap();
+    writeln!(f, "\n[health]\npublish = true\ninterval_secs = 10").unwrap();
+    drop(f);
+    let (stop, node) = spawn_node(&world);
+    wait_ready(world.admin).await;
+
+    let client = nostr_sdk::Client::default();
+    client.add_relay(world.relay_url.as_str()).await.unwrap();
+    client.connect().await;
+    client.wait_for_connection(Duration::from_secs(5)).await;
+    let deadline = Instant::now() + WAIT;
+    let event = loop {
+        let events = client
+            .fetch_events(
+                nostr_sdk::Filter::new()
+                    .author(world.node_keys.public_key())
+                    .kind(nostr_sdk::Kind::from(38389u16)),
+                Duration::from_secs(3),
+            )
+            .await
+            .unwrap();
+        // The first report may be sent before the relay connection is up; wait for one that
+        // saw it.
+        if let Some(e) = events.into_iter().find(|e| {
+            e.tags
+                .iter()
+                .any(|t| t.as_slice() == ["status".to_owned(), "ok".to_owned()])
+        }) {
+            break e;
+        }
+        assert!(Instant::now() < deadline, "no healthy report from the node");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    client.shutdown().await;
+    event.verify().unwrap();
+    let tags: Vec<Vec<String>> = event.tags.iter().map(|t| t.as_slice().to_vec()).collect();
+    assert_eq!(tags[0], ["d", &world.node_keys.public_key().to_hex()]);
+    assert_eq!(tags[1], ["z", "health"]);
+    let check = |name: &str| {
+        tags.iter()
+            .find(|t| t.first().map(String::as_str) == Some("check") && t[1] == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("no {name} check in {tags:?}"))
+    };
+    assert_eq!(check("store")[2], "ok");
+    assert_eq!(check("lightning")[2], "ok");
+    assert_eq!(check("relays")[2..], ["ok", "1/1"]);
+    let expiration: u64 = tags.iter().find(|t| t[0] == "expiration").unwrap()[1]
+        .parse()
+        .unwrap();
+    assert_eq!(expiration, event.created_at.as_secs() + 30);
+
+    stop_node(stop, node).await;
+}
