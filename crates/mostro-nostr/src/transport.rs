@@ -162,6 +162,7 @@ pub(crate) struct Counters {
     pub(crate) requests: AtomicU64,
     pub(crate) caught_up: AtomicU64,
     pub(crate) already_processed: AtomicU64,
+    pub(crate) superseded: AtomicU64,
     /// Drops by reason label.
     pub(crate) drops: Mutex<std::collections::BTreeMap<&'static str, u64>>,
 }
@@ -193,6 +194,9 @@ pub struct InboundStats {
     /// Events a relay returned from storage that the store's replay guard already held:
     /// dropped before any decryption.
     pub already_processed: u64,
+    /// Events that came on a superseded or retired subscription generation and were ignored
+    /// unread (the current generation carries the same): a relay still sending on a closed one.
+    pub superseded: u64,
     /// Dropped events by reason (`stale`, `replay`, `rate_limited`, `already_processed`, the
     /// unwrap and mapping reasons, ...).
     pub drops: std::collections::BTreeMap<&'static str, u64>,
@@ -296,6 +300,7 @@ impl NostrTransport {
             requests: c.requests.load(Ordering::Relaxed),
             caught_up: c.caught_up.load(Ordering::Relaxed),
             already_processed: c.already_processed.load(Ordering::Relaxed),
+            superseded: c.superseded.load(Ordering::Relaxed),
             drops: match c.drops.lock() {
                 Ok(g) => g.clone(),
                 Err(p) => p.into_inner().clone(),

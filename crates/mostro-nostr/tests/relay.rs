@@ -700,6 +700,10 @@ async fn two_relays_deliver_once() {
     d.send(&new_order(2, 0, 20_001)).await;
     c.expect_request_ids(&[1]).await;
     let got = d.expect_request_ids(&[2]).await;
+    // Each relay carries one subscription per protocol: nothing arrives on a closed generation.
+    let stats = node.transport.inbound_stats();
+    assert_eq!(stats.superseded, 0, "{stats:?}");
+    assert_eq!(stats.events, 4, "each request once per relay: {stats:?}");
     assert_eq!(
         got[&2].kind().trade_index,
         None,

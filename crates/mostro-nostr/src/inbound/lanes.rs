@@ -30,12 +30,20 @@ use super::subs::{Key, Proto, Shared};
 use crate::Unwrapped;
 use crate::intake::{IntakeDrop, open};
 
-/// A live event being opened: the event and how its opening went.
-pub(crate) type Opening = JoinHandle<(Box<Event>, Result<Unwrapped, IntakeDrop>)>;
+/// A live event and how its opening went.
+type Opened = (Box<Event>, Result<Unwrapped, IntakeDrop>);
+
+/// A live event opened on the driver, or being opened as its own task.
+pub(crate) enum Opening {
+    /// Opened in place (nothing else was waiting: a task would only add a thread hop).
+    Done(Box<Opened>),
+    /// Being opened on another core (a backlog was waiting).
+    Task(JoinHandle<Opened>),
+}
 
 /// What the sequencer gets, in the driver's order.
 pub(crate) enum Step {
-    /// A live event being opened.
+    /// A live event.
     Live(RelayUrl, Opening),
     /// A complete catch-up batch, oldest first.
     Batch(Vec<Request>),
@@ -76,58 +84,77 @@ fn map(
     }
 }
 
-/// The live lane's first half, on the driver: the cheap checks, then the opening as its own task.
+/// The live lane's first half, on the driver: the cheap checks, then the opening, as its own task
+/// when `backlog` (more events wait behind this one: open them on all cores), else in place.
 /// `Err`: dropped, with the reason label.
-pub(crate) fn start_live(shared: &Shared, event: Box<Event>) -> Result<Opening, &'static str> {
+pub(crate) fn start_live(
+    shared: &Shared,
+    event: Box<Event>,
+    backlog: bool,
+) -> Result<Opening, &'static str> {
     let now = shared.transport.now();
     if let Err(d) = lock_intake(shared).precheck(&event, now) {
         return Err(dropped(&event, &d));
     }
+    if !backlog {
+        let opened = open(&event, &shared.keys);
+        return Ok(Opening::Done(Box::new((event, opened))));
+    }
     let keys = shared.keys.clone();
-    Ok(tokio::spawn(async move {
+    Ok(Opening::Task(tokio::spawn(async move {
         let opened = open(&event, &keys);
         (event, opened)
-    }))
+    })))
+}
+
+/// The live lane's second half: the last checks (own reply, freshness, rate token) and the
+/// mapping; the request to hand over, or `None` (dropped, counted).
+pub(crate) fn finish_live(shared: &Shared, url: &RelayUrl, opened: Opened) -> Option<Request> {
+    let (event, opened) = opened;
+    let stats = &shared.transport.stats;
+    let now = shared.transport.now();
+    let accepted =
+        opened.and_then(|o| lock_intake(shared).finish(&event, o, &shared.keys, now, false));
+    let mapped = match accepted {
+        Ok(o) => map(shared, url, &event, &o),
+        Err(d) => Err(dropped(&event, &d)),
+    };
+    match mapped {
+        Ok((_, req)) => {
+            stats.requests.fetch_add(1, Ordering::Relaxed);
+            Some(req)
+        },
+        Err(reason) => {
+            stats.drop_for(reason);
+            None
+        },
+    }
 }
 
 /// Takes the lane's results in the driver's order and hands the requests to the consumer; ends
-/// when the driver is gone or the consumer is.
+/// when the driver is gone or the consumer is. Each step is counted off
+/// [`Shared::in_sequencer`] once handed over.
 pub(crate) async fn sequence(
     shared: Arc<Shared>,
     mut steps: mpsc::Receiver<Step>,
     hand_over: impl Fn(Request) -> bool,
 ) {
-    let stats = &shared.transport.stats;
     while let Some(step) = steps.recv().await {
-        match step {
-            Step::Live(url, task) => {
-                let Ok((event, opened)) = task.await else {
-                    continue;
+        let alive = match step {
+            Step::Live(url, opening) => {
+                let opened = match opening {
+                    Opening::Done(o) => Some(*o),
+                    Opening::Task(task) => task.await.ok(),
                 };
-                let now = shared.transport.now();
-                let accepted = opened
-                    .and_then(|o| lock_intake(&shared).finish(&event, o, &shared.keys, now, false));
-                let mapped = match accepted {
-                    Ok(o) => map(&shared, &url, &event, &o),
-                    Err(d) => Err(dropped(&event, &d)),
-                };
-                match mapped {
-                    Ok((_, req)) => {
-                        stats.requests.fetch_add(1, Ordering::Relaxed);
-                        if !hand_over(req) {
-                            return;
-                        }
-                    },
-                    Err(reason) => stats.drop_for(reason),
-                }
+                opened
+                    .and_then(|o| finish_live(&shared, &url, o))
+                    .is_none_or(&hand_over)
             },
-            Step::Batch(batch) => {
-                for req in batch {
-                    if !hand_over(req) {
-                        return;
-                    }
-                }
-            },
+            Step::Batch(batch) => batch.into_iter().all(&hand_over),
+        };
+        shared.in_sequencer.fetch_sub(1, Ordering::AcqRel);
+        if !alive {
+            return;
         }
     }
 }

@@ -24,6 +24,7 @@ mod subs;
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use mostro_core::engine::Request;
@@ -169,20 +170,32 @@ where
                     };
                     // A superseded or retired REQ (one nostr-sdk re-sent by itself, say): the
                     // current one returns the same events.
+                    let stats = &transport.stats;
                     if !shared.is_current(&relay_url, proto, generation) {
+                        stats.superseded.fetch_add(1, Ordering::Relaxed);
                         continue;
                     }
-                    let stats = &transport.stats;
-                    stats
-                        .events
-                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    stats.events.fetch_add(1, Ordering::Relaxed);
                     let event = Box::new(event.into_owned());
                     let live = shared.is_caught_up(&relay_url, proto, generation)
                         && !catch_up.collecting(&relay_url, proto);
                     if live {
-                        match lanes::start_live(&shared, event) {
-                            Ok(task) => {
-                                if steps.send(Step::Live(relay_url, task)).await.is_err() {
+                        let backlog = !notifications.is_empty();
+                        match lanes::start_live(&shared, event, backlog) {
+                            // Opened in place and nothing waits in the sequencer: hand it over
+                            // here (one task hop less), nothing earlier can be overtaken.
+                            Ok(lanes::Opening::Done(opened))
+                                if shared.in_sequencer.load(Ordering::Acquire) == 0 =>
+                            {
+                                if let Some(req) = lanes::finish_live(&shared, &relay_url, *opened)
+                                    && !hand_over(req, &transport, &out)
+                                {
+                                    break 'intake;
+                                }
+                            },
+                            Ok(opening) => {
+                                shared.in_sequencer.fetch_add(1, Ordering::AcqRel);
+                                if steps.send(Step::Live(relay_url, opening)).await.is_err() {
                                     break 'intake;
                                 }
                             },
@@ -217,6 +230,7 @@ where
         }
         catch_up.dispatch();
         for batch in catch_up.take_finished() {
+            shared.in_sequencer.fetch_add(1, Ordering::AcqRel);
             if steps.send(Step::Batch(batch)).await.is_err() {
                 break 'intake;
             }

@@ -82,6 +82,9 @@ pub(crate) struct Shared {
     marks: StdMutex<HashMap<RelayUrl, u64>>,
     subs: StdMutex<HashMap<Key, Sub>>,
     next_generation: AtomicU64,
+    /// Steps sent to the sequencer and not yet handed over: while there are none, the driver
+    /// may hand a live request over itself without overtaking anything.
+    pub(crate) in_sequencer: std::sync::atomic::AtomicUsize,
 }
 
 fn lock<T>(m: &StdMutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -104,6 +107,7 @@ impl Shared {
             marks: StdMutex::new(marks),
             subs: StdMutex::new(HashMap::new()),
             next_generation: AtomicU64::new(1),
+            in_sequencer: std::sync::atomic::AtomicUsize::new(0),
             transport,
         }
     }
