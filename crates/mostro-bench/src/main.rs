@@ -76,6 +76,9 @@ struct Cli {
     /// Use this relay instead of starting one in-process.
     #[arg(long)]
     relay: Option<String>,
+    /// The process id of that relay, to report its CPU time beside the daemon's and the bench's.
+    #[arg(long, requires = "relay")]
+    relay_pid: Option<u32>,
     /// The mostrod binary (default: `mostrod` next to this binary).
     #[arg(long)]
     mostrod: Option<PathBuf>,
@@ -331,15 +334,18 @@ struct Usage {
     cpu: f64,
     counters: env::MsgCounters,
     self_cpu: f64,
+    /// The external relay's CPU seconds (`--relay-pid`).
+    relay_cpu: Option<f64>,
 }
 
-async fn usage(d: Option<&Daemon>) -> Option<Usage> {
+async fn usage(d: Option<&Daemon>, relay_pid: Option<u32>) -> Option<Usage> {
     let d = d?;
     let pid = d.pid().to_string();
     Some(Usage {
         cpu: env::cpu_secs(&pid).ok()?,
         counters: d.counters().await.ok()?,
         self_cpu: env::cpu_secs("self").unwrap_or(0.0),
+        relay_cpu: relay_pid.and_then(|p| env::cpu_secs(&p.to_string()).ok()),
     })
 }
 
@@ -385,7 +391,7 @@ async fn scenarios(
         // A chaos run restarts the daemon: its process figures would not add up.
         let figures = m != Mode::Chaos;
         let before = if figures {
-            usage(daemon.as_deref()).await
+            usage(daemon.as_deref(), cli.relay_pid).await
         } else {
             None
         };
@@ -396,7 +402,7 @@ async fn scenarios(
         };
         settle(daemon.as_deref()).await;
         let after = if figures {
-            usage(daemon.as_deref()).await
+            usage(daemon.as_deref(), cli.relay_pid).await
         } else {
             None
         };
@@ -1114,11 +1120,28 @@ fn report(
             1e6 * cpu / (inb.max(1) as f64),
             1e6 * cpu / (msgs.max(1) as f64),
         );
-        let _ = writeln!(
-            o,
-            "| bench process CPU (clients + relay + LND simulator) | {:.2} s |",
-            a.self_cpu - b.self_cpu
-        );
+        if cli.relay.is_some() {
+            let _ = writeln!(
+                o,
+                "| bench process CPU (clients + LND simulator) | {:.2} s |",
+                a.self_cpu - b.self_cpu
+            );
+            if let (Some(rb), Some(ra)) = (b.relay_cpu, a.relay_cpu) {
+                let _ = writeln!(
+                    o,
+                    "| relay CPU (pid {}) | {:.2} s = {:.0} % of one core |",
+                    cli.relay_pid.unwrap_or(0),
+                    ra - rb,
+                    100.0 * (ra - rb) / secs.max(1e-9)
+                );
+            }
+        } else {
+            let _ = writeln!(
+                o,
+                "| bench process CPU (clients + relay + LND simulator) | {:.2} s |",
+                a.self_cpu - b.self_cpu
+            );
+        }
         let ln: Vec<String> = a
             .counters
             .ln_count

@@ -128,6 +128,32 @@ struct GetInfo {
     network: String,
     #[serde(default)]
     version: String,
+    /// Announced addresses.
+    #[serde(default)]
+    address: Vec<ClnAddress>,
+}
+
+/// One `getinfo` address.
+#[derive(Debug, Deserialize)]
+struct ClnAddress {
+    #[serde(rename = "type", default)]
+    kind: String,
+    #[serde(default)]
+    address: Option<String>,
+    #[serde(default)]
+    port: u16,
+}
+
+impl ClnAddress {
+    /// `pubkey@host:port` (IPv6 in brackets); `None` for an entry without a host.
+    fn uri(&self, id: &str) -> Option<String> {
+        let host = self.address.as_deref()?;
+        Some(if self.kind == "ipv6" {
+            format!("{id}@[{host}]:{}", self.port)
+        } else {
+            format!("{id}@{host}:{}", self.port)
+        })
+    }
 }
 
 async fn get_info(rpc: &Rpc) -> Result<GetInfo, LnError> {
@@ -599,12 +625,17 @@ impl LightningNode for ClnNode {
 
     async fn info(&self) -> Result<NodeInfo, LnError> {
         let i = get_info(&self.rpc).await?;
+        let uris = i.address.iter().filter_map(|a| a.uri(&i.id)).collect();
         Ok(NodeInfo {
             network: cln_network(&i.network)?,
             block_height: BlockHeight(i.blockheight),
             alias: i.alias,
             pubkey: i.id,
             version: i.version,
+            // Core Lightning reports its version (a git describe), no separate commit.
+            commit_hash: String::new(),
+            uris,
+            chains: vec!["bitcoin".to_owned()],
         })
     }
 }

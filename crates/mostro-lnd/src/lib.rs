@@ -591,12 +591,20 @@ impl LightningNode for LndNode {
         let i = self.get_info().await?;
         let network = network_from_info(&i)?;
         *lock(&self.network) = Some(network);
+        #[allow(
+            deprecated,
+            reason = "LND still fills it (always bitcoin); the info event names it"
+        )]
+        let chains = i.chains.iter().map(|c| c.chain.clone()).collect();
         Ok(NodeInfo {
             network,
             block_height: BlockHeight(i.block_height),
             alias: i.alias,
             pubkey: i.identity_pubkey,
             version: i.version,
+            commit_hash: i.commit_hash,
+            uris: i.uris,
+            chains,
         })
     }
 }

@@ -448,11 +448,14 @@ fn node_info(
         lightning: mostro_nostr::events::LightningInfo {
             version: ln.map(|i| i.version.clone()).unwrap_or_default(),
             node_pubkey: ln.map(|i| i.pubkey.clone()).unwrap_or_default(),
-            commit_hash: String::new(),
+            commit_hash: ln.map(|i| i.commit_hash.clone()).unwrap_or_default(),
             alias: ln.map(|i| i.alias.clone()).unwrap_or_default(),
-            chains: vec!["bitcoin".to_owned()],
+            chains: ln
+                .map(|i| i.chains.clone())
+                .filter(|c| !c.is_empty())
+                .unwrap_or_else(|| vec!["bitcoin".to_owned()]),
             networks: vec![cfg.lightning.network.as_str().to_owned()],
-            uris: Vec::new(),
+            uris: ln.map(|i| i.uris.clone()).unwrap_or_default(),
         },
         invoice_expiration_window: m.invoice_expiration_window,
         hold_invoice_expiration_window: m.expiration_seconds,

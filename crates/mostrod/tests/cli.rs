@@ -362,6 +362,17 @@ async fn imported_reference_settings_run_against_the_lnd_simulator() {
     assert_eq!(tag(&tags, "hold_invoice_cltv_delta"), "150");
     assert_eq!(tag(&tags, "invoice_expiration_window"), "1800");
     assert_eq!(tag(&tags, "maintenance_mode"), "false");
+    // The Lightning node's own facts (the LND simulator behind the real LND adapter).
+    assert_eq!(tag(&tags, "lnd_chains"), "bitcoin");
+    assert_eq!(
+        tag(&tags, "lnd_commit_hash"),
+        "0123456789abcdef0123456789abcdef01234567"
+    );
+    let uris = tag(&tags, "lnd_uris");
+    assert!(
+        uris.ends_with("@127.0.0.1:9735") && uris.starts_with(&tag(&tags, "lnd_node_pubkey")),
+        "{uris}"
+    );
     let text = d.log();
     // JSON log lines, the npub among them, and the stray variable warned about by name.
     let lines: Vec<serde_json::Value> = text

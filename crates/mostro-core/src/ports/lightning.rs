@@ -145,6 +145,15 @@ pub struct NodeInfo {
     pub pubkey: String,
     /// Implementation version string.
     pub version: String,
+    /// The implementation's source commit, where it reports one (LND), else empty.
+    #[serde(default)]
+    pub commit_hash: String,
+    /// Public addresses, `pubkey@host:port` (empty when it announces none).
+    #[serde(default)]
+    pub uris: Vec<String>,
+    /// Chains it runs on (`bitcoin`).
+    #[serde(default)]
+    pub chains: Vec<String>,
 }
 
 /// Something the node reports on its own.

@@ -511,7 +511,12 @@ fn getinfo(shared: &Shared) -> Result<Value, Reply> {
         "num_pending_channels": 0,
         "num_active_channels": 1,
         "num_inactive_channels": 0,
-        "address": [],
+        "address": info
+            .uris
+            .iter()
+            .filter_map(|u| u.split_once('@')?.1.rsplit_once(':'))
+            .map(|(host, port)| json!({"type": "ipv4", "address": host, "port": port.parse::<u16>().unwrap_or(9735)}))
+            .collect::<Vec<_>>(),
         "binding": [{"type": "ipv4", "address": "127.0.0.1", "port": 19846}],
         "version": format!("v25.09-{}", info.version),
         "blockheight": info.block_height.0,

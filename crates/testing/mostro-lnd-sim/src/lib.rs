@@ -263,6 +263,8 @@ impl Lightning for Svc {
             block_height: i.block_height.0,
             synced_to_chain: true,
             chains: vec![chain],
+            commit_hash: i.commit_hash,
+            uris: i.uris,
             ..Default::default()
         }))
     }

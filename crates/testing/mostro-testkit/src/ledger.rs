@@ -375,12 +375,16 @@ impl Ledger {
         let st = self.lock();
         Self::gate(&st)?;
         let secp = Secp256k1::new();
+        let pubkey = hex::encode(PublicKey::from_secret_key(&secp, &st.node_key).serialize());
         Ok(NodeInfo {
             network: st.network,
             block_height: BlockHeight(st.height),
             alias: "mostro-sim".to_owned(),
-            pubkey: hex::encode(PublicKey::from_secret_key(&secp, &st.node_key).serialize()),
+            uris: vec![format!("{pubkey}@127.0.0.1:9735")],
+            pubkey,
             version: "sim-0.1".to_owned(),
+            commit_hash: "0123456789abcdef0123456789abcdef01234567".to_owned(),
+            chains: vec!["bitcoin".to_owned()],
         })
     }
 

@@ -631,6 +631,16 @@ pub async fn info_and_mining(h: &dyn NodeHarness) {
     assert_eq!(i.network, l.network());
     assert_eq!(i.block_height, l.height());
     assert!(!i.pubkey.is_empty());
+    // What the info event publishes as lnd_uris / lnd_chains / lnd_commit_hash, through the
+    // adapter's wire (Core Lightning has no commit of its own to report).
+    let facts = ok(l.info(), "ledger info");
+    assert_eq!(i.uris, facts.uris, "uris");
+    assert_eq!(i.chains, ["bitcoin"], "chains");
+    assert!(
+        i.commit_hash == facts.commit_hash || i.commit_hash.is_empty(),
+        "commit hash {:?}",
+        i.commit_hash
+    );
     l.mine(3);
     let i2 = ok(node.info().await, "info after mining");
     assert_eq!(i2.block_height, i.block_height.plus(3));
