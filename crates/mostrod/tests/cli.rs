@@ -370,7 +370,7 @@ async fn imported_reference_settings_run_against_the_lnd_simulator() {
     );
     let uris = tag(&tags, "lnd_uris");
     assert!(
-        uris.ends_with("@127.0.0.1:9735") && uris.starts_with(&tag(&tags, "lnd_node_pubkey")),
+        uris.ends_with("@127.0.0.1:9735") && uris.starts_with(tag(&tags, "lnd_node_pubkey")),
         "{uris}"
     );
     let text = d.log();
