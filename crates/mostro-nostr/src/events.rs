@@ -25,6 +25,10 @@ pub const KIND_DISPUTE: u16 = 38386;
 pub const KIND_RELAY_LIST: u16 = 10002;
 /// Kind of the node's profile (NIP-01 user metadata, replaceable).
 pub const KIND_METADATA: u16 = 0;
+/// Exchange rates (addressable, `d` = `mostro-rates`), opt-in.
+pub const KIND_RATES: u16 = 30_078;
+/// The `d` tag of the exchange-rates event.
+pub const RATES_D: &str = "mostro-rates";
 /// Node health (addressable, `d` = node pubkey), opt-in.
 pub const KIND_HEALTH: u16 = 38389;
 
@@ -473,6 +477,50 @@ pub fn info_tags(info: &NodeInfo, cfg: &PublishConfig) -> Vec<Vec<String>> {
         pair("bond_enabled", false),
         pair("maintenance_mode", info.maintenance),
     ]
+}
+
+/// The node's exchange rates for the kind-30078 event: fiat units per BTC by code, and where
+/// they came from.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Rates {
+    /// Code -> price of one BTC in it (finite, positive).
+    pub prices: std::collections::BTreeMap<String, f64>,
+    /// The source label (`yadio`, the providers joined by `,`, or `fixed`).
+    pub source: String,
+    /// Seconds between two publications: the event expires after two, at most an hour.
+    pub interval_secs: u64,
+}
+
+/// The tags of the exchange-rates event: `d` = `mostro-rates`, `published_at`, `source` and a
+/// NIP-40 expiration (now + min(2 intervals, 3600 s)), in the reference's order.
+#[must_use]
+pub fn rates_tags(r: &Rates, now: u64) -> Vec<Vec<String>> {
+    vec![
+        pair("d", RATES_D),
+        pair("published_at", now),
+        pair("source", &r.source),
+        pair(
+            "expiration",
+            now.saturating_add(r.interval_secs.saturating_mul(2).min(3600)),
+        ),
+    ]
+}
+
+/// The content of the exchange-rates event, in the Yadio format the reference uses:
+/// `{"BTC":{"BTC":1,"EUR":...,"USD":...}}` (codes sorted; prices that are not finite and
+/// positive are left out).
+#[must_use]
+pub fn rates_content(r: &Rates) -> String {
+    let mut inner = serde_json::Map::new();
+    inner.insert("BTC".to_owned(), serde_json::Value::from(1));
+    for (code, p) in &r.prices {
+        if p.is_finite() && *p > 0.0 && code != "BTC" {
+            inner.insert(code.clone(), serde_json::Value::from(*p));
+        }
+    }
+    let mut outer = serde_json::Map::new();
+    outer.insert("BTC".to_owned(), serde_json::Value::Object(inner));
+    serde_json::Value::Object(outer).to_string()
 }
 
 /// One check of a health report.

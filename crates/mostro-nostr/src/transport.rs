@@ -641,6 +641,26 @@ impl NostrTransport {
         Some(Reputation::of(&user, self.now()))
     }
 
+    /// Publishes the node's exchange rates (kind 30078, `d` = `mostro-rates`).
+    ///
+    /// # Errors
+    ///
+    /// [`TransportError`] (transient) when no relay accepted it.
+    pub async fn publish_rates(&self, rates: &events::Rates) -> Result<(), TransportError> {
+        let at = self.stamp(events::KIND_RATES, events::RATES_D);
+        let event = events::sign_content(
+            &self.keys,
+            events::KIND_RATES,
+            events::rates_tags(rates, at),
+            &events::rates_content(rates),
+            at,
+        )
+        .map_err(|e| TransportError::permanent(e.to_string()))?;
+        self.send_public(&event, (events::KIND_RATES, events::RATES_D.to_owned()))
+            .await
+            .map_err(|e| TransportError::transient(format!("publish rates: {e}")))
+    }
+
     /// Publishes the node's health report (kind 38389).
     ///
     /// # Errors

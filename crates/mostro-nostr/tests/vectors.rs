@@ -752,3 +752,41 @@ fn health_event_tags() {
     assert_eq!(tags[4][2], "fail");
     assert_eq!(tags[4][3].len(), 200);
 }
+
+/// The exchange-rates event (kind 30078): tags and content as the reference documents them.
+#[test]
+fn exchange_rates_event() {
+    use mostro_nostr::events::{Rates, rates_content, rates_tags};
+    let r = Rates {
+        prices: [
+            ("USD".to_owned(), 50_000.0),
+            ("VES".to_owned(), 850_000_000.0),
+            ("EUR".to_owned(), 45_000.5),
+            ("BAD".to_owned(), f64::NAN),
+        ]
+        .into_iter()
+        .collect(),
+        source: "yadio".into(),
+        interval_secs: 300,
+    };
+    let s = |v: &[&str]| v.iter().map(|x| (*x).to_owned()).collect::<Vec<String>>();
+    assert_eq!(
+        rates_tags(&r, NOW),
+        vec![
+            s(&["d", "mostro-rates"]),
+            s(&["published_at", &NOW.to_string()]),
+            s(&["source", "yadio"]),
+            s(&["expiration", &(NOW + 600).to_string()]),
+        ]
+    );
+    // Never more than an hour ahead.
+    let slow = Rates {
+        interval_secs: 86_400,
+        ..r.clone()
+    };
+    assert_eq!(rates_tags(&slow, NOW)[3][1], (NOW + 3600).to_string());
+    assert_eq!(
+        rates_content(&r),
+        r#"{"BTC":{"BTC":1,"EUR":45000.5,"USD":50000.0,"VES":850000000.0}}"#
+    );
+}

@@ -331,6 +331,9 @@ pub struct PriceSection {
     pub provider_timeout_seconds: u64,
     /// Fiat codes to fetch (empty = `mostro.fiat_currencies_accepted`, or every code).
     pub currencies: Vec<String>,
+    /// Publish the node's quotes as the kind-30078 exchange-rates event (`d` = `mostro-rates`)
+    /// every `update_interval_seconds` (the fixed `[prices]` when no provider is configured).
+    pub publish_to_nostr: bool,
 }
 
 impl Default for PriceSection {
@@ -341,6 +344,7 @@ impl Default for PriceSection {
             outlier_threshold_pct: mostro_price::feed::DEFAULT_OUTLIER_THRESHOLD_PCT,
             provider_timeout_seconds: mostro_price::feed::DEFAULT_PROVIDER_TIMEOUT_SECS,
             currencies: Vec::new(),
+            publish_to_nostr: false,
         }
     }
 }
@@ -937,6 +941,7 @@ const KEYS: &[&str] = &[
     "price.outlier_threshold_pct",
     "price.provider_timeout_seconds",
     "price.currencies",
+    "price.publish_to_nostr",
     "admin.listen",
     "admin.token_file",
     "metrics.listen",
@@ -1123,6 +1128,9 @@ outlier_threshold_pct = 5.0
 provider_timeout_seconds = 10
 # Fiat codes to fetch (empty = mostro.fiat_currencies_accepted, or every code).
 currencies = []
+# Publish the node's quotes as the kind-30078 exchange-rates event (d = "mostro-rates") every
+# update_interval_seconds (the fixed [prices] when no provider is configured).
+publish_to_nostr = false
 
 [admin]
 # Loopback endpoint for `mostrod admin ...`, /health and /metrics.

@@ -190,7 +190,7 @@ pub async fn run_with(
         lightning: lightning_health,
         transport: transport.clone(),
         relays_configured: cfg.nostr.relays.len(),
-        prices: feed,
+        prices: feed.clone(),
         clock: Arc::new(SystemClock),
     });
     let http_task = tokio::spawn(http::serve(listener, http::admin_router(state.clone())));
@@ -218,6 +218,14 @@ pub async fn run_with(
         node.clone(),
         stopped(stop_rx.clone()),
     ));
+    let rates_task = cfg.price.publish_to_nostr.then(|| {
+        tokio::spawn(publish_rates_loop(
+            cfg.clone(),
+            transport.clone(),
+            feed.clone(),
+            stopped(stop_rx.clone()),
+        ))
+    });
     let health_task = cfg.health.publish.then(|| {
         tokio::spawn(publish_health_loop(
             state.clone(),
@@ -251,6 +259,9 @@ pub async fn run_with(
     let _ = intake_task.await;
     let _ = info_task.await;
     if let Some(t) = health_task {
+        let _ = t.await;
+    }
+    if let Some(t) = rates_task {
         let _ = t.await;
     }
     let _ = prune_task.await;
@@ -336,6 +347,70 @@ async fn price_source(cfg: &Config, clock: Arc<SystemClock>) -> anyhow::Result<P
     let task = feed.spawn();
     let feed = Arc::new(feed);
     Ok((feed.clone(), Some(feed), Some(task)))
+}
+
+/// The node's quotes for the exchange-rates event: the live feed's aggregated prices (source:
+/// the providers), or the fixed `[prices]`.
+fn current_rates(
+    cfg: &Config,
+    feed: Option<&mostro_price::PriceFeed>,
+) -> mostro_nostr::events::Rates {
+    let interval_secs = cfg.price.update_interval_seconds;
+    match feed {
+        Some(f) => {
+            let mut kinds: Vec<&str> = cfg
+                .price
+                .providers
+                .iter()
+                .map(|p| p.kind.as_str())
+                .collect();
+            kinds.dedup();
+            mostro_nostr::events::Rates {
+                prices: f
+                    .prices()
+                    .into_iter()
+                    .map(|(code, p)| (code, p.fiat_per_btc))
+                    .collect(),
+                source: kinds.join(","),
+                interval_secs,
+            }
+        },
+        None => mostro_nostr::events::Rates {
+            prices: cfg.prices.fixed.clone(),
+            source: "fixed".to_owned(),
+            interval_secs,
+        },
+    }
+}
+
+/// Publishes the node's quotes as the exchange-rates event (kind 30078) every
+/// `[price] update_interval_seconds`, the first time at once (after the feed's first refresh),
+/// until `stop`. Nothing is published while there is no quote.
+async fn publish_rates_loop(
+    cfg: Config,
+    transport: Arc<NostrTransport>,
+    feed: Option<Arc<mostro_price::PriceFeed>>,
+    stop: impl Future<Output = ()>,
+) {
+    let mut stop = std::pin::pin!(stop);
+    transport
+        .wait_for_connection(std::time::Duration::from_secs(5))
+        .await;
+    let period = std::time::Duration::from_secs(cfg.price.update_interval_seconds.max(1));
+    let mut tick = tokio::time::interval(period);
+    loop {
+        tokio::select! {
+            () = &mut stop => return,
+            _ = tick.tick() => {},
+        }
+        let rates = current_rates(&cfg, feed.as_deref());
+        if rates.prices.is_empty() {
+            continue;
+        }
+        if let Err(e) = transport.publish_rates(&rates).await {
+            warn!(error = %e, "exchange rates not published");
+        }
+    }
 }
 
 /// Publishes what `/health/ready` checks as the health event (kind 38389) every

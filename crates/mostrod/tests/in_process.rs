@@ -264,3 +264,61 @@ async fn the_health_report_is_published_when_asked_for() {
 
     stop_node(stop, node).await;
 }
+
+/// `[price] publish_to_nostr = true`: the node's quotes (here the fixed `[prices]`) reach the
+/// relay as the kind-30078 exchange-rates event in the reference's format.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_exchange_rates_are_published_when_asked_for() {
+    let world = World::start("", "", "").await;
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&world.config)
+        .unwrap();
+    writeln!(f, "\n[price]\npublish_to_nostr = true").unwrap();
+    drop(f);
+    let (stop, node) = spawn_node(&world);
+    wait_ready(world.admin).await;
+
+    let client = nostr_sdk::Client::default();
+    client.add_relay(world.relay_url.as_str()).await.unwrap();
+    client.connect().await;
+    client.wait_for_connection(Duration::from_secs(5)).await;
+    let deadline = Instant::now() + WAIT;
+    let event = loop {
+        let events = client
+            .fetch_events(
+                nostr_sdk::Filter::new()
+                    .author(world.node_keys.public_key())
+                    .kind(nostr_sdk::Kind::from(30_078u16))
+                    .identifier("mostro-rates"),
+                Duration::from_secs(3),
+            )
+            .await
+            .unwrap();
+        if let Some(e) = events.into_iter().next() {
+            break e;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no exchange-rates event from the node"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    client.shutdown().await;
+    event.verify().unwrap();
+    let tags: Vec<Vec<String>> = event.tags.iter().map(|t| t.as_slice().to_vec()).collect();
+    let at = event.created_at.as_secs().to_string();
+    let expiration = (event.created_at.as_secs() + 600).to_string();
+    assert_eq!(
+        tags,
+        vec![
+            vec!["d".to_owned(), "mostro-rates".to_owned()],
+            vec!["published_at".to_owned(), at],
+            vec!["source".to_owned(), "fixed".to_owned()],
+            vec!["expiration".to_owned(), expiration],
+        ]
+    );
+    assert_eq!(event.content, r#"{"BTC":{"BTC":1,"EUR":50000.0}}"#);
+
+    stop_node(stop, node).await;
+}
