@@ -21,6 +21,19 @@ pub fn party_fee(amount: Sats, fee_ppm: u32) -> Sats {
     Sats(u64::try_from(v).unwrap_or(u64::MAX))
 }
 
+/// The development fee of an order whose parties each paid `party_fee`: `dev_fee_ppm` of the
+/// node's whole fee (`2 * party_fee`), rounded half up (the reference's
+/// `round(2 * fee * dev_fee_percentage)`). Never more than the node's fee.
+#[must_use]
+pub fn dev_fee(party_fee: Sats, dev_fee_ppm: u32) -> Sats {
+    let total = u128::from(party_fee.0).saturating_mul(2);
+    let v = total
+        .saturating_mul(u128::from(dev_fee_ppm.min(1_000_000)))
+        .saturating_add(500_000)
+        / 1_000_000;
+    Sats(u64::try_from(v.min(total)).unwrap_or(u64::MAX))
+}
+
 /// The routing fee cap for a payout of `amount`.
 #[must_use]
 pub fn routing_fee_cap(amount: Sats, max_routing_fee_ppm: u32) -> Sats {

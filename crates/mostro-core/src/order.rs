@@ -352,6 +352,63 @@ impl Payout {
     }
 }
 
+/// The development fee of a successful order: a share of the node's fee paid to a configured
+/// Lightning address after the buyer was paid, at most once.
+///
+/// The payout rule applies as to the buyer's payout: an attempt's outcome is known only from the
+/// node's record for its hash; a new invoice is fetched only once the node confirmed the current
+/// one failed (never while it is in flight), and the hashes left behind are kept in `previous`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DevFee {
+    /// Sats to pay.
+    pub amount: Sats,
+    /// The Lightning address paid.
+    pub address: String,
+    /// Where it stands.
+    pub state: DevFeeState,
+    /// The current attempt's invoice and hash (none while resolving the address).
+    pub invoice: Option<String>,
+    /// Hash of `invoice`.
+    pub hash: Option<PaymentHash>,
+    /// Earlier attempts' hashes (each confirmed failed by the node, or never sent).
+    pub previous: Vec<PaymentHash>,
+    /// Attempts that failed.
+    pub attempts: u32,
+    /// A status check of the current hash is queued.
+    pub checking: bool,
+    /// The hash the node reported paid.
+    pub paid_hash: Option<PaymentHash>,
+    /// Routing fee of the successful attempt.
+    pub routing_fee: Sats,
+    /// Successes reported for another hash after it was paid (must never happen: an alarm).
+    pub duplicates: Vec<PaymentHash>,
+}
+
+impl DevFee {
+    /// Whether `hash` is one of its attempts.
+    #[must_use]
+    pub fn knows(&self, hash: &PaymentHash) -> bool {
+        self.hash.as_ref() == Some(hash) || self.previous.contains(hash)
+    }
+}
+
+/// Development fee lifecycle.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DevFeeState {
+    /// Getting an invoice from the Lightning address.
+    Resolving,
+    /// A `Pay` is queued or in flight for `hash`.
+    InFlight,
+    /// The node confirmed the last attempt failed (or the address could not be resolved): the
+    /// next attempt at the order's deadline.
+    Failed,
+    /// Paid. Final.
+    Paid,
+    /// Every attempt failed: given up (logged; the order itself is done).
+    GaveUp,
+}
+
 /// Payout lifecycle.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -493,6 +550,9 @@ pub struct Order {
     pub abandoned_holds: Vec<PaymentHash>,
     /// Wall-clock deadline of the current status (see `machine` for what fires).
     pub deadline: Option<Timestamp>,
+    /// The development fee, once the order succeeded with one configured.
+    #[serde(default)]
+    pub dev_fee: Option<DevFee>,
 }
 
 impl Order {

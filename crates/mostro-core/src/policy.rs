@@ -44,6 +44,13 @@ pub struct Policy {
     /// Largest total CLTV (blocks) a payout route may lock the node's outgoing HTLC for; a
     /// payout invoice asking for a larger final CLTV is refused (576 blocks, about 4 days).
     pub max_payout_cltv: u32,
+    /// Share of the node's fee (both parties' parts) paid as the development fee after a
+    /// successful trade, in parts per million (0 = off).
+    pub dev_fee_ppm: u32,
+    /// The Lightning address the development fee is paid to (needed when `dev_fee_ppm` > 0).
+    pub dev_fee_address: Option<String>,
+    /// Development-fee attempts before giving up (each a retry interval apart).
+    pub dev_fee_attempts: u32,
 }
 
 /// Default [`Policy::max_payout_cltv`]: about four days of blocks, enough for the routes real
@@ -71,6 +78,9 @@ impl Default for Policy {
             max_orders_per_response: 10,
             maintenance: false,
             max_payout_cltv: DEFAULT_MAX_PAYOUT_CLTV,
+            dev_fee_ppm: 0,
+            dev_fee_address: None,
+            dev_fee_attempts: 10,
         }
     }
 }

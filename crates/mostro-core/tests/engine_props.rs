@@ -16,7 +16,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use futures::executor::block_on;
 use mostro_core::engine::{Action, NewOrderRequest, Outcome, Request};
 use mostro_core::machine::{Effect, NewOrder};
-use mostro_core::order::{HoldState, Kind, NextTrade, Order, PayoutState, Status};
+use mostro_core::order::{DevFeeState, HoldState, Kind, NextTrade, Order, PayoutState, Status};
 use mostro_core::ports::{HoldInvoiceState, Solver, Store};
 use mostro_core::types::{OrderId, PaymentHash, Sats};
 use mostro_testkit::ledger::AttemptStatus;
@@ -467,10 +467,27 @@ struct World {
     known: BTreeSet<OrderId>,
 }
 
+/// The development-fee wallet of the property runs and its share of the node's fee.
+const DEV_WALLET: &str = "devfund";
+const DEV_FEE_PPM: u32 = 300_000;
+
 impl World {
+    /// Whether a paid hash went to the development-fee wallet.
+    fn is_dev_payment(&self, hash: &mostro_core::types::PaymentHash) -> bool {
+        self.bed
+            .ledger
+            .invoice(hash)
+            .is_some_and(|i| i.wallet == DEV_WALLET)
+    }
+
     async fn new() -> Self {
         // Every node and store call is an await point: races and crashes land between them.
-        let bed = TestBed::yielding(mostro_core::policy::Policy::default());
+        // With a development fee: paid only after the buyer, at most once, fees conserved.
+        let bed = TestBed::yielding(mostro_core::policy::Policy {
+            dev_fee_ppm: DEV_FEE_PPM,
+            dev_fee_address: Some(format!("{DEV_WALLET}@dev.example")),
+            ..mostro_core::policy::Policy::default()
+        });
         bed.prices.set("EUR", 50_000.0, bed.now());
         let admin = Trader {
             identity: bed.node_key,
@@ -1026,7 +1043,33 @@ impl World {
         }
         // Payouts: at most one success per order, only after the hold settled; amounts conserved.
         let mut paid: HashMap<OrderId, u32> = HashMap::new();
+        let mut dev_paid: HashMap<OrderId, u32> = HashMap::new();
         for (hash, a) in self.bed.ledger.all_attempts() {
+            if let AttemptStatus::Succeeded(_) = a.status
+                && self.is_dev_payment(&hash)
+            {
+                // The development fee: only for an order whose buyer was paid, of exactly its
+                // share, at most once.
+                let o = orders
+                    .values()
+                    .find(|o| o.dev_fee.as_ref().is_some_and(|d| d.knows(&hash)))
+                    .expect("dev fee payment of a known order");
+                *dev_paid.entry(o.id).or_default() += 1;
+                assert_eq!(
+                    o.status,
+                    Status::Success,
+                    "dev fee of {} before success",
+                    o.id
+                );
+                assert_eq!(
+                    o.payout.as_ref().map(|p| p.state),
+                    Some(PayoutState::Succeeded),
+                    "dev fee of {} before the buyer was paid",
+                    o.id
+                );
+                assert_eq!(a.amount, mostro_core::fees::dev_fee(o.fee, DEV_FEE_PPM));
+                continue;
+            }
             if let AttemptStatus::Succeeded(_) = a.status {
                 let id = self
                     .invoices
@@ -1056,7 +1099,15 @@ impl World {
         for (id, n) in paid {
             assert!(n <= 1, "order {id} paid {n} times");
         }
+        for (id, n) in dev_paid {
+            assert!(n <= 1, "dev fee of {id} paid {n} times");
+        }
         for o in orders.values() {
+            // A development fee exists only on a successful order, for its exact share.
+            if let Some(d) = &o.dev_fee {
+                assert_eq!(o.status, Status::Success, "{} has a dev fee", o.id);
+                assert_eq!(d.amount, mostro_core::fees::dev_fee(o.fee, DEV_FEE_PPM));
+            }
             if o.status == Status::Success {
                 let p = o.payout.as_ref().expect("success has a payout");
                 assert_eq!(p.state, PayoutState::Succeeded);
@@ -1121,6 +1172,21 @@ impl World {
                     o.id
                 );
             }
+            // Every successful order's development fee ends (paid or given up) or waits for a
+            // deadline: never stuck.
+            if o.status == Status::Success {
+                let d = o
+                    .dev_fee
+                    .as_ref()
+                    .expect("a successful order has its dev fee");
+                assert!(
+                    matches!(d.state, DevFeeState::Paid | DevFeeState::GaveUp)
+                        || o.deadline.is_some(),
+                    "{}: dev fee {:?} without deadline",
+                    o.id,
+                    d.state
+                );
+            }
             // Nothing waits forever on a wall-clock step.
             if matches!(
                 o.status,
@@ -1145,6 +1211,28 @@ impl World {
         // Every success the node reports is recorded on its order.
         for (hash, a) in self.bed.ledger.all_attempts() {
             if !matches!(a.status, AttemptStatus::Succeeded(_)) {
+                continue;
+            }
+            if self.is_dev_payment(&hash) {
+                let o = self
+                    .bed
+                    .store
+                    .all_orders()
+                    .into_iter()
+                    .find(|o| o.dev_fee.as_ref().is_some_and(|d| d.knows(&hash)))
+                    .expect("dev fee payment of a known order");
+                let d = o.dev_fee.unwrap();
+                assert_eq!(
+                    d.state,
+                    DevFeeState::Paid,
+                    "{}: node paid the dev fee",
+                    o.id
+                );
+                assert!(
+                    d.paid_hash == Some(hash) || d.duplicates.contains(&hash),
+                    "{}: dev fee success on {hash} not recorded ({d:?})",
+                    o.id
+                );
                 continue;
             }
             let id = self
@@ -1344,7 +1432,10 @@ fn happy_path_through_the_property_harness_completes() {
             w.check().await;
         }
         let id = w.orders[0];
-        assert_eq!(w.order(id).await.status, Status::Success);
+        let o = w.order(id).await;
+        assert_eq!(o.status, Status::Success);
+        assert_eq!(o.dev_fee.map(|d| d.state), Some(DevFeeState::Paid));
+        assert_eq!(w.bed.ledger.balance(DEV_WALLET), 180);
     });
 }
 
@@ -1361,6 +1452,7 @@ fn random_schedules_cover_the_lifecycle() {
     let script = scripted();
     let mut seen: BTreeSet<String> = BTreeSet::new();
     let mut crashes_mid_trade = 0u32;
+    let mut dev_fees: BTreeSet<String> = BTreeSet::new();
     for i in 0..600 {
         let ops = if i % 2 == 0 {
             random.new_tree(&mut runner).unwrap().current()
@@ -1384,7 +1476,19 @@ fn random_schedules_cover_the_lifecycle() {
             for (_, from, to) in w.bed.store.transitions() {
                 seen.insert(format!("{from}->{to}"));
             }
+            for o in w.bed.store.all_orders() {
+                if let Some(d) = o.dev_fee {
+                    dev_fees.insert(format!("{:?}", d.state));
+                    if d.attempts > 0 {
+                        dev_fees.insert("retried".into());
+                    }
+                }
+            }
         });
+    }
+    // The development fee's paths are reached too: paid, retried after a failure.
+    for s in ["Paid", "retried"] {
+        assert!(dev_fees.contains(s), "dev fee never {s}: {dev_fees:?}");
     }
     for t in [
         "pending->waiting-buyer-invoice",

@@ -130,6 +130,7 @@ fn sell_order(status: Status) -> Order {
         range_parent: None,
         abandoned_holds: Vec::new(),
         deadline: None,
+        dev_fee: None,
     }
 }
 

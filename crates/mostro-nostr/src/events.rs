@@ -25,6 +25,11 @@ pub const KIND_DISPUTE: u16 = 38386;
 pub const KIND_RELAY_LIST: u16 = 10002;
 /// Kind of the node's profile (NIP-01 user metadata, replaceable).
 pub const KIND_METADATA: u16 = 0;
+/// Development-fee audit (a regular event, one per payment).
+pub const KIND_DEV_FEE: u16 = 8383;
+/// How long relays are asked to keep a development-fee audit event (365 days).
+pub const DEV_FEE_EVENT_SECS: u64 = 365 * 86_400;
+
 /// Exchange rates (addressable, `d` = `mostro-rates`), opt-in.
 pub const KIND_RATES: u16 = 30_078;
 /// The `d` tag of the exchange-rates event.
@@ -521,6 +526,29 @@ pub fn rates_content(r: &Rates) -> String {
     let mut outer = serde_json::Map::new();
     outer.insert("BTC".to_owned(), serde_json::Value::Object(inner));
     serde_json::Value::Object(outer).to_string()
+}
+
+/// The tags of the development-fee audit event of `order` (kind 8383), in the reference's order:
+/// `order-id`, `amount` (sats), `hash` (of the paid invoice), `destination` (the Lightning
+/// address), `network`, `y`, `z` = `dev-fee-payment`, `expiration` (a year). `None` unless its
+/// development fee is paid.
+#[must_use]
+pub fn dev_fee_tags(order: &Order, cfg: &PublishConfig, now: u64) -> Option<Vec<Vec<String>>> {
+    let d = order.dev_fee.as_ref()?;
+    if d.state != mostro_core::order::DevFeeState::Paid {
+        return None;
+    }
+    let hash = d.paid_hash.or(d.hash)?;
+    Some(vec![
+        pair("order-id", order.id),
+        pair("amount", d.amount.0),
+        pair("hash", hash),
+        pair("destination", &d.address),
+        pair("network", cfg.networks.join(",")),
+        cfg.y_tag(),
+        pair("z", "dev-fee-payment"),
+        pair("expiration", now.saturating_add(DEV_FEE_EVENT_SECS)),
+    ])
 }
 
 /// One check of a health report.

@@ -781,6 +781,16 @@ impl Transport for NostrTransport {
         Ok(())
     }
 
+    async fn publish_dev_fee(&self, order: &Order) -> Result<(), TransportError> {
+        let now = self.now();
+        let Some(tags) = events::dev_fee_tags(order, &self.config.publish, now) else {
+            return Ok(());
+        };
+        let event = events::sign(&self.keys, events::KIND_DEV_FEE, tags, now)
+            .map_err(|e| TransportError::permanent(e.to_string()))?;
+        self.publish(&event).await
+    }
+
     async fn publish_order(&self, order: &Order) -> Result<(), TransportError> {
         let pending = order.status.published_bucket(order.kind) == Some("pending");
         let rating = if pending {

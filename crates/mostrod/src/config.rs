@@ -259,6 +259,12 @@ pub struct MostroSection {
     /// Largest total CLTV (blocks) a payout route may lock the node's HTLC for; payout
     /// invoices asking for a larger final CLTV are refused.
     pub max_payout_cltv: u32,
+    /// Share of the node's fee paid to `dev_fee_address` after each successful trade (0 = off;
+    /// otherwise 0.10-1.0, the reference's range).
+    pub dev_fee_percentage: f64,
+    /// The Lightning address (`user@domain`) the development fee is paid to; required when
+    /// `dev_fee_percentage` is set.
+    pub dev_fee_address: String,
 }
 
 impl Default for MostroSection {
@@ -280,6 +286,8 @@ impl Default for MostroSection {
             fiat_currencies_accepted: Vec::new(),
             max_orders_per_response: 10,
             max_payout_cltv: mostro_core::policy::DEFAULT_MAX_PAYOUT_CLTV,
+            dev_fee_percentage: 0.0,
+            dev_fee_address: String::new(),
         }
     }
 }
@@ -562,7 +570,7 @@ fn check_f64(key: &str, v: f64, min: f64, max: f64) -> Result<(), ConfigError> {
 }
 
 fn fraction_ppm(v: f64) -> u32 {
-    // Range-checked before: 0 <= v <= 0.1.
+    // Range-checked before: 0 <= v <= 1.
     #[allow(
         clippy::cast_possible_truncation,
         clippy::cast_sign_loss,
@@ -670,6 +678,20 @@ impl Config {
             40,
             2016,
         )?;
+        if m.dev_fee_percentage != 0.0 {
+            check_f64("mostro.dev_fee_percentage", m.dev_fee_percentage, 0.1, 1.0)?;
+            let a = m.dev_fee_address.trim();
+            if a.is_empty()
+                || a.contains(char::is_whitespace)
+                || !mostro_core::machine::is_ln_address(a)
+            {
+                return Err(invalid(
+                    "mostro.dev_fee_address",
+                    &m.dev_fee_address,
+                    "a Lightning address (user@domain) is needed when mostro.dev_fee_percentage is set",
+                ));
+            }
+        }
         check_u64(
             "mostro.invoice_expiration_window",
             m.invoice_expiration_window,
@@ -876,6 +898,10 @@ impl Config {
             max_orders_per_response: m.max_orders_per_response,
             maintenance: false,
             max_payout_cltv: m.max_payout_cltv,
+            dev_fee_ppm: fraction_ppm(m.dev_fee_percentage),
+            dev_fee_address: (m.dev_fee_percentage != 0.0)
+                .then(|| m.dev_fee_address.trim().to_owned()),
+            dev_fee_attempts: Policy::default().dev_fee_attempts,
         }
     }
 
@@ -936,6 +962,8 @@ const KEYS: &[&str] = &[
     "mostro.fiat_currencies_accepted",
     "mostro.max_orders_per_response",
     "mostro.max_payout_cltv",
+    "mostro.dev_fee_percentage",
+    "mostro.dev_fee_address",
     "price.providers",
     "price.update_interval_seconds",
     "price.outlier_threshold_pct",
@@ -1111,6 +1139,11 @@ max_orders_per_response = 10
 # Largest total CLTV (blocks, 40-2016) a payout route may lock the node's outgoing HTLC for;
 # payout invoices asking for a final CLTV at or above it are refused (invalid_invoice).
 max_payout_cltv = 576
+# Development fee: this share of the node's fee (both parties' parts) is paid to dev_fee_address
+# after each successful trade, once, with retries (0 = off; otherwise 0.10-1.0). Each payment is
+# published as a kind-8383 audit event.
+dev_fee_percentage = 0.0
+dev_fee_address = ""
 
 [prices]
 # Fixed prices (fiat per BTC) for market-price orders, used when [price] has no providers.

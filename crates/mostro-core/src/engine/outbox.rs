@@ -168,6 +168,26 @@ impl Engine {
                 }
                 self.ports.transport.send(n).await.map_err(transport)
             },
+            Effect::PublishDevFee { order_id } => {
+                let order = self
+                    .ports
+                    .store
+                    .order(*order_id)
+                    .await
+                    .map_err(EngineError::from)?;
+                if let Some(o) = order.filter(|o| {
+                    o.dev_fee
+                        .as_ref()
+                        .is_some_and(|d| d.state == crate::order::DevFeeState::Paid)
+                }) {
+                    self.ports
+                        .transport
+                        .publish_dev_fee(&o)
+                        .await
+                        .map_err(transport)?;
+                }
+                Ok(())
+            },
             Effect::PublishOrder { order_id } | Effect::PublishDispute { order_id } => {
                 if let Some(o) = self
                     .ports
@@ -210,7 +230,8 @@ impl Engine {
             | Effect::CancelHold { .. }
             | Effect::Pay { .. }
             | Effect::CheckPayment { .. }
-            | Effect::ResolvePayout { .. } => Ok(()),
+            | Effect::ResolvePayout { .. }
+            | Effect::ResolveDevFee { .. } => Ok(()),
         }
     }
 
@@ -326,12 +347,18 @@ impl Engine {
                 let Some(_guard) = PayGuard::take(&self.paying, *hash) else {
                     return Err(EffectFailed::Ln("payment hash busy in this process".into()));
                 };
-                // A `Pay` runs only while it is the order's current attempt.
+                // A `Pay` runs only while it is the order's current attempt: of the buyer's
+                // payout, or of the development fee once the order succeeded.
                 let current = self.ports.store.order(*order_id).await?.is_some_and(|o| {
-                    o.status == crate::order::Status::SettledHoldInvoice
+                    let buyer = o.status == crate::order::Status::SettledHoldInvoice
                         && o.payout
                             .as_ref()
-                            .is_some_and(|p| p.hash == *hash && p.state == PayoutState::InFlight)
+                            .is_some_and(|p| p.hash == *hash && p.state == PayoutState::InFlight);
+                    let dev = o.status == crate::order::Status::Success
+                        && o.dev_fee.as_ref().is_some_and(|d| {
+                            d.hash == Some(*hash) && d.state == crate::order::DevFeeState::InFlight
+                        });
+                    buyer || dev
                 });
                 if !current {
                     debug!(order_id = %order_id, %hash, "stale payout effect skipped");
@@ -384,11 +411,13 @@ impl Engine {
                 let Some(order) = self.ports.store.order(*order_id).await? else {
                     return Ok(self.complete(vec![id]).await?);
                 };
-                let Some(p) = &order.payout else {
-                    return Ok(self.complete(vec![id]).await?);
+                // The hash is the buyer payout's or the development fee's.
+                let (current, known) = match (&order.payout, &order.dev_fee) {
+                    (_, Some(d)) if d.knows(hash) => (d.hash == Some(*hash), true),
+                    (Some(p), _) => (p.hash == *hash, p.knows(hash)),
+                    (None, _) => (false, false),
                 };
-                let current = p.hash == *hash;
-                if !p.knows(hash) {
+                if !known {
                     return Ok(self.complete(vec![id]).await?);
                 }
                 let guard = PayGuard::take(&self.paying, *hash);
@@ -441,10 +470,37 @@ impl Engine {
                 };
                 Ok(self.apply(*order_id, &input, vec![id]).await?)
             },
+            Effect::ResolveDevFee {
+                order_id,
+                address,
+                amount,
+            } => {
+                let Some(resolver) = &self.resolver else {
+                    let input = Input::DevFeeResolveFailed {
+                        reason: "no resolver configured".into(),
+                    };
+                    return Ok(self.apply(*order_id, &input, vec![id]).await?);
+                };
+                let input = match resolver.resolve(address, *amount).await {
+                    Ok(bolt11) => {
+                        let now = self.ports.clock.now();
+                        match self.decode_payout_invoice(&bolt11, now).await {
+                            Ok(invoice) => Input::DevFeeResolved { invoice },
+                            Err(_) => Input::DevFeeResolveFailed {
+                                reason: "unusable invoice".into(),
+                            },
+                        }
+                    },
+                    Err(e) if e.transient => return Err(EffectFailed::Ln(e.message)),
+                    Err(e) => Input::DevFeeResolveFailed { reason: e.message },
+                };
+                Ok(self.apply(*order_id, &input, vec![id]).await?)
+            },
             Effect::Notify(_)
             | Effect::PublishOrder { .. }
             | Effect::PublishDispute { .. }
-            | Effect::PublishRating { .. } => match self.send_message(effect).await {
+            | Effect::PublishRating { .. }
+            | Effect::PublishDevFee { .. } => match self.send_message(effect).await {
                 Ok(()) => {
                     lock(&self.backoff).remove(&id);
                     Ok(self.complete(vec![id]).await?)

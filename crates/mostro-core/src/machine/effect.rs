@@ -210,6 +210,20 @@ pub enum Effect {
         /// Payout amount.
         amount: Sats,
     },
+    /// Resolve the development-fee Lightning address into an invoice for exactly `amount`.
+    ResolveDevFee {
+        /// Order.
+        order_id: OrderId,
+        /// The address.
+        address: String,
+        /// Development fee.
+        amount: Sats,
+    },
+    /// Publish the audit event of the order's paid development fee (kind 8383).
+    PublishDevFee {
+        /// Order.
+        order_id: OrderId,
+    },
     /// Send a message.
     Notify(Notify),
     /// (Re)publish the order's public event from its latest state.
@@ -244,6 +258,8 @@ impl Effect {
             | Effect::Pay { order_id, .. }
             | Effect::CheckPayment { order_id, .. }
             | Effect::ResolvePayout { order_id, .. }
+            | Effect::ResolveDevFee { order_id, .. }
+            | Effect::PublishDevFee { order_id }
             | Effect::PublishOrder { order_id }
             | Effect::PublishDispute { order_id }
             | Effect::PublishRating { order_id, .. } => Some(*order_id),

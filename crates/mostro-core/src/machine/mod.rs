@@ -13,6 +13,7 @@
 mod admit;
 mod cancel;
 mod checks;
+mod dev_fee;
 mod dispute;
 mod effect;
 mod escrow;
@@ -323,6 +324,16 @@ pub enum Input {
         /// Why.
         reason: String,
     },
+    /// The development-fee address was resolved into this invoice (decoded by the engine).
+    DevFeeResolved {
+        /// The invoice.
+        invoice: PayoutInvoice,
+    },
+    /// The development-fee address could not be resolved.
+    DevFeeResolveFailed {
+        /// Why.
+        reason: String,
+    },
     /// Wall clock reached (or passed) the order's deadline.
     Timeout,
     /// New chain tip (escrow CLTV guard).
@@ -360,6 +371,8 @@ pub fn step(order: &Order, input: &Input, env: &Env<'_>) -> Result<Transition, R
                 payout_failed(&mut t, env);
             }
         },
+        Input::DevFeeResolved { invoice } => dev_fee::dev_fee_resolved(&mut t, invoice, env),
+        Input::DevFeeResolveFailed { .. } => dev_fee::dev_fee_resolve_failed(&mut t, env),
         Input::Timeout => timeout(&mut t, env)?,
         Input::Block(h) => block(&mut t, *h, env),
     }

@@ -118,6 +118,7 @@ pub fn new_order(caller: &Caller, req: &NewOrder, env: &Env<'_>) -> Result<Trans
         range_parent: None,
         abandoned_holds: Vec::new(),
         deadline: Some(expires_at),
+        dev_fee: None,
     };
     let mut t = Transition::new(order);
     let snap = t.snapshot();

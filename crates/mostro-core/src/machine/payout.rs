@@ -113,6 +113,10 @@ pub(super) fn pay_result(
     outcome: &PayOutcome,
     env: &Env<'_>,
 ) -> Result<(), Reject> {
+    if super::dev_fee::is_dev_fee_hash(t, &hash) {
+        super::dev_fee::dev_fee_pay_result(t, hash, outcome, env);
+        return Ok(());
+    }
     let o = &mut t.order;
     let Some(p) = o.payout.as_mut() else {
         return Ok(());
@@ -145,6 +149,8 @@ pub(super) fn pay_result(
                 t.tell_role(Role::Buyer, None, Notice::PurchaseCompleted);
                 t.tell_role(Role::Buyer, None, Notice::Rate);
                 t.publish();
+                // Only now, with the buyer paid: the development fee, if one is configured.
+                super::dev_fee::start_dev_fee(t, env);
             },
             Status::Success => {
                 let paid = p.paid_hash.unwrap_or(p.hash);

@@ -64,6 +64,7 @@ pub(super) fn make_child(t: &mut Transition, env: &Env<'_>) {
         range_parent: Some(o.id),
         abandoned_holds: Vec::new(),
         deadline: None,
+        dev_fee: None,
     };
     let mut child = child;
     child.deadline = Some(child.expires_at);

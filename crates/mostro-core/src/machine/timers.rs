@@ -13,7 +13,14 @@ pub(super) fn timeout(t: &mut Transition, env: &Env<'_>) -> Result<(), Reject> {
     let Some(deadline) = o.deadline else {
         return Ok(());
     };
-    if env.now < deadline || o.status.is_terminal() {
+    if env.now < deadline {
+        return Ok(());
+    }
+    if super::dev_fee::dev_fee_pending(t) {
+        super::dev_fee::dev_fee_timeout(t, env);
+        return Ok(());
+    }
+    if o.status.is_terminal() {
         return Ok(());
     }
     match o.status {

@@ -83,4 +83,15 @@ pub trait Transport: Send + Sync {
         let _ = (trade_key, user);
         Ok(())
     }
+
+    /// Publishes the audit event of an order's paid development fee (a regular event: one per
+    /// payment). The default publishes nothing (transports without public events).
+    ///
+    /// MAY be called again for the same order after a crash (the outbox re-runs it); relays keep
+    /// what they receive, so a client reading the audit trail MUST see the order id at most once
+    /// per payment hash (the event carries both).
+    async fn publish_dev_fee(&self, order: &Order) -> Result<(), TransportError> {
+        let _ = order;
+        Ok(())
+    }
 }

@@ -81,5 +81,6 @@ pub fn order(id: &str, kind: Kind, status: Status, amount: u64) -> Order {
         range_parent: None,
         abandoned_holds: Vec::new(),
         deadline: None,
+        dev_fee: None,
     }
 }

@@ -164,6 +164,14 @@ enum EffectV1 {
         address: String,
         amount: u64,
     },
+    ResolveDevFee {
+        order_id: uuid::Uuid,
+        address: String,
+        amount: u64,
+    },
+    PublishDevFee {
+        order_id: uuid::Uuid,
+    },
     Notify(NotifyV1),
     PublishOrder {
         order_id: uuid::Uuid,
@@ -421,6 +429,18 @@ impl From<&Effect> for EffectV1 {
                 address: address.clone(),
                 amount: amount.0,
             },
+            Effect::ResolveDevFee {
+                order_id,
+                address,
+                amount,
+            } => V::ResolveDevFee {
+                order_id: order_id.0,
+                address: address.clone(),
+                amount: amount.0,
+            },
+            Effect::PublishDevFee { order_id } => V::PublishDevFee {
+                order_id: order_id.0,
+            },
             Effect::Notify(n) => V::Notify(NotifyV1 {
                 to: n.to.into(),
                 protocol: n.protocol.into(),
@@ -501,6 +521,18 @@ impl From<EffectV1> for Effect {
                 address,
                 amount: Sats(amount),
             },
+            V::ResolveDevFee {
+                order_id,
+                address,
+                amount,
+            } => Effect::ResolveDevFee {
+                order_id: OrderId(order_id),
+                address,
+                amount: Sats(amount),
+            },
+            V::PublishDevFee { order_id } => Effect::PublishDevFee {
+                order_id: OrderId(order_id),
+            },
             V::Notify(n) => Effect::Notify(Notify {
                 to: n.to.into(),
                 protocol: n.protocol.into(),
@@ -565,6 +597,8 @@ mod golden {
             Effect::Pay { .. } => "Pay",
             Effect::CheckPayment { .. } => "CheckPayment",
             Effect::ResolvePayout { .. } => "ResolvePayout",
+            Effect::ResolveDevFee { .. } => "ResolveDevFee",
+            Effect::PublishDevFee { .. } => "PublishDevFee",
             Effect::PublishOrder { .. } => "PublishOrder",
             Effect::PublishDispute { .. } => "PublishDispute",
             Effect::PublishRating { .. } => "PublishRating",
@@ -753,13 +787,20 @@ mod golden {
         for (k, r) in (100u16..).zip(Reject::ALL) {
             v.push(notify(k, Notice::CantDo(r)));
         }
+        // Added later within format 1 (the golden file is only ever appended to).
+        v.push(Effect::ResolveDevFee {
+            order_id: id,
+            address: "dev@example.com".into(),
+            amount: Sats(1_200),
+        });
+        v.push(Effect::PublishDevFee { order_id: id });
         v
     }
 
     #[test]
     fn every_variant_has_a_sample() {
         let names: std::collections::BTreeSet<_> = samples().iter().map(variant).collect();
-        assert_eq!(names.len(), 9 + 35, "{names:?}");
+        assert_eq!(names.len(), 11 + 35, "{names:?}");
     }
 
     #[test]

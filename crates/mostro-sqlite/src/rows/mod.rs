@@ -21,8 +21,8 @@
 
 use mostro_core::machine::Effect;
 use mostro_core::order::{
-    Dispute, DisputeStatus, Hold, HoldState, Kind, NextTrade, Order, Party, Payout, PayoutInvoice,
-    PayoutState, Protocol, Role, Status,
+    DevFee, DevFeeState, Dispute, DisputeStatus, Hold, HoldState, Kind, NextTrade, Order, Party,
+    Payout, PayoutInvoice, PayoutState, Protocol, Role, Status,
 };
 use mostro_core::types::{BlockHeight, OrderId, PaymentHash, Preimage, PubKey, Sats, Timestamp};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -185,6 +185,13 @@ row_enum!(HoldStateV1, HoldState, "snake_case", {
     Settled,
     Canceled,
 });
+row_enum!(DevFeeStateV1, DevFeeState, "snake_case", {
+    Resolving,
+    InFlight,
+    Failed,
+    Paid,
+    GaveUp,
+});
 row_enum!(PayoutStateV1, PayoutState, "snake_case", {
     Idle,
     Resolving,
@@ -230,6 +237,57 @@ struct PayoutV1 {
     paid_hash: Option<Hex32>,
     #[serde(default)]
     duplicates: Vec<Hex32>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+struct DevFeeV1 {
+    amount: u64,
+    address: String,
+    state: DevFeeStateV1,
+    invoice: Option<String>,
+    hash: Option<Hex32>,
+    previous: Vec<Hex32>,
+    attempts: u32,
+    checking: bool,
+    paid_hash: Option<Hex32>,
+    routing_fee: u64,
+    duplicates: Vec<Hex32>,
+}
+
+impl From<&DevFee> for DevFeeV1 {
+    fn from(d: &DevFee) -> Self {
+        DevFeeV1 {
+            amount: d.amount.0,
+            address: d.address.clone(),
+            state: d.state.into(),
+            invoice: d.invoice.clone(),
+            hash: d.hash.map(Into::into),
+            previous: hexes(&d.previous),
+            attempts: d.attempts,
+            checking: d.checking,
+            paid_hash: d.paid_hash.map(Into::into),
+            routing_fee: d.routing_fee.0,
+            duplicates: hexes(&d.duplicates),
+        }
+    }
+}
+
+impl From<DevFeeV1> for DevFee {
+    fn from(d: DevFeeV1) -> Self {
+        DevFee {
+            amount: Sats(d.amount),
+            address: d.address,
+            state: d.state.into(),
+            invoice: d.invoice,
+            hash: d.hash.map(Into::into),
+            previous: unhex(d.previous),
+            attempts: d.attempts,
+            checking: d.checking,
+            paid_hash: d.paid_hash.map(Into::into),
+            routing_fee: Sats(d.routing_fee),
+            duplicates: unhex(d.duplicates),
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -300,6 +358,10 @@ struct OrderV1 {
     #[serde(default)]
     abandoned_holds: Vec<Hex32>,
     deadline: Option<u64>,
+    /// Added within format 1: absent (and left out when none) in rows written before it, so
+    /// their bytes do not change.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    dev_fee: Option<DevFeeV1>,
 }
 
 fn hexes<T: Copy + Into<Hex32>>(v: &[T]) -> Vec<Hex32> {
@@ -490,6 +552,7 @@ impl From<&Order> for OrderV1 {
             range_parent: o.range_parent.map(|r| r.0),
             abandoned_holds: hexes(&o.abandoned_holds),
             deadline: o.deadline.map(|t| t.0),
+            dev_fee: o.dev_fee.as_ref().map(Into::into),
         }
     }
 }
@@ -530,6 +593,7 @@ impl From<OrderV1> for Order {
             range_parent: o.range_parent.map(OrderId),
             abandoned_holds: unhex(o.abandoned_holds),
             deadline: o.deadline.map(Timestamp),
+            dev_fee: o.dev_fee.map(Into::into),
         }
     }
 }

@@ -547,6 +547,7 @@ pub struct RecordingTransport {
     published: Mutex<Vec<Order>>,
     disputes: Mutex<Vec<Order>>,
     ratings: Mutex<Vec<(PubKey, User)>>,
+    dev_fees: Mutex<Vec<Order>>,
     fail: Mutex<bool>,
 }
 
@@ -574,6 +575,11 @@ impl RecordingTransport {
     /// Rating events published so far: (d tag, record) (kept).
     pub fn ratings(&self) -> Vec<(PubKey, User)> {
         lock(&self.ratings).clone()
+    }
+
+    /// Development-fee audit events published so far (kept).
+    pub fn dev_fees(&self) -> Vec<Order> {
+        lock(&self.dev_fees).clone()
     }
 
     /// Makes every send fail (relays down) or work again.
@@ -613,6 +619,12 @@ impl Transport for RecordingTransport {
     async fn publish_rating(&self, trade_key: &PubKey, user: &User) -> Result<(), TransportError> {
         self.check()?;
         lock(&self.ratings).push((*trade_key, user.clone()));
+        Ok(())
+    }
+
+    async fn publish_dev_fee(&self, order: &Order) -> Result<(), TransportError> {
+        self.check()?;
+        lock(&self.dev_fees).push(order.clone());
         Ok(())
     }
 }
@@ -754,10 +766,16 @@ impl LightningNode for YieldingNode {
     async fn pay(&self, req: &PayRequest) -> Result<PayOutcome, LnError> {
         // Checked when the engine issues the call, before any other task can run.
         let current = self.store.all_orders().iter().any(|o| {
-            o.status == mostro_core::order::Status::SettledHoldInvoice
+            let buyer = o.status == mostro_core::order::Status::SettledHoldInvoice
                 && o.payout.as_ref().is_some_and(|p| {
                     p.hash == req.hash && p.state == mostro_core::order::PayoutState::InFlight
-                })
+                });
+            // The development fee is paid only once the buyer was (the order succeeded).
+            let dev = o.status == mostro_core::order::Status::Success
+                && o.dev_fee.as_ref().is_some_and(|d| {
+                    d.hash == Some(req.hash) && d.state == mostro_core::order::DevFeeState::InFlight
+                });
+            buyer || dev
         });
         if !current {
             lock(&self.violations).push(format!("pay for a non-current hash {}", req.hash));

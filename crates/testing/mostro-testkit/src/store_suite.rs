@@ -265,6 +265,7 @@ pub fn order(n: u16, maker: PubKey) -> Order {
         range_parent: None,
         abandoned_holds: Vec::new(),
         deadline: None,
+        dev_fee: None,
     }
 }
 
@@ -364,6 +365,19 @@ pub fn full_order() -> Order {
         trade_index: 4,
     });
     o.abandoned_holds = vec![hash(10), hash(11)];
+    o.dev_fee = Some(mostro_core::order::DevFee {
+        amount: Sats(360),
+        address: "dev@example.com".into(),
+        state: mostro_core::order::DevFeeState::InFlight,
+        invoice: Some("lnbcrt3600n1...".into()),
+        hash: Some(hash(12)),
+        previous: vec![hash(13)],
+        attempts: 1,
+        checking: true,
+        paid_hash: None,
+        routing_fee: Sats(0),
+        duplicates: Vec::new(),
+    });
     if let Some(d) = o.dispute.as_mut() {
         d.solver = Some(identity(3));
         d.solver_write = true;
