@@ -380,8 +380,10 @@ impl Engine {
     /// Counts and logs what the operator must see in a transition.
     pub(super) fn observe(&self, before: &Order, after: &Order) {
         let dups = |o: &Order| {
-            o.payout.as_ref().map_or(0, |p| p.duplicates.len())
-                + o.dev_fee.as_ref().map_or(0, |d| d.duplicates.len())
+            o.payout
+                .as_ref()
+                .map_or(0, |p| p.duplicates.len())
+                .saturating_add(o.dev_fee.as_ref().map_or(0, |d| d.duplicates.len()))
         };
         let stale_paid = |o: &Order| {
             o.payout
