@@ -1257,6 +1257,40 @@ mod tests {
     }
 
     #[test]
+    fn the_dev_fee_is_off_by_default_and_checked_when_set() {
+        let p = Config::parse("", &[]).unwrap().policy();
+        assert_eq!((p.dev_fee_ppm, p.dev_fee_address), (0, None));
+        let ok = Config::parse(
+            "[mostro]\ndev_fee_percentage = 0.3\ndev_fee_address = \"dev@example.com\"\n",
+            &[],
+        )
+        .unwrap()
+        .policy();
+        assert_eq!(ok.dev_fee_ppm, 300_000);
+        assert_eq!(ok.dev_fee_address.as_deref(), Some("dev@example.com"));
+        for (toml, key) in [
+            (
+                "dev_fee_percentage = 0.05\ndev_fee_address = \"a@b.c\"",
+                "mostro.dev_fee_percentage",
+            ),
+            (
+                "dev_fee_percentage = 1.5\ndev_fee_address = \"a@b.c\"",
+                "mostro.dev_fee_percentage",
+            ),
+            ("dev_fee_percentage = 0.3", "mostro.dev_fee_address"),
+            (
+                "dev_fee_percentage = 0.3\ndev_fee_address = \"lnbc1xyz\"",
+                "mostro.dev_fee_address",
+            ),
+        ] {
+            let e = Config::parse(&format!("[mostro]\n{toml}\n"), &[])
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(key), "{toml}: {e}");
+        }
+    }
+
+    #[test]
     fn a_retry_interval_not_above_the_pay_timeout_is_refused() {
         let e = Config::parse(
             "[lightning]\npay_timeout_secs = 60\n[mostro]\npayment_retries_interval = 60\n",

@@ -27,7 +27,7 @@ use std::future::Future;
 use std::path::Path;
 
 pub use config::{Backend, Config};
-pub use node::run_with;
+pub use node::{Parts, run_with, run_with_parts};
 pub use support::NodeKey;
 
 /// Runs the node described by `config` until `shutdown` resolves: opens the Lightning backend

@@ -237,6 +237,11 @@ impl Transport for MeteredTransport {
         self.metrics.published.inc();
         Ok(())
     }
+    async fn publish_dev_fee(&self, order: &Order) -> Result<(), TransportError> {
+        self.inner.publish_dev_fee(order).await?;
+        self.metrics.published.inc();
+        Ok(())
+    }
 }
 
 /// A store that records commit latency.

@@ -69,10 +69,27 @@ pub async fn lightning(cfg: &Config) -> anyhow::Result<Arc<dyn LightningNode>> {
 
 /// Runs the node until `shutdown` resolves.
 pub async fn run(cfg: Config, shutdown: impl Future<Output = ()> + Send) -> anyhow::Result<()> {
+    run_with_parts(cfg, Parts::default(), shutdown).await
+}
+
+/// What an embedder may supply instead of what the config builds.
+#[derive(Default)]
+pub struct Parts {
+    /// Resolves Lightning addresses (buyer payouts to an address, the development fee); by
+    /// default the SSRF-guarded LNURL resolver.
+    pub resolver: Option<Arc<dyn mostro_core::ports::PayoutResolver>>,
+}
+
+/// [`run`] with some parts supplied by the caller.
+pub async fn run_with_parts(
+    cfg: Config,
+    parts: Parts,
+    shutdown: impl Future<Output = ()> + Send,
+) -> anyhow::Result<()> {
     let key = NodeKey::load(&cfg.data_path(&cfg.node.key_file))?;
     info!(npub = %key.npub(), pubkey = %key.public(), "node key loaded");
     let node = lightning(&cfg).await?;
-    run_with(cfg, key, node, shutdown).await
+    run_node(cfg, key, node, parts, shutdown).await
 }
 
 /// Runs the node with an already opened Lightning backend (the demo passes its simulator's).
@@ -80,6 +97,16 @@ pub async fn run_with(
     cfg: Config,
     key: NodeKey,
     node: Arc<dyn LightningNode>,
+    shutdown: impl Future<Output = ()> + Send,
+) -> anyhow::Result<()> {
+    run_node(cfg, key, node, Parts::default(), shutdown).await
+}
+
+async fn run_node(
+    cfg: Config,
+    key: NodeKey,
+    node: Arc<dyn LightningNode>,
+    parts: Parts,
     shutdown: impl Future<Output = ()> + Send,
 ) -> anyhow::Result<()> {
     let clock = Arc::new(SystemClock);
@@ -140,10 +167,14 @@ pub async fn run_with(
         pay_timeout_secs: cfg.lightning.pay_timeout_secs,
     };
     // Lightning-address / LNURL payouts, resolved at payout time (SSRF-guarded, bounded).
-    let resolver = mostro_price::LnurlResolver::new(mostro_price::LnurlConfig::default())
-        .map_err(|e| anyhow::anyhow!("LNURL resolver: {e}"))?;
-    let engine =
-        Arc::new(Engine::new(ports, engine_cfg, cfg.policy()).with_resolver(Arc::new(resolver)));
+    let resolver: Arc<dyn mostro_core::ports::PayoutResolver> = match parts.resolver {
+        Some(r) => r,
+        None => Arc::new(
+            mostro_price::LnurlResolver::new(mostro_price::LnurlConfig::default())
+                .map_err(|e| anyhow::anyhow!("LNURL resolver: {e}"))?,
+        ),
+    };
+    let engine = Arc::new(Engine::new(ports, engine_cfg, cfg.policy()).with_resolver(resolver));
 
     // Restart recovery before any new message is accepted: the node's view of every hold and
     // payout hash an open order knows. One order that cannot be read never stops the start;

@@ -322,3 +322,151 @@ async fn the_exchange_rates_are_published_when_asked_for() {
 
     stop_node(stop, node).await;
 }
+
+/// A trade with a development fee configured, against the LND simulator behind the real LND
+/// adapter: the fee is paid once after the buyer, audited as kind 8383, and not again after a
+/// restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trade_pays_the_dev_fee_once_and_publishes_its_audit_event() {
+    let world = World::start(
+        "dev_fee_percentage = 0.3\ndev_fee_address = \"devfund@dev.example\"",
+        "",
+        "",
+    )
+    .await;
+    let spawn = |world: &World| {
+        let cfg = mostrod::Config::load(&world.config, &[]).unwrap();
+        let parts = mostrod::Parts {
+            resolver: Some(std::sync::Arc::new(mostro_testkit::FakeResolver::new(
+                world.ledger.clone(),
+            ))),
+        };
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(mostrod::run_with_parts(cfg, parts, async {
+            let _ = stopped.await;
+        }));
+        (stop, task)
+    };
+    let (stop, node) = spawn(&world);
+    wait_ready(world.admin).await;
+
+    let mut seller = world.client("seller", Protocol::V2).await;
+    let mut buyer = world.client("buyer", Protocol::V2).await;
+    seller
+        .send_opening(
+            None,
+            Action::NewOrder,
+            Some(Payload::Order(sell_order(80_000, 40))),
+        )
+        .await
+        .unwrap();
+    let id = seller
+        .wait_where(Action::NewOrder, None, |_| true)
+        .await
+        .unwrap()
+        .id
+        .unwrap();
+    buyer
+        .send_opening(Some(id), Action::TakeSell, None)
+        .await
+        .unwrap();
+    let ask = buyer.wait_order(Action::AddInvoice, id).await.unwrap();
+    let payout = u64::try_from(ask.amount).unwrap();
+    let invoice = world
+        .ledger
+        .wallet_invoice("buyer", Some(Sats(payout)), 3600)
+        .unwrap();
+    buyer
+        .send(
+            Some(id),
+            Action::AddInvoice,
+            Some(Payload::PaymentRequest(None, invoice, None)),
+        )
+        .await
+        .unwrap();
+    let pay = seller
+        .wait_where(Action::PayInvoice, Some(id), |k| {
+            matches!(k.payload, Some(Payload::PaymentRequest(..)))
+        })
+        .await
+        .unwrap();
+    let Some(Payload::PaymentRequest(_, hold, _)) = pay.payload else {
+        panic!("no hold invoice")
+    };
+    world.ledger.pay_hold("seller", &hold).unwrap();
+    buyer
+        .wait(Action::HoldInvoicePaymentAccepted, id)
+        .await
+        .unwrap();
+    buyer.send(Some(id), Action::FiatSent, None).await.unwrap();
+    seller.wait(Action::FiatSentOk, id).await.unwrap();
+    seller.send(Some(id), Action::Release, None).await.unwrap();
+    buyer.wait(Action::PurchaseCompleted, id).await.unwrap();
+    assert_eq!(world.ledger.balance("buyer"), i128::from(payout));
+
+    // 30 % of the node's fee (2 x 240 sat).
+    let dev = 144i128;
+    let deadline = Instant::now() + WAIT;
+    while world.ledger.balance("devfund") != dev {
+        assert!(
+            Instant::now() < deadline,
+            "dev fee not paid: {}",
+            world.ledger.balance("devfund")
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let client = nostr_sdk::Client::default();
+    client.add_relay(world.relay_url.as_str()).await.unwrap();
+    client.connect().await;
+    client.wait_for_connection(Duration::from_secs(5)).await;
+    let deadline = Instant::now() + WAIT;
+    let audit = loop {
+        let events = client
+            .fetch_events(
+                nostr_sdk::Filter::new()
+                    .author(world.node_keys.public_key())
+                    .kind(nostr_sdk::Kind::from(8383u16)),
+                Duration::from_secs(3),
+            )
+            .await
+            .unwrap();
+        if let Some(e) = events.into_iter().next() {
+            break e;
+        }
+        assert!(Instant::now() < deadline, "no dev-fee audit event");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    client.shutdown().await;
+    audit.verify().unwrap();
+    let tags: Vec<Vec<String>> = audit.tags.iter().map(|t| t.as_slice().to_vec()).collect();
+    let names: Vec<&str> = tags.iter().map(|t| t[0].as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "order-id",
+            "amount",
+            "hash",
+            "destination",
+            "network",
+            "y",
+            "z",
+            "expiration"
+        ]
+    );
+    assert_eq!(tags[0][1], id.to_string());
+    assert_eq!(tags[1][1], "144");
+    assert_eq!(tags[2][1].len(), 64);
+    assert_eq!(tags[3][1], "devfund@dev.example");
+    assert_eq!(tags[4][1], "regtest");
+    assert_eq!(tags[6][1], "dev-fee-payment");
+    stop_node(stop, node).await;
+
+    // Another run on the same data: nothing is paid again.
+    let (stop, node) = spawn(&world);
+    wait_ready(world.admin).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(world.ledger.balance("devfund"), dev, "dev fee paid once");
+    assert_eq!(world.ledger.balance("buyer"), i128::from(payout));
+    stop_node(stop, node).await;
+    world.relay.shutdown();
+}

@@ -85,13 +85,11 @@ pub trait Transport: Send + Sync {
     }
 
     /// Publishes the audit event of an order's paid development fee (a regular event: one per
-    /// payment). The default publishes nothing (transports without public events).
+    /// payment). No default: a decorator that forgot to forward it would silently publish
+    /// nothing (a transport without public events returns `Ok`).
     ///
     /// MAY be called again for the same order after a crash (the outbox re-runs it); relays keep
     /// what they receive, so a client reading the audit trail MUST see the order id at most once
     /// per payment hash (the event carries both).
-    async fn publish_dev_fee(&self, order: &Order) -> Result<(), TransportError> {
-        let _ = order;
-        Ok(())
-    }
+    async fn publish_dev_fee(&self, order: &Order) -> Result<(), TransportError>;
 }
