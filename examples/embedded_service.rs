@@ -64,6 +64,11 @@ impl Transport for ChannelTransport {
     async fn publish_dispute(&self, _order: &Order) -> Result<(), TransportError> {
         Ok(())
     }
+
+    async fn publish_dev_fee(&self, _order: &Order) -> Result<(), TransportError> {
+        // No public audit trail in this embedding (no development fee is configured).
+        Ok(())
+    }
 }
 
 /// Not for production: use the operating system's randomness in a real service.
