@@ -297,6 +297,8 @@ const CARRIED: &[(&str, &str)] = &[
     ("mostro", "max_expiration_days"),
     ("mostro", "expiration_seconds"),
     ("mostro", "pow"),
+    ("mostro", "dev_fee_percentage"),
+    ("mostro", "pow_first_contact"),
     ("mostro", "publish_relays_interval"),
     ("mostro", "publish_mostro_info_interval"),
     ("mostro", "bitcoin_price_api_url"),
@@ -405,6 +407,18 @@ pub fn convert_settings(text: &str, base: &Path) -> anyhow::Result<Imported> {
     if let Some(v) = ref_u64(&t, "mostro", "pow")? {
         cfg.nostr.pow =
             u8::try_from(v).map_err(|_| anyhow::anyhow!("[mostro] pow = {v}: too large"))?;
+    }
+    if let Some(v) = t
+        .get("mostro")
+        .and_then(|m| m.get("dev_fee_percentage"))
+        .map(ToString::to_string)
+    {
+        // The reference pays it to its own project's address by default: not carried over, so
+        // the operator chooses the share and the address of this daemon deliberately.
+        not_carried.push(format!(
+            "mostro.dev_fee_percentage = {v}: not carried over; set [mostro] dev_fee_percentage \
+             and dev_fee_address to pay a development fee"
+        ));
     }
     if let Some(v) = ref_u64(&t, "mostro", "pow_first_contact")? {
         cfg.nostr.pow_first_contact = u8::try_from(v)
