@@ -50,39 +50,35 @@ async fn wait_ready(admin: SocketAddr) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_trade_through_the_library_driver_then_a_graceful_stop() {
-    let world = World::start("", "", "").await;
-    let (stop, node) = spawn_node(&world);
-    wait_ready(world.admin).await;
-
-    let mut seller = world.client("seller", Protocol::V2).await;
-    let mut buyer = world.client("buyer", Protocol::V1).await;
+/// A sell trade of `sats` from the new order to the buyer's purchase-completed: the seller and
+/// the buyer are the node's clients, the buyer's invoice and the seller's payment come from the
+/// simulator's wallets. Returns the order id and the buyer's payout.
+async fn sell_trade(
+    world: &World,
+    seller: &mut Party,
+    buyer: &mut Party,
+    sats: i64,
+) -> (Uuid, u64) {
     seller
         .send_opening(
             None,
             Action::NewOrder,
-            Some(Payload::Order(sell_order(80_000, 40))),
+            Some(Payload::Order(sell_order(sats, 40))),
         )
         .await
         .unwrap();
-    let k = seller
+    let id = seller
         .wait_where(Action::NewOrder, None, |_| true)
         .await
-        .unwrap();
-    let id = k.id.expect("new-order reply names the order");
-
+        .unwrap()
+        .id
+        .expect("new-order reply names the order");
     buyer
         .send_opening(Some(id), Action::TakeSell, None)
         .await
         .unwrap();
     let ask = buyer.wait_order(Action::AddInvoice, id).await.unwrap();
     let payout = u64::try_from(ask.amount).unwrap();
-    assert_eq!(
-        payout,
-        80_000 - fee(80_000),
-        "the buyer is asked for amount minus its fee"
-    );
     let invoice = world
         .ledger
         .wallet_invoice("buyer", Some(Sats(payout)), 3600)
@@ -113,6 +109,23 @@ async fn a_trade_through_the_library_driver_then_a_graceful_stop() {
     seller.wait(Action::FiatSentOk, id).await.unwrap();
     seller.send(Some(id), Action::Release, None).await.unwrap();
     buyer.wait(Action::PurchaseCompleted, id).await.unwrap();
+    (id, payout)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trade_through_the_library_driver_then_a_graceful_stop() {
+    let world = World::start("", "", "").await;
+    let (stop, node) = spawn_node(&world);
+    wait_ready(world.admin).await;
+
+    let mut seller = world.client("seller", Protocol::V2).await;
+    let mut buyer = world.client("buyer", Protocol::V1).await;
+    let (id, payout) = sell_trade(&world, &mut seller, &mut buyer, 80_000).await;
+    assert_eq!(
+        payout,
+        80_000 - fee(80_000),
+        "the buyer is asked for amount minus its fee"
+    );
     assert_eq!(
         world.ledger.balance("buyer"),
         i128::from(payout),
@@ -352,56 +365,7 @@ async fn a_trade_pays_the_dev_fee_once_and_publishes_its_audit_event() {
 
     let mut seller = world.client("seller", Protocol::V2).await;
     let mut buyer = world.client("buyer", Protocol::V2).await;
-    seller
-        .send_opening(
-            None,
-            Action::NewOrder,
-            Some(Payload::Order(sell_order(80_000, 40))),
-        )
-        .await
-        .unwrap();
-    let id = seller
-        .wait_where(Action::NewOrder, None, |_| true)
-        .await
-        .unwrap()
-        .id
-        .unwrap();
-    buyer
-        .send_opening(Some(id), Action::TakeSell, None)
-        .await
-        .unwrap();
-    let ask = buyer.wait_order(Action::AddInvoice, id).await.unwrap();
-    let payout = u64::try_from(ask.amount).unwrap();
-    let invoice = world
-        .ledger
-        .wallet_invoice("buyer", Some(Sats(payout)), 3600)
-        .unwrap();
-    buyer
-        .send(
-            Some(id),
-            Action::AddInvoice,
-            Some(Payload::PaymentRequest(None, invoice, None)),
-        )
-        .await
-        .unwrap();
-    let pay = seller
-        .wait_where(Action::PayInvoice, Some(id), |k| {
-            matches!(k.payload, Some(Payload::PaymentRequest(..)))
-        })
-        .await
-        .unwrap();
-    let Some(Payload::PaymentRequest(_, hold, _)) = pay.payload else {
-        panic!("no hold invoice")
-    };
-    world.ledger.pay_hold("seller", &hold).unwrap();
-    buyer
-        .wait(Action::HoldInvoicePaymentAccepted, id)
-        .await
-        .unwrap();
-    buyer.send(Some(id), Action::FiatSent, None).await.unwrap();
-    seller.wait(Action::FiatSentOk, id).await.unwrap();
-    seller.send(Some(id), Action::Release, None).await.unwrap();
-    buyer.wait(Action::PurchaseCompleted, id).await.unwrap();
+    let (id, payout) = sell_trade(&world, &mut seller, &mut buyer, 80_000).await;
     assert_eq!(world.ledger.balance("buyer"), i128::from(payout));
 
     // 30 % of the node's fee (2 x 240 sat).

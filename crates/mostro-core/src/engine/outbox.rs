@@ -449,24 +449,9 @@ impl Engine {
                 address,
                 amount,
             } => {
-                let Some(resolver) = &self.resolver else {
-                    let input = Input::PayoutResolveFailed {
-                        reason: "no resolver configured".into(),
-                    };
-                    return Ok(self.apply(*order_id, &input, vec![id]).await?);
-                };
-                let input = match resolver.resolve(address, *amount).await {
-                    Ok(bolt11) => {
-                        let now = self.ports.clock.now();
-                        match self.decode_payout_invoice(&bolt11, now).await {
-                            Ok(invoice) => Input::PayoutResolved { invoice },
-                            Err(_) => Input::PayoutResolveFailed {
-                                reason: "unusable invoice".into(),
-                            },
-                        }
-                    },
-                    Err(e) if e.transient => return Err(EffectFailed::Ln(e.message)),
-                    Err(e) => Input::PayoutResolveFailed { reason: e.message },
+                let input = match self.resolve_address(address, *amount).await? {
+                    Ok(invoice) => Input::PayoutResolved { invoice },
+                    Err(reason) => Input::PayoutResolveFailed { reason },
                 };
                 Ok(self.apply(*order_id, &input, vec![id]).await?)
             },
@@ -475,24 +460,9 @@ impl Engine {
                 address,
                 amount,
             } => {
-                let Some(resolver) = &self.resolver else {
-                    let input = Input::DevFeeResolveFailed {
-                        reason: "no resolver configured".into(),
-                    };
-                    return Ok(self.apply(*order_id, &input, vec![id]).await?);
-                };
-                let input = match resolver.resolve(address, *amount).await {
-                    Ok(bolt11) => {
-                        let now = self.ports.clock.now();
-                        match self.decode_payout_invoice(&bolt11, now).await {
-                            Ok(invoice) => Input::DevFeeResolved { invoice },
-                            Err(_) => Input::DevFeeResolveFailed {
-                                reason: "unusable invoice".into(),
-                            },
-                        }
-                    },
-                    Err(e) if e.transient => return Err(EffectFailed::Ln(e.message)),
-                    Err(e) => Input::DevFeeResolveFailed { reason: e.message },
+                let input = match self.resolve_address(address, *amount).await? {
+                    Ok(invoice) => Input::DevFeeResolved { invoice },
+                    Err(reason) => Input::DevFeeResolveFailed { reason },
                 };
                 Ok(self.apply(*order_id, &input, vec![id]).await?)
             },
@@ -515,6 +485,30 @@ impl Engine {
                     Err(e)
                 },
             },
+        }
+    }
+
+    /// A Lightning address resolved into a usable invoice for exactly `amount`: `Ok(Ok(..))`;
+    /// `Ok(Err(reason))` when it cannot be (no resolver, refused, unusable invoice); `Err` when
+    /// the resolver failed transiently (the effect stays pending and is retried).
+    async fn resolve_address(
+        &self,
+        address: &str,
+        amount: crate::types::Sats,
+    ) -> Result<Result<crate::order::PayoutInvoice, String>, EffectFailed> {
+        let Some(resolver) = &self.resolver else {
+            return Ok(Err("no resolver configured".into()));
+        };
+        match resolver.resolve(address, amount).await {
+            Ok(bolt11) => {
+                let now = self.ports.clock.now();
+                Ok(self
+                    .decode_payout_invoice(&bolt11, now)
+                    .await
+                    .map_err(|_| "unusable invoice".to_owned()))
+            },
+            Err(e) if e.transient => Err(EffectFailed::Ln(e.message)),
+            Err(e) => Ok(Err(e.message)),
         }
     }
 }

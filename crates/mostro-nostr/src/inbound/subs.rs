@@ -147,17 +147,7 @@ impl Shared {
         };
         let (f2, f1) = self.filters(url);
         for (proto, filter) in [(Proto::V2, f2), (Proto::V1, f1)] {
-            let generation = self.next_generation.fetch_add(1, Ordering::Relaxed);
-            let old = lock(&self.subs).insert(
-                (url.clone(), proto),
-                Sub {
-                    generation,
-                    active: true,
-                    sent: Instant::now(),
-                    sent_at: self.transport.now(),
-                    caught_up: false,
-                },
-            );
+            let (generation, old) = self.new_generation(url, proto);
             let id = proto.sub_id(generation);
             match relay
                 .subscribe_with_id(id.clone(), filter, nostr_sdk::SubscribeOptions::default())
@@ -170,6 +160,23 @@ impl Shared {
                 let _ = relay.unsubscribe(&proto.sub_id(old.generation)).await;
             }
         }
+    }
+
+    /// Records a new current generation of (`url`, `proto`), sent now; returns it and the one it
+    /// replaces.
+    fn new_generation(&self, url: &RelayUrl, proto: Proto) -> (u64, Option<Sub>) {
+        let generation = self.next_generation.fetch_add(1, Ordering::Relaxed);
+        let old = lock(&self.subs).insert(
+            (url.clone(), proto),
+            Sub {
+                generation,
+                active: true,
+                sent: Instant::now(),
+                sent_at: self.transport.now(),
+                caught_up: false,
+            },
+        );
+        (generation, old)
     }
 
     /// The relay went away or closed a subscription: its current generations stop counting, and
@@ -287,20 +294,7 @@ impl Shared {
     /// Marks a generation as sent without a relay (tests).
     #[cfg(test)]
     pub(crate) fn fake_subscribe(&self, url: &RelayUrl) -> [u64; 2] {
-        Proto::BOTH.map(|proto| {
-            let generation = self.next_generation.fetch_add(1, Ordering::Relaxed);
-            lock(&self.subs).insert(
-                (url.clone(), proto),
-                Sub {
-                    generation,
-                    active: true,
-                    sent: Instant::now(),
-                    sent_at: self.transport.now(),
-                    caught_up: false,
-                },
-            );
-            generation
-        })
+        Proto::BOTH.map(|proto| self.new_generation(url, proto).0)
     }
 }
 
