@@ -7,14 +7,13 @@
 )]
 
 use futures::executor::block_on;
-use mostro_core::engine::{Action, Outcome};
+use mostro_core::engine::Action;
 use mostro_core::fees;
 use mostro_core::order::{DevFeeState, PayoutState, Status};
 use mostro_core::policy::Policy;
 use mostro_core::ports::Store;
 use mostro_core::types::{OrderId, Sats};
 use mostro_testkit::ledger::{AttemptStatus, NODE};
-use mostro_testkit::scenario::sell_order;
 use mostro_testkit::{Faults, TestBed, Trader};
 
 const DEV: &str = "devfund";
@@ -30,22 +29,7 @@ fn policy() -> Policy {
 
 /// A sell trade up to the release (not sent).
 async fn fiat_sent(bed: &TestBed, seller: &Trader, buyer: &Trader) -> OrderId {
-    let id = bed.new_order(seller, sell_order(100_000, 50)).await;
-    let out = bed
-        .send(
-            buyer,
-            Some(id),
-            Action::TakeSell {
-                fiat_amount: None,
-                invoice: None,
-            },
-        )
-        .await;
-    assert_eq!(out, Outcome::Applied(Some(id)));
-    let o = bed.order(id).await;
-    let inv = bed.invoice(buyer, o.amount.checked_sub(o.fee).unwrap());
-    bed.send(buyer, Some(id), Action::AddInvoice(inv)).await;
-    assert!(bed.seller_pays(seller, id).await);
+    let id = bed.active_sell(seller, buyer).await;
     bed.send(buyer, Some(id), Action::FiatSent { next_trade: None })
         .await;
     assert_eq!(bed.order(id).await.status, Status::FiatSent);

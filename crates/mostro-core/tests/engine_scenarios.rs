@@ -19,29 +19,8 @@ fn has(inbox: &[Notice], pred: impl Fn(&Notice) -> bool) -> bool {
     inbox.iter().any(pred)
 }
 
-/// Creates a sell order, takes it without invoice, adds the invoice, pays the hold.
 async fn active_sell(bed: &TestBed, seller: &Trader, buyer: &Trader) -> OrderId {
-    let id = bed.new_order(seller, sell_order(100_000, 50)).await;
-    let out = bed
-        .send(
-            buyer,
-            Some(id),
-            Action::TakeSell {
-                fiat_amount: None,
-                invoice: None,
-            },
-        )
-        .await;
-    assert_eq!(out, Outcome::Applied(Some(id)));
-    assert_eq!(bed.order(id).await.status, Status::WaitingBuyerInvoice);
-    let o = bed.order(id).await;
-    let inv = bed.invoice(buyer, o.amount.checked_sub(o.fee).unwrap());
-    let out = bed.send(buyer, Some(id), Action::AddInvoice(inv)).await;
-    assert_eq!(out, Outcome::Applied(Some(id)));
-    assert_eq!(bed.order(id).await.status, Status::WaitingPayment);
-    assert!(bed.seller_pays(seller, id).await);
-    assert_eq!(bed.order(id).await.status, Status::Active);
-    id
+    bed.active_sell(seller, buyer).await
 }
 
 #[test]

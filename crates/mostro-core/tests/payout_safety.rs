@@ -23,29 +23,8 @@ use mostro_testkit::ledger::AttemptStatus;
 use mostro_testkit::scenario::sell_order;
 use mostro_testkit::{Faults, TestBed, Trader};
 
-/// A sell order taken by `buyer` with an invoice for the exact payout, hold paid: `active`.
 async fn active_sell(bed: &TestBed, seller: &Trader, buyer: &Trader) -> OrderId {
-    let id = bed.new_order(seller, sell_order(100_000, 50)).await;
-    let out = bed
-        .send(
-            buyer,
-            Some(id),
-            Action::TakeSell {
-                fiat_amount: None,
-                invoice: None,
-            },
-        )
-        .await;
-    assert_eq!(out, Outcome::Applied(Some(id)));
-    let o = bed.order(id).await;
-    let inv = bed.invoice(buyer, o.amount.checked_sub(o.fee).unwrap());
-    assert_eq!(
-        bed.send(buyer, Some(id), Action::AddInvoice(inv)).await,
-        Outcome::Applied(Some(id))
-    );
-    assert!(bed.seller_pays(seller, id).await);
-    assert_eq!(bed.order(id).await.status, Status::Active);
-    id
+    bed.active_sell(seller, buyer).await
 }
 
 /// `active_sell`, then fiat-sent.

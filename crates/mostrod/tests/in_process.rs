@@ -50,6 +50,39 @@ async fn wait_ready(admin: SocketAddr) {
     }
 }
 
+/// The first event of the node's of `kind` on the relay that `pred` accepts, polled until
+/// [`WAIT`]; verified.
+async fn node_event(
+    world: &World,
+    kind: u16,
+    what: &str,
+    pred: impl Fn(&nostr_sdk::Event) -> bool,
+) -> nostr_sdk::Event {
+    let client = nostr_sdk::Client::default();
+    client.add_relay(world.relay_url.as_str()).await.unwrap();
+    client.connect().await;
+    client.wait_for_connection(Duration::from_secs(5)).await;
+    let deadline = Instant::now() + WAIT;
+    let event = loop {
+        let events = client
+            .fetch_events(
+                nostr_sdk::Filter::new()
+                    .author(world.node_keys.public_key())
+                    .kind(nostr_sdk::Kind::from(kind)),
+                Duration::from_secs(3),
+            )
+            .await
+            .unwrap();
+        if let Some(e) = events.into_iter().find(|e| pred(e)) {
+            break e;
+        }
+        assert!(Instant::now() < deadline, "no {what} from the node");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    client.shutdown().await;
+    event
+}
+
 /// A sell trade of `sats` from the new order to the buyer's purchase-completed: the seller and
 /// the buyer are the node's clients, the buyer's invoice and the seller's payment come from the
 /// simulator's wallets. Returns the order id and the buyer's payout.
@@ -185,33 +218,11 @@ async fn the_profile_is_published_at_start() {
     let (stop, node) = spawn_node(&world);
     wait_ready(world.admin).await;
 
-    let client = nostr_sdk::Client::default();
-    client.add_relay(world.relay_url.as_str()).await.unwrap();
-    client.connect().await;
-    client.wait_for_connection(Duration::from_secs(5)).await;
-    let deadline = Instant::now() + WAIT;
-    let event = loop {
-        let events = client
-            .fetch_events(
-                nostr_sdk::Filter::new()
-                    .author(world.node_keys.public_key())
-                    .kind(nostr_sdk::Kind::Metadata),
-                Duration::from_secs(3),
-            )
-            .await
-            .unwrap();
-        if let Some(e) = events.into_iter().next() {
-            break e;
-        }
-        assert!(Instant::now() < deadline, "no profile event from the node");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
-    client.shutdown().await;
+    let event = node_event(&world, 0, "profile event", |_| true).await;
     assert_eq!(
         event.content,
         r#"{"name":"Test Mostro","about":"escrow in hold invoices","lud16":"node@example.com"}"#
     );
-    event.verify().unwrap();
 
     stop_node(stop, node).await;
 }
@@ -229,35 +240,13 @@ async fn the_health_report_is_published_when_asked_for() {
     let (stop, node) = spawn_node(&world);
     wait_ready(world.admin).await;
 
-    let client = nostr_sdk::Client::default();
-    client.add_relay(world.relay_url.as_str()).await.unwrap();
-    client.connect().await;
-    client.wait_for_connection(Duration::from_secs(5)).await;
-    let deadline = Instant::now() + WAIT;
-    let event = loop {
-        let events = client
-            .fetch_events(
-                nostr_sdk::Filter::new()
-                    .author(world.node_keys.public_key())
-                    .kind(nostr_sdk::Kind::from(38389u16)),
-                Duration::from_secs(3),
-            )
-            .await
-            .unwrap();
-        // The first report may be sent before the relay connection is up; wait for one that
-        // saw it.
-        if let Some(e) = events.into_iter().find(|e| {
-            e.tags
-                .iter()
-                .any(|t| t.as_slice() == ["status".to_owned(), "ok".to_owned()])
-        }) {
-            break e;
-        }
-        assert!(Instant::now() < deadline, "no healthy report from the node");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
-    client.shutdown().await;
-    event.verify().unwrap();
+    let event = node_event(&world, 38389, "healthy report", |e| {
+        // The first report may be sent before the relay connection is up: one that saw it.
+        e.tags
+            .iter()
+            .any(|t| t.as_slice() == ["status".to_owned(), "ok".to_owned()])
+    })
+    .await;
     let tags: Vec<Vec<String>> = event.tags.iter().map(|t| t.as_slice().to_vec()).collect();
     assert_eq!(tags[0], ["d", &world.node_keys.public_key().to_hex()]);
     assert_eq!(tags[1], ["z", "health"]);
@@ -292,33 +281,7 @@ async fn the_exchange_rates_are_published_when_asked_for() {
     let (stop, node) = spawn_node(&world);
     wait_ready(world.admin).await;
 
-    let client = nostr_sdk::Client::default();
-    client.add_relay(world.relay_url.as_str()).await.unwrap();
-    client.connect().await;
-    client.wait_for_connection(Duration::from_secs(5)).await;
-    let deadline = Instant::now() + WAIT;
-    let event = loop {
-        let events = client
-            .fetch_events(
-                nostr_sdk::Filter::new()
-                    .author(world.node_keys.public_key())
-                    .kind(nostr_sdk::Kind::from(30_078u16))
-                    .identifier("mostro-rates"),
-                Duration::from_secs(3),
-            )
-            .await
-            .unwrap();
-        if let Some(e) = events.into_iter().next() {
-            break e;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no exchange-rates event from the node"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
-    client.shutdown().await;
-    event.verify().unwrap();
+    let event = node_event(&world, 30_078, "exchange-rates event", |_| true).await;
     let tags: Vec<Vec<String>> = event.tags.iter().map(|t| t.as_slice().to_vec()).collect();
     let at = event.created_at.as_secs().to_string();
     let expiration = (event.created_at.as_secs() + 600).to_string();
@@ -379,29 +342,7 @@ async fn a_trade_pays_the_dev_fee_once_and_publishes_its_audit_event() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let client = nostr_sdk::Client::default();
-    client.add_relay(world.relay_url.as_str()).await.unwrap();
-    client.connect().await;
-    client.wait_for_connection(Duration::from_secs(5)).await;
-    let deadline = Instant::now() + WAIT;
-    let audit = loop {
-        let events = client
-            .fetch_events(
-                nostr_sdk::Filter::new()
-                    .author(world.node_keys.public_key())
-                    .kind(nostr_sdk::Kind::from(8383u16)),
-                Duration::from_secs(3),
-            )
-            .await
-            .unwrap();
-        if let Some(e) = events.into_iter().next() {
-            break e;
-        }
-        assert!(Instant::now() < deadline, "no dev-fee audit event");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
-    client.shutdown().await;
-    audit.verify().unwrap();
+    let audit = node_event(&world, 8383, "dev-fee audit event", |_| true).await;
     let tags: Vec<Vec<String>> = audit.tags.iter().map(|t| t.as_slice().to_vec()).collect();
     let names: Vec<&str> = tags.iter().map(|t| t[0].as_str()).collect();
     assert_eq!(

@@ -295,6 +295,36 @@ impl TestBed {
         }
     }
 
+    /// A 100,000 sat sell order of `seller`, taken by `buyer` without an invoice, the invoice for
+    /// the exact payout added, the hold paid: `active`. Panics if a step is refused.
+    pub async fn active_sell(&self, seller: &Trader, buyer: &Trader) -> OrderId {
+        let id = self.new_order(seller, sell_order(100_000, 50)).await;
+        let take = Action::TakeSell {
+            fiat_amount: None,
+            invoice: None,
+        };
+        assert_eq!(
+            self.send(buyer, Some(id), take).await,
+            Outcome::Applied(Some(id))
+        );
+        let o = self.order(id).await;
+        let payout = o.amount.checked_sub(o.fee).unwrap_or(Sats::ZERO);
+        let inv = self.invoice(buyer, payout);
+        assert_eq!(
+            self.send(buyer, Some(id), Action::AddInvoice(inv)).await,
+            Outcome::Applied(Some(id))
+        );
+        assert!(
+            self.seller_pays(seller, id).await,
+            "the seller could not pay"
+        );
+        assert_eq!(
+            self.order(id).await.status,
+            mostro_core::order::Status::Active
+        );
+        id
+    }
+
     /// The stored order.
     pub async fn order(&self, id: OrderId) -> Order {
         use mostro_core::ports::Store;
