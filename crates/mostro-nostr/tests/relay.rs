@@ -354,6 +354,17 @@ impl TestClient {
         self.wrap_at(msg, nostr_sdk::Timestamp::now())
     }
 
+    /// Sends a new order and returns the id of the order the node created.
+    async fn created(&mut self, msg: &Message) -> String {
+        self.send(msg).await;
+        self.expect(Action::NewOrder)
+            .await
+            .kind()
+            .id
+            .unwrap()
+            .to_string()
+    }
+
     /// Sends a v2 message with `pow` bits of proof of work mined on it.
     async fn send_with_pow(&self, msg: &Message, pow: u8) -> nostr_sdk::EventId {
         let opts = WrapOptions {
@@ -888,14 +899,7 @@ async fn a_relay_that_was_down_gets_the_public_events_it_missed() {
     let mut c = TestClient::connect(&urls1, reputation(0xb1, 0xb2), Protocol::V2).await;
 
     // An order published while both relays are up: both have it.
-    c.send(&new_order(1, 1, 30_000)).await;
-    let first = c
-        .expect(Action::NewOrder)
-        .await
-        .kind()
-        .id
-        .unwrap()
-        .to_string();
+    let first = c.created(&new_order(1, 1, 30_000)).await;
     let deadline = tokio::time::Instant::now() + WAIT;
     while order_status_on(&r2.url(), node_pk, &first).await.as_deref() != Some("pending") {
         assert!(
@@ -908,14 +912,7 @@ async fn a_relay_that_was_down_gets_the_public_events_it_missed() {
     // The second relay goes down; an order is published and the first one canceled meanwhile.
     r2.kill();
     tokio::time::sleep(Duration::from_millis(500)).await;
-    c.send(&new_order(2, 2, 30_001)).await;
-    let second = c
-        .expect(Action::NewOrder)
-        .await
-        .kind()
-        .id
-        .unwrap()
-        .to_string();
+    let second = c.created(&new_order(2, 2, 30_001)).await;
     let first_id = uuid::Uuid::parse_str(&first).unwrap();
     c.send(&order_msg(Action::Cancel, first_id, 3, None)).await;
     c.expect(Action::Canceled).await;
@@ -1018,14 +1015,7 @@ async fn a_relay_down_across_a_node_restart_still_gets_what_it_missed() {
     // stops.
     r2.kill();
     tokio::time::sleep(Duration::from_millis(500)).await;
-    c.send(&new_order(1, 1, 40_000)).await;
-    let id = c
-        .expect(Action::NewOrder)
-        .await
-        .kind()
-        .id
-        .unwrap()
-        .to_string();
+    let id = c.created(&new_order(1, 1, 40_000)).await;
     assert_eq!(
         order_status_on(&r1.url(), node_pk, &id).await.as_deref(),
         Some("pending")
