@@ -333,6 +333,9 @@ struct ProviderState {
 #[derive(Debug, Default)]
 struct State {
     providers: Vec<ProviderState>,
+    /// Quotes that reach the feed from elsewhere (trusted nodes' kind-30078 rates on Nostr),
+    /// by source, with when they were published: they enter the median like a provider's.
+    external: BTreeMap<String, (Quotes, Timestamp)>,
     prices: BTreeMap<String, Price>,
 }
 
@@ -404,6 +407,7 @@ impl PriceFeed {
                 clock,
                 state: Mutex::new(State {
                     providers,
+                    external: BTreeMap::new(),
                     prices: BTreeMap::new(),
                 }),
             }),
@@ -491,11 +495,30 @@ impl PriceFeed {
         report
     }
 
+    /// Takes the quotes of an outside source (a trusted node's published rates), published at
+    /// `at` (never later than now), filtered to the accepted codes, and recomputes the medians.
+    /// A source's newer quotes replace its older ones. Returns how many codes were updated.
+    pub fn set_external(&self, source: &str, quotes: Quotes, at: Timestamp) -> usize {
+        let now = self.inner.clock.now();
+        let accepted = &self.inner.accepted;
+        let mut q = Quotes::default();
+        for (code, v) in &quotes.prices {
+            insert_price(&mut q, code, Some(*v), accepted);
+        }
+        let at = Timestamp(at.0.min(now.0));
+        let mut st = self.state();
+        if st.external.get(source).is_some_and(|(_, old)| old.0 > at.0) {
+            return 0;
+        }
+        st.external.insert(source.to_owned(), (q, at));
+        self.recompute(&mut st, now)
+    }
+
     fn recompute(&self, st: &mut State, now: Timestamp) -> usize {
         let min_at = now.0.saturating_sub(self.inner.cfg.max_quote_age_secs);
         let mut per_code: BTreeMap<&str, Vec<(f64, Timestamp)>> = BTreeMap::new();
-        for p in &st.providers {
-            let Some((q, at)) = &p.last else { continue };
+        let provided = st.providers.iter().filter_map(|p| p.last.as_ref());
+        for (q, at) in provided.chain(st.external.values()) {
             if at.0 < min_at {
                 continue;
             }

@@ -461,3 +461,40 @@ async fn run_until_refreshes_at_once_and_stops() {
         .unwrap();
     assert_eq!(y.requests().len(), 1);
 }
+
+/// Outside quotes (trusted nodes' published rates) enter the median with the providers', the
+/// newest per source, the stale ones left out.
+#[tokio::test]
+async fn outside_quotes_enter_the_median() {
+    let y = yadio_server(100_000.0).await;
+    let (f, clock) = feed(config(vec![provider(ProviderKind::Yadio, &y)]));
+    f.refresh().await;
+    assert_eq!(usd(&f).await, Some(100_000.0));
+    let quotes = |v: f64| mostro_price::Quotes {
+        prices: [("USD".to_owned(), v), ("bad code!".to_owned(), 1.0)]
+            .into_iter()
+            .collect(),
+        provider_time: None,
+    };
+    // A second source: the median of two.
+    assert!(f.set_external("node-a", quotes(102_000.0), Timestamp(T0)) > 0);
+    assert_eq!(usd(&f).await, Some(101_000.0));
+    assert!(!f.prices().contains_key("bad code!"));
+    // Its older rates never replace newer ones; its newer ones do.
+    assert_eq!(
+        f.set_external("node-a", quotes(200_000.0), Timestamp(T0 - 60)),
+        0
+    );
+    assert_eq!(usd(&f).await, Some(101_000.0));
+    f.set_external("node-a", quotes(104_000.0), Timestamp(T0 + 5));
+    assert_eq!(usd(&f).await, Some(102_000.0));
+    // Sources whose rates are older than the staleness bound do not count.
+    clock.advance(PriceFeedConfig::default().max_quote_age_secs + 60);
+    use mostro_core::ports::Clock;
+    f.set_external("node-b", quotes(90_000.0), clock.now());
+    assert_eq!(
+        usd(&f).await,
+        Some(90_000.0),
+        "the provider's and node-a's quotes are stale"
+    );
+}

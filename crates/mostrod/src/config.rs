@@ -342,6 +342,9 @@ pub struct PriceSection {
     /// Publish the node's quotes as the kind-30078 exchange-rates event (`d` = `mostro-rates`)
     /// every `update_interval_seconds` (the fixed `[prices]` when no provider is configured).
     pub publish_to_nostr: bool,
+    /// Trusted Mostro nodes (npub or hex) whose published exchange rates (kind 30078) enter the
+    /// median like a provider's, read from the node's relays every `update_interval_seconds`.
+    pub nostr_sources: Vec<String>,
 }
 
 impl Default for PriceSection {
@@ -353,6 +356,7 @@ impl Default for PriceSection {
             provider_timeout_seconds: mostro_price::feed::DEFAULT_PROVIDER_TIMEOUT_SECS,
             currencies: Vec::new(),
             publish_to_nostr: false,
+            nostr_sources: Vec::new(),
         }
     }
 }
@@ -362,7 +366,7 @@ impl Config {
     #[must_use]
     pub fn price_feed(&self) -> Option<mostro_price::PriceFeedConfig> {
         let p = &self.price;
-        if p.providers.is_empty() {
+        if p.providers.is_empty() && p.nostr_sources.is_empty() {
             return None;
         }
         let currencies = if p.currencies.is_empty() {
@@ -864,6 +868,15 @@ impl Config {
                 return Err(invalid("price.currencies", code, "fiat codes like \"EUR\""));
             }
         }
+        for k in &pr.nostr_sources {
+            if nostr_sdk::PublicKey::parse(k.trim()).is_err() {
+                return Err(invalid(
+                    "price.nostr_sources",
+                    k,
+                    "node public keys (npub or 64 hex characters)",
+                ));
+            }
+        }
         for (code, p) in &self.prices.fixed {
             if !p.is_finite() || *p <= 0.0 {
                 return Err(invalid(
@@ -970,6 +983,7 @@ const KEYS: &[&str] = &[
     "price.provider_timeout_seconds",
     "price.currencies",
     "price.publish_to_nostr",
+    "price.nostr_sources",
     "admin.listen",
     "admin.token_file",
     "metrics.listen",
@@ -1164,6 +1178,9 @@ currencies = []
 # Publish the node's quotes as the kind-30078 exchange-rates event (d = "mostro-rates") every
 # update_interval_seconds (the fixed [prices] when no provider is configured).
 publish_to_nostr = false
+# Trusted Mostro nodes (npub or hex) whose published rates (kind 30078) enter the median like a
+# provider's, read from this node's relays every update_interval_seconds.
+nostr_sources = []
 
 [admin]
 # Loopback endpoint for `mostrod admin ...`, /health and /metrics.
@@ -1254,6 +1271,17 @@ mod tests {
         let env = [("MOSTRO_PROFILE_NAME".to_owned(), "From Env".to_owned())];
         let from_env = Config::parse("", &env).unwrap();
         assert_eq!(from_env.profile.name.as_deref(), Some("From Env"));
+    }
+
+    #[test]
+    fn trusted_rate_sources_are_node_keys_and_make_a_feed() {
+        let e = Config::parse("[price]\nnostr_sources = [\"not-a-key\"]\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("price.nostr_sources"), "{e}");
+        let hex = "a".repeat(64);
+        let ok = Config::parse(&format!("[price]\nnostr_sources = [\"{hex}\"]\n"), &[]);
+        assert!(ok.is_ok_and(|c| c.price_feed().is_some()));
     }
 
     #[test]

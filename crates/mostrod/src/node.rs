@@ -1,5 +1,6 @@
 //! Composition: config -> adapters -> engine -> loops. The only place that knows every adapter.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -249,6 +250,15 @@ async fn run_node(
         node.clone(),
         stopped(stop_rx.clone()),
     ));
+    let trusted_rates_task = match (&feed, cfg.price.nostr_sources.is_empty()) {
+        (Some(f), false) => Some(tokio::spawn(read_trusted_rates_loop(
+            cfg.clone(),
+            transport.clone(),
+            f.clone(),
+            stopped(stop_rx.clone()),
+        ))),
+        _ => None,
+    };
     let rates_task = cfg.price.publish_to_nostr.then(|| {
         tokio::spawn(publish_rates_loop(
             cfg.clone(),
@@ -293,6 +303,9 @@ async fn run_node(
         let _ = t.await;
     }
     if let Some(t) = rates_task {
+        let _ = t.await;
+    }
+    if let Some(t) = trusted_rates_task {
         let _ = t.await;
     }
     let _ = prune_task.await;
@@ -395,6 +408,9 @@ fn current_rates(
                 .iter()
                 .map(|p| p.kind.as_str())
                 .collect();
+            if !cfg.price.nostr_sources.is_empty() {
+                kinds.push("nostr");
+            }
             kinds.dedup();
             mostro_nostr::events::Rates {
                 prices: f
@@ -440,6 +456,83 @@ async fn publish_rates_loop(
         }
         if let Err(e) = transport.publish_rates(&rates).await {
             warn!(error = %e, "exchange rates not published");
+        }
+    }
+}
+
+/// Reads the exchange rates the trusted nodes (`[price] nostr_sources`) published (kind 30078,
+/// `d` = `mostro-rates`) from this node's relays every `update_interval_seconds`, the first time
+/// at once, and gives each node's newest, unexpired rates to the feed as one more source.
+async fn read_trusted_rates_loop(
+    cfg: Config,
+    transport: Arc<NostrTransport>,
+    feed: Arc<mostro_price::PriceFeed>,
+    stop: impl Future<Output = ()>,
+) {
+    use mostro_nostr::events::{KIND_RATES, RATES_D};
+    let own = transport.keys().public_key();
+    let authors: Vec<nostr_sdk::PublicKey> = cfg
+        .price
+        .nostr_sources
+        .iter()
+        .filter_map(|k| nostr_sdk::PublicKey::parse(k.trim()).ok())
+        .filter(|k| *k != own)
+        .collect();
+    let mut stop = std::pin::pin!(stop);
+    transport
+        .wait_for_connection(std::time::Duration::from_secs(5))
+        .await;
+    let period = std::time::Duration::from_secs(cfg.price.update_interval_seconds.max(1));
+    let mut tick = tokio::time::interval(period);
+    loop {
+        tokio::select! {
+            () = &mut stop => return,
+            _ = tick.tick() => {},
+        }
+        let filter = nostr_sdk::Filter::new()
+            .authors(authors.clone())
+            .kind(nostr_sdk::Kind::from(KIND_RATES))
+            .identifier(RATES_D);
+        let events = match transport
+            .client()
+            .fetch_events(filter, std::time::Duration::from_secs(5))
+            .await
+        {
+            Ok(e) => e,
+            Err(e) => {
+                warn!(error = %e, "trusted nodes' rates unavailable");
+                continue;
+            },
+        };
+        let now = nostr_sdk::Timestamp::now();
+        let mut newest: HashMap<nostr_sdk::PublicKey, nostr_sdk::Event> = HashMap::new();
+        for e in events {
+            if !authors.contains(&e.pubkey) || e.is_expired_at(&now) || e.verify().is_err() {
+                continue;
+            }
+            if newest
+                .get(&e.pubkey)
+                .is_none_or(|old| old.created_at < e.created_at)
+            {
+                newest.insert(e.pubkey, e);
+            }
+        }
+        for (author, e) in newest {
+            match mostro_price::feed::parse_quotes(
+                mostro_price::ProviderKind::Yadio,
+                e.content.as_bytes(),
+                &[],
+            ) {
+                Ok(q) => {
+                    let n = feed.set_external(
+                        &format!("nostr:{}", author.to_hex()),
+                        q,
+                        mostro_core::types::Timestamp(e.created_at.as_secs()),
+                    );
+                    debug!(node = %author, updated = n, "trusted node's rates taken");
+                },
+                Err(err) => warn!(node = %author, error = %err, "trusted node's rates unreadable"),
+            }
         }
     }
 }

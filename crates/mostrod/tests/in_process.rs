@@ -375,3 +375,52 @@ async fn a_trade_pays_the_dev_fee_once_and_publishes_its_audit_event() {
     stop_node(stop, node).await;
     world.relay.shutdown();
 }
+
+/// `[price] nostr_sources`: a trusted node's published rates (kind 30078) become the node's
+/// price feed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trusted_nodes_published_rates_feed_the_prices() {
+    let world = World::start("", "", "").await;
+    let trusted = nostr_sdk::Keys::generate();
+    let client = nostr_sdk::Client::new(trusted.clone());
+    client.add_relay(world.relay_url.as_str()).await.unwrap();
+    client.connect().await;
+    client.wait_for_connection(Duration::from_secs(5)).await;
+    let rates = nostr_sdk::EventBuilder::new(
+        nostr_sdk::Kind::from(30_078u16),
+        r#"{"BTC":{"BTC":1,"EUR":61000.0,"USD":66000.0}}"#,
+    )
+    .tag(nostr_sdk::Tag::identifier("mostro-rates"))
+    .sign_with_keys(&trusted)
+    .unwrap();
+    client.send_event(&rates).await.unwrap();
+    client.shutdown().await;
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&world.config)
+        .unwrap();
+    writeln!(
+        f,
+        "\n[price]\nnostr_sources = [\"{}\"]\ncurrencies = [\"EUR\"]",
+        trusted.public_key().to_hex()
+    )
+    .unwrap();
+    drop(f);
+    let (stop, node) = spawn_node(&world);
+    wait_ready(world.admin).await;
+    let token = std::fs::read_to_string(world.dir.path().join("admin.token")).unwrap();
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let (_, body) = http_get(world.admin, "/metrics", Some(token.trim())).unwrap();
+        if body.contains("mostro_price_quote_age_seconds{currency=\"EUR\"}") {
+            assert!(!body.contains("currency=\"USD\""), "USD is not accepted");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no EUR quote from the trusted node:\n{body}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    stop_node(stop, node).await;
+}
