@@ -338,6 +338,73 @@ fn dispute_admin_settle_and_admin_cancel() {
 }
 
 #[test]
+fn the_solver_is_told_when_the_parties_close_its_dispute_themselves() {
+    block_on(async {
+        let bed = TestBed::new();
+        let admin = Trader {
+            identity: bed.node_key,
+            trade_key: bed.node_key,
+            ..Trader::new("admin")
+        };
+        let (mut seller, mut buyer) = (Trader::new("seller"), Trader::new("buyer"));
+        // The seller releases during a dispute the admin took: told `released`.
+        let id = active_sell(&bed, &seller, &buyer).await;
+        bed.send(&buyer, Some(id), Action::FiatSent { next_trade: None })
+            .await;
+        bed.send(&buyer, Some(id), Action::Dispute).await;
+        let did = bed.order(id).await.dispute.unwrap().id;
+        bed.send(&admin, Some(did), Action::AdminTakeDispute).await;
+        bed.transport.take_sent();
+        bed.send(&seller, Some(id), Action::Release { next_trade: None })
+            .await;
+        assert_eq!(bed.order(id).await.status, Status::Success);
+        let to_admin: Vec<Notice> = bed
+            .transport
+            .take_sent()
+            .into_iter()
+            .filter(|n| n.to == admin.trade_key)
+            .map(|n| n.notice)
+            .collect();
+        assert_eq!(to_admin, vec![Notice::Released]);
+
+        // A cooperative cancel during a taken dispute: told `cooperative-cancel-accepted`.
+        seller.next_key();
+        buyer.next_key();
+        let id = active_sell(&bed, &seller, &buyer).await;
+        bed.send(&seller, Some(id), Action::Dispute).await;
+        let did = bed.order(id).await.dispute.unwrap().id;
+        bed.send(&admin, Some(did), Action::AdminTakeDispute).await;
+        bed.send(&seller, Some(id), Action::Cancel).await;
+        bed.transport.take_sent();
+        bed.send(&buyer, Some(id), Action::Cancel).await;
+        assert_eq!(bed.order(id).await.status, Status::CooperativelyCanceled);
+        let to_admin: Vec<Notice> = bed
+            .transport
+            .take_sent()
+            .into_iter()
+            .filter(|n| n.to == admin.trade_key)
+            .map(|n| n.notice)
+            .collect();
+        assert_eq!(to_admin, vec![Notice::CooperativeCancelAccepted]);
+
+        // A dispute nobody took: no solver to tell.
+        seller.next_key();
+        buyer.next_key();
+        let id = active_sell(&bed, &seller, &buyer).await;
+        bed.send(&seller, Some(id), Action::Dispute).await;
+        bed.send(&seller, Some(id), Action::Cancel).await;
+        bed.transport.take_sent();
+        bed.send(&buyer, Some(id), Action::Cancel).await;
+        assert!(
+            bed.transport
+                .take_sent()
+                .iter()
+                .all(|n| n.to == seller.trade_key || n.to == buyer.trade_key)
+        );
+    });
+}
+
+#[test]
 fn payout_failure_retries_then_new_invoice() {
     block_on(async {
         let bed = TestBed::new();

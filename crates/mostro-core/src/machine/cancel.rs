@@ -104,7 +104,12 @@ pub(super) fn cancel(
                         && d.status.is_open()
                     {
                         d.status = DisputeStatus::CooperativelyCanceled;
+                        // Closed by the parties: the solver who took it is told.
+                        let solver = d.solver_party.clone();
                         t.publish_dispute();
+                        if let Some(s) = solver {
+                            t.tell(&s, None, Notice::CooperativeCancelAccepted);
+                        }
                     }
                     t.tell_both_answering(
                         &Notice::CooperativeCancelAccepted,

@@ -462,7 +462,12 @@ fn command_step(
                 && d.status.is_open()
             {
                 d.status = DisputeStatus::Released;
+                // The parties closed it themselves: the solver who took it is told.
+                let solver = d.solver_party.clone();
                 t.publish_dispute();
+                if let Some(s) = solver {
+                    t.tell(&s, None, Notice::Released);
+                }
             }
             Ok(())
         },
