@@ -337,6 +337,16 @@ fn dispute_admin_settle_and_admin_cancel() {
     });
 }
 
+/// What was sent to `who` since the last drain (drains the transport's record).
+fn notices_to(bed: &TestBed, who: &Trader) -> Vec<Notice> {
+    bed.transport
+        .take_sent()
+        .into_iter()
+        .filter(|n| n.to == who.trade_key)
+        .map(|n| n.notice)
+        .collect()
+}
+
 #[test]
 fn the_solver_is_told_when_the_parties_close_its_dispute_themselves() {
     block_on(async {
@@ -358,13 +368,7 @@ fn the_solver_is_told_when_the_parties_close_its_dispute_themselves() {
         bed.send(&seller, Some(id), Action::Release { next_trade: None })
             .await;
         assert_eq!(bed.order(id).await.status, Status::Success);
-        let to_admin: Vec<Notice> = bed
-            .transport
-            .take_sent()
-            .into_iter()
-            .filter(|n| n.to == admin.trade_key)
-            .map(|n| n.notice)
-            .collect();
+        let to_admin = notices_to(&bed, &admin);
         assert_eq!(to_admin, vec![Notice::Released]);
 
         // A cooperative cancel during a taken dispute: told `cooperative-cancel-accepted`.
@@ -378,13 +382,7 @@ fn the_solver_is_told_when_the_parties_close_its_dispute_themselves() {
         bed.transport.take_sent();
         bed.send(&buyer, Some(id), Action::Cancel).await;
         assert_eq!(bed.order(id).await.status, Status::CooperativelyCanceled);
-        let to_admin: Vec<Notice> = bed
-            .transport
-            .take_sent()
-            .into_iter()
-            .filter(|n| n.to == admin.trade_key)
-            .map(|n| n.notice)
-            .collect();
+        let to_admin = notices_to(&bed, &admin);
         assert_eq!(to_admin, vec![Notice::CooperativeCancelAccepted]);
 
         // A dispute nobody took: no solver to tell.

@@ -232,7 +232,6 @@ pub(crate) struct Readiness {
     relays: usize,
     relays_configured: usize,
     lightning_events: bool,
-    outbox: Option<u64>,
 }
 
 impl Readiness {
@@ -243,14 +242,12 @@ impl Readiness {
             .await
             .err()
             .map(|e| e.to_string());
-        let outbox = state.store.pending_effect_count().await.ok();
         Readiness {
             store,
             lightning: state.lightning.problem(),
             relays: relays_connected(&state.transport).await,
             relays_configured: state.relays_configured,
             lightning_events: state.counters.node_connected.load(Ordering::Relaxed),
-            outbox,
         }
     }
 
@@ -268,9 +265,13 @@ impl Readiness {
         failed
     }
 
-    /// The report for the health event: the three checks, and the outbox depth (for
-    /// information: a deep outbox is not a failure by itself).
-    pub(crate) fn report(&self, interval_secs: u64) -> mostro_nostr::events::Health {
+    /// The report for the health event: the three checks, and the outbox depth (read by the
+    /// caller, for information: a deep outbox is not a failure by itself).
+    pub(crate) fn report(
+        &self,
+        outbox: Option<u64>,
+        interval_secs: u64,
+    ) -> mostro_nostr::events::Health {
         use mostro_nostr::events::HealthCheck;
         let check = |name: &str, problem: &Option<String>| HealthCheck {
             name: name.to_owned(),
@@ -289,9 +290,7 @@ impl Readiness {
                 HealthCheck {
                     name: "outbox".to_owned(),
                     ok: true,
-                    detail: self
-                        .outbox
-                        .map_or_else(|| "unknown".to_owned(), |n| format!("{n} pending")),
+                    detail: outbox.map_or_else(|| "unknown".to_owned(), |n| format!("{n} pending")),
                 },
             ],
             interval_secs,

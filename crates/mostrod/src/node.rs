@@ -561,7 +561,10 @@ async fn publish_health_loop(
             () = &mut stop => return,
             _ = tick.tick() => {},
         }
-        let report = http::Readiness::check(&state).await.report(interval_secs);
+        let outbox = state.store.pending_effect_count().await.ok();
+        let report = http::Readiness::check(&state)
+            .await
+            .report(outbox, interval_secs);
         if let Err(e) = state.transport.publish_health(&report).await {
             warn!(error = %e, "health event not published");
         }
